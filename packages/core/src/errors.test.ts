@@ -1,0 +1,76 @@
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { BallastError, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
+
+class QuotaError extends BallastError {
+  constructor(cause?: unknown) {
+    super('quota exceeded', { code: 'BALLAST_QUOTA', status: 429, headers: { 'retry-after': '3' }, cause })
+  }
+}
+
+describe('BallastError', () => {
+  it('carries name, code, status, headers and cause', () => {
+    const cause = new Error('root')
+    const error = new QuotaError(cause)
+    expect(error).toBeInstanceOf(Error)
+    expect(error).toBeInstanceOf(BallastError)
+    expect(error).toBeInstanceOf(QuotaError)
+    expect(error.name).toBe('QuotaError')
+    expect(error.code).toBe('BALLAST_QUOTA')
+    expect(error.status).toBe(429)
+    expect(error.statusCode).toBe(429)
+    expect(error.headers).toEqual({ 'retry-after': '3' })
+    expect(error.cause).toBe(cause)
+    expect(error.stack).toContain('QuotaError')
+  })
+
+  it('omits cause and headers when not given', () => {
+    const error = new BallastError('plain', { code: 'BALLAST_X', status: 500 })
+    expect('cause' in error).toBe(false)
+    expect(error.headers).toBeUndefined()
+  })
+
+  it('keeps identity across duplicate copies of the package', async () => {
+    // A second copy of the built module in another folder, as a duplicated install would load it.
+    const dir = await mkdtemp(join(tmpdir(), 'ballast-copy-'))
+    await copyFile(new URL('../dist/errors.js', import.meta.url), join(dir, 'errors.js'))
+    await writeFile(join(dir, 'package.json'), '{"type":"module"}')
+    const copy = (await import(/* @vite-ignore */ pathToFileURL(join(dir, 'errors.js')).href)) as typeof import('./errors.js')
+    await rm(dir, { recursive: true, force: true })
+    expect(copy.BallastError).not.toBe(BallastError)
+    const foreign = new copy.BallastError('x', { code: 'BALLAST_X', status: 500 })
+    expect(foreign instanceof BallastError).toBe(true)
+    expect(new QuotaError() instanceof copy.BallastError).toBe(true)
+    expect(isBallastError(foreign)).toBe(true)
+
+    class ForeignQuotaError extends copy.BallastError {}
+    Object.defineProperty(ForeignQuotaError, 'name', { value: 'QuotaError' })
+    expect(new ForeignQuotaError('q', { code: 'BALLAST_QUOTA', status: 429 }) instanceof QuotaError).toBe(true)
+    expect(foreign instanceof QuotaError).toBe(false)
+  })
+
+  it('does not claim unrelated values', () => {
+    expect(isBallastError(new Error('x'))).toBe(false)
+    expect(isBallastError(null)).toBe(false)
+    expect(isBallastError({ code: 'BALLAST_X' })).toBe(false)
+    expect(new Error('x') instanceof BallastError).toBe(false)
+  })
+
+  it('brands classes with a foreign base', () => {
+    class Timeout extends Error {}
+    class BrandedTimeout extends Timeout {
+      static override [Symbol.hasInstance](value: unknown): boolean {
+        return matchesBallastClass(BrandedTimeout, value)
+      }
+    }
+    brandAsBallastError(BrandedTimeout.prototype)
+    const error = new BrandedTimeout('late')
+    expect(isBallastError(error)).toBe(true)
+    expect(error instanceof BallastError).toBe(true)
+    expect(error instanceof Timeout).toBe(true)
+    expect(new Timeout('x') instanceof BrandedTimeout).toBe(false)
+  })
+})

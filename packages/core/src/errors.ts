@@ -1,0 +1,91 @@
+const brand = Symbol.for('ballast.error')
+
+/** Options shared by every {@link BallastError}. */
+export interface BallastErrorOptions {
+  /** Stable machine-readable code, `BALLAST_*`. */
+  code: string
+  /** HTTP status Express's default error handler answers with. */
+  status: number
+  /** Response headers finalhandler sets for this error (e.g. `retry-after`). */
+  headers?: Record<string, string>
+  /** The error that led to this one. */
+  cause?: unknown
+}
+
+/**
+ * Base class of every error ballast throws.
+ *
+ * Each error carries a stable `code` to branch on, and the `status` (plus optional
+ * `headers`) that Express's default error handler uses, so `next(error)` answers
+ * the client correctly without any custom handler. `instanceof` works even when an
+ * application ends up with two copies of this package: identity is a `Symbol.for`
+ * brand, not the class object.
+ *
+ * @example
+ * ```ts
+ * class QuotaExceededError extends BallastError {
+ *   constructor() {
+ *     super('quota exceeded', { code: 'BALLAST_QUOTA', status: 429, headers: { 'retry-after': '5' } })
+ *   }
+ * }
+ * ```
+ */
+export class BallastError extends Error {
+  readonly code: string
+  readonly status: number
+  /** Express's finalhandler reads `statusCode` as well as `status`. */
+  readonly statusCode: number
+  readonly headers?: Readonly<Record<string, string>>
+
+  constructor(message: string, options: BallastErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = options.code
+    this.status = options.status
+    this.statusCode = options.status
+    if (options.headers !== undefined) this.headers = options.headers
+  }
+
+  /**
+   * Branded identity: survives duplicate installs of `@ballast/core`. Subclasses
+   * match by class name among branded errors, which is what undici does with its
+   * per-class `Symbol.for` keys.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return matchesBallastClass(this, value)
+  }
+
+  get [brand](): true {
+    return true
+  }
+}
+
+/**
+ * True for any error created by any copy of `@ballast/core`, including errors
+ * that subclass another library's base (such as p-timeout's `TimeoutError`) and
+ * carry the brand with {@link brandAsBallastError}.
+ */
+export function isBallastError(value: unknown): value is BallastError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true
+}
+
+/**
+ * Marks a class whose base is not {@link BallastError} as one, for errors that must
+ * extend a third-party class (p-timeout's `TimeoutError`) yet answer to
+ * `isBallastError`. Call once on the prototype.
+ */
+export function brandAsBallastError(prototype: object): void {
+  Object.defineProperty(prototype, brand, { value: true, enumerable: false })
+}
+
+/**
+ * `instanceof` for a ballast error class that may exist twice in one process:
+ * the prototype chain first, then the brand plus the class name. Use it as the
+ * static `[Symbol.hasInstance]` of error classes that cannot extend
+ * {@link BallastError}.
+ */
+export function matchesBallastClass(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
+  if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true
+  if (!isBallastError(value)) return false
+  return cls.name === 'BallastError' || (value as Error).name === cls.name
+}

@@ -1,0 +1,28 @@
+export { BallastError, type BallastErrorOptions, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
+export {
+  addCollector,
+  counter,
+  DEFAULT_PREFIX,
+  gauge,
+  histogram,
+  labelProduct,
+  type MetricsOptions,
+  type MetricsTarget,
+  metricsTarget,
+  safeCollect,
+  zeroSeries,
+} from './metrics.js'
+export { metricsHandler } from './metrics-handler.js'
+export {
+  booleanOption,
+  describeValue,
+  functionOption,
+  MAX_TIMER_DELAY,
+  type NumberBounds,
+  numberOption,
+  objectOption,
+  oneOfOption,
+  stringOption,
+  timerDelay,
+} from './options.js'
+export { methodLabel, OTHER_METHOD, type RoutedRequest, routeLabel, UNMATCHED_ROUTE } from './route-label.js'

@@ -1,0 +1,29 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { register as globalRegistry, type Registry } from 'prom-client'
+
+/**
+ * An Express (or plain `node:http`) handler serving the registry's exposition
+ * with the registry's own content type. A failing scrape answers 500 with the
+ * reason as text instead of hanging the scraper.
+ *
+ * @example
+ * ```ts
+ * app.get('/metrics', metricsHandler())
+ * // or with a registry of your own
+ * app.get('/metrics', metricsHandler(registry))
+ * ```
+ */
+export function metricsHandler(registry: Registry = globalRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async function serveMetrics(_req, res) {
+    try {
+      const body = await registry.metrics()
+      res.statusCode = 200
+      res.setHeader('content-type', registry.contentType)
+      res.end(body)
+    } catch (error) {
+      res.statusCode = 500
+      res.setHeader('content-type', 'text/plain; charset=utf-8')
+      res.end(`metrics collection failed: ${error instanceof Error ? error.message : String(error)}\n`)
+    }
+  }
+}

@@ -1,0 +1,188 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import express from 'express'
+import { register as globalRegistry, Registry } from 'prom-client'
+import { describe, expect, it } from 'vitest'
+import { addCollector, counter, gauge, histogram, labelProduct, metricsTarget, zeroSeries } from './metrics.js'
+import { metricsHandler } from './metrics-handler.js'
+
+async function serve(app: express.Express) {
+  const server = app.listen(0, '127.0.0.1')
+  await new Promise((resolve) => server.once('listening', resolve))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { url, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+describe('metricsTarget', () => {
+  it('defaults to the global registry and the ballast_ prefix', () => {
+    const target = metricsTarget('Thing')
+    expect(target.registry).toBe(globalRegistry)
+    expect(target.prefix).toBe('ballast_')
+  })
+
+  it('rejects a registry that is not one, and invalid prefixes', () => {
+    expect(() => metricsTarget('Breaker', { registry: {} as Registry })).toThrow(
+      /Breaker: option "registry" must be a prom-client Registry, got \{\}/,
+    )
+    expect(() => metricsTarget('Breaker', { prefix: '9bad' })).toThrow(RangeError)
+    expect(() => metricsTarget('Breaker', { prefix: 'has space_' })).toThrow(/option "prefix"/)
+    expect(metricsTarget('Breaker', { prefix: '' }).prefix).toBe('')
+  })
+})
+
+describe('get-or-create metrics', () => {
+  it('shares a metric registered twice instead of throwing', async () => {
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry })
+    const spec = { name: 'things_total', help: 'Things.', labelNames: ['kind'] as const }
+    const a = counter(target, spec)
+    const b = counter(target, spec)
+    expect(b).toBe(a)
+    a.inc({ kind: 'x' })
+    b.inc({ kind: 'x' })
+    expect((await registry.getSingleMetricAsString('ballast_things_total')).trim().split('\n').at(-1)).toBe(
+      'ballast_things_total{kind="x"} 2',
+    )
+  })
+
+  it('refuses a clash with a different metric under the same name', () => {
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry })
+    counter(target, { name: 'clash', help: 'c', labelNames: ['a'] })
+    expect(() => gauge(target, { name: 'clash', help: 'c', labelNames: ['a'] })).toThrow(/already registered as a counter/)
+    expect(() => counter(target, { name: 'clash', help: 'c', labelNames: ['b'] })).toThrow(/use another "prefix" or "registry"/)
+  })
+
+  it('sends everything to a custom registry and nothing to the global one', async () => {
+    const before = (await globalRegistry.getMetricsAsJSON()).length
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry, prefix: 'custom_' })
+    counter(target, { name: 'a_total', help: 'a', labelNames: [] }).inc()
+    histogram(target, { name: 'b_seconds', help: 'b', labelNames: [], buckets: [0.1, 1] }).observe(0.5)
+    gauge(target, { name: 'c', help: 'c', labelNames: [] }).set(1)
+    expect((await registry.getMetricsAsJSON()).map((metric) => metric.name).sort()).toEqual([
+      'custom_a_total',
+      'custom_b_seconds',
+      'custom_c',
+    ])
+    expect((await globalRegistry.getMetricsAsJSON()).length).toBe(before)
+  })
+
+  it('creates label sets at zero', async () => {
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry })
+    const calls = counter(target, { name: 'calls_total', help: 'Calls.', labelNames: ['breaker', 'outcome'] })
+    const latency = histogram(target, { name: 'latency_seconds', help: 'L.', labelNames: ['outcome'], buckets: [1] })
+    zeroSeries(calls, labelProduct({ breaker: ['inventory'], outcome: ['success', 'failure'] }))
+    zeroSeries(latency, labelProduct({ outcome: ['success'] }))
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_calls_total{breaker="inventory",outcome="success"} 0')
+    expect(text).toContain('ballast_calls_total{breaker="inventory",outcome="failure"} 0')
+    expect(text).toContain('ballast_latency_seconds_count{outcome="success"} 0')
+  })
+
+  it('keeps the scrape working when a collector throws, and runs the others', async () => {
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry })
+    const state = gauge(target, { name: 'state', help: 'S.', labelNames: ['breaker'] })
+    const removeBroken = addCollector(state, () => {
+      throw new Error('collector failed')
+    })
+    const removeGood = addCollector(state, () => state.set({ breaker: 'b' }, 1))
+    const failing = gauge(target, {
+      name: 'own_collect',
+      help: 'O.',
+      labelNames: [],
+      collect() {
+        throw new Error('boom')
+      },
+    })
+    failing.set(3)
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_state{breaker="b"} 1')
+    expect(text).toContain('ballast_own_collect 3')
+    removeBroken()
+    removeGood()
+    state.reset()
+    expect(await registry.metrics()).not.toContain('ballast_state{breaker="b"}')
+  })
+})
+
+describe('importing registers nothing', () => {
+  it('leaves a fresh global registry empty', async () => {
+    const { execPath } = process
+    const script = `
+      import('prom-client').then(async ({ register }) => {
+        await import(${JSON.stringify(new URL('./index.ts', import.meta.url).href.replace('/src/index.ts', '/dist/index.js'))})
+        process.stdout.write(String((await register.getMetricsAsJSON()).length))
+      })`
+    const { stdout } = await promisify(execFile)(execPath, ['--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url).pathname,
+    })
+    expect(stdout).toBe('0')
+  })
+})
+
+describe('metricsHandler', () => {
+  it('serves the exposition with the registry content type, also for OpenMetrics', async () => {
+    const registry = new Registry()
+    counter(metricsTarget('T', { registry }), { name: 'hits_total', help: 'Hits.', labelNames: [] }).inc()
+    const open = new Registry(Registry.OPENMETRICS_CONTENT_TYPE)
+    const app = express()
+    app.get('/metrics', metricsHandler(registry))
+    app.get('/open', metricsHandler(open))
+    const { url, close } = await serve(app)
+    try {
+      const response = await fetch(`${url}/metrics`)
+      expect(response.status).toBe(200)
+      expect(response.headers.get('content-type')).toBe(registry.contentType)
+      expect(await response.text()).toContain('ballast_hits_total 1')
+      const openResponse = await fetch(`${url}/open`)
+      expect(openResponse.headers.get('content-type')).toBe(open.contentType)
+      await openResponse.text()
+    } finally {
+      await close()
+    }
+  })
+
+  it('answers 500 when the registry fails instead of hanging', async () => {
+    const registry = new Registry()
+    registry.metrics = () => Promise.reject(new Error('exploded'))
+    const app = express()
+    app.get('/metrics', metricsHandler(registry))
+    const { url, close } = await serve(app)
+    try {
+      const response = await fetch(`${url}/metrics`)
+      expect(response.status).toBe(500)
+      expect(await response.text()).toContain('exploded')
+    } finally {
+      await close()
+    }
+  })
+
+  it('produces an exposition promtool accepts', async () => {
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry })
+    const requests = counter(target, { name: 'demo_requests_total', help: 'Requests handled.', labelNames: ['route', 'method'] })
+    zeroSeries(requests, labelProduct({ route: ['/orders/:id', '<unmatched>'], method: ['GET', '_OTHER'] }))
+    histogram(target, { name: 'demo_duration_seconds', help: 'Duration.', labelNames: ['route'], buckets: [0.01, 0.1, 1] }).observe(
+      { route: '/orders/:id' },
+      0.05,
+    )
+    const state = gauge(target, { name: 'demo_state', help: 'State.', labelNames: ['state'] })
+    addCollector(state, () => state.set({ state: 'closed' }, 1))
+    const dir = await mkdtemp(join(tmpdir(), 'ballast-promtool-'))
+    try {
+      const file = join(dir, 'metrics.txt')
+      await writeFile(file, await registry.metrics())
+      const { stdout, stderr } = await promisify(execFile)('sh', ['-c', `promtool check metrics < ${file}`])
+      expect(stdout + stderr).toBe('')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

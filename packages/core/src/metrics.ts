@@ -1,0 +1,186 @@
+import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
+import { describeValue, stringOption } from './options.js'
+
+/** The metric options every ballast component accepts. */
+export interface MetricsOptions {
+  /** Where series are registered. Default: prom-client's global `register`. */
+  registry?: Registry
+  /** Prepended to every metric name. Default `ballast_`; `''` for none. */
+  prefix?: string
+}
+
+/** Prefix of every metric name unless the `prefix` option says otherwise. */
+export const DEFAULT_PREFIX = 'ballast_'
+
+const METRIC_PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/
+
+/** A validated registry plus prefix, from which a component creates its metrics. */
+export interface MetricsTarget {
+  readonly registry: Registry
+  readonly prefix: string
+}
+
+/**
+ * Validates the `registry` and `prefix` options of a component at construction.
+ * Nothing is registered here: metrics are created lazily by the component, never
+ * on import.
+ */
+export function metricsTarget(owner: string, options: MetricsOptions = {}): MetricsTarget {
+  const registry = options.registry ?? globalRegistry
+  if (
+    typeof registry !== 'object' ||
+    registry === null ||
+    typeof (registry as Partial<Registry>).getSingleMetric !== 'function' ||
+    typeof (registry as Partial<Registry>).registerMetric !== 'function'
+  ) {
+    throw new TypeError(`${owner}: option "registry" must be a prom-client Registry, got ${describeValue(registry)}`)
+  }
+  const prefix = stringOption(owner, 'prefix', options.prefix, DEFAULT_PREFIX, METRIC_PREFIX)
+  return { registry, prefix }
+}
+
+interface MetricSpec<L extends string> {
+  name: string
+  help: string
+  labelNames: readonly L[]
+}
+
+type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>
+
+function getOrCreate<M extends AnyMetric>(
+  target: MetricsTarget,
+  type: 'counter' | 'gauge' | 'histogram',
+  spec: MetricSpec<string>,
+  create: (name: string) => M,
+): M {
+  const name = target.prefix + spec.name
+  const existing = target.registry.getSingleMetric(name) as (AnyMetric & { type?: string; labelNames?: string[] }) | undefined
+  if (existing === undefined) return create(name)
+  const sameLabels =
+    existing.labelNames?.length === spec.labelNames.length && spec.labelNames.every((label) => existing.labelNames?.includes(label))
+  if (existing.type !== type || !sameLabels) {
+    throw new TypeError(
+      `metric "${name}" is already registered as a ${existing.type} with labels ${describeValue(existing.labelNames)}; ` +
+        `ballast needs a ${type} with labels ${describeValue(spec.labelNames)} (use another "prefix" or "registry")`,
+    )
+  }
+  return existing as M
+}
+
+/**
+ * Gets the counter `prefix + name` from the registry, or creates it. A second
+ * component on the same registry shares the metric (and so its series) rather than
+ * failing with prom-client's "already registered" error.
+ */
+export function counter<L extends string>(target: MetricsTarget, spec: MetricSpec<L>): Counter<L> {
+  return getOrCreate(
+    target,
+    'counter',
+    spec,
+    (name) => new Counter({ name, help: spec.help, labelNames: spec.labelNames, registers: [target.registry] }),
+  ) as Counter<L>
+}
+
+/**
+ * Gets or creates a gauge. A `collect` callback runs at scrape time and can never
+ * break the scrape: an exception inside it is swallowed and the previous values
+ * are served.
+ */
+export function gauge<L extends string>(target: MetricsTarget, spec: MetricSpec<L> & { collect?: (this: Gauge<L>) => void }): Gauge<L> {
+  const collect = spec.collect
+  return getOrCreate(
+    target,
+    'gauge',
+    spec,
+    (name) =>
+      new Gauge({
+        name,
+        help: spec.help,
+        labelNames: spec.labelNames,
+        registers: [target.registry],
+        ...(collect === undefined ? {} : { collect: safeCollect(collect) }),
+      }),
+  ) as Gauge<L>
+}
+
+/** Gets or creates a histogram; `buckets` are in seconds. */
+export function histogram<L extends string>(target: MetricsTarget, spec: MetricSpec<L> & { buckets: readonly number[] }): Histogram<L> {
+  return getOrCreate(
+    target,
+    'histogram',
+    spec,
+    (name) =>
+      new Histogram({
+        name,
+        help: spec.help,
+        labelNames: spec.labelNames,
+        buckets: [...spec.buckets],
+        registers: [target.registry],
+      }),
+  ) as Histogram<L>
+}
+
+/**
+ * Wraps a gauge `collect` callback so it never throws (prom-client would fail the
+ * whole scrape). Gauges that several components share chain their callbacks
+ * through {@link addCollector} instead of replacing each other's.
+ */
+export function safeCollect<T>(collect: (this: T) => void): (this: T) => void {
+  return function collectSafely(this: T) {
+    try {
+      collect.call(this)
+    } catch {
+      // A scrape must always succeed; the previous values stay.
+    }
+  }
+}
+
+const collectors = Symbol.for('ballast.metrics.collectors')
+
+type CollectingGauge = Gauge<string> & { [collectors]?: Set<() => void>; collect?: () => void }
+
+/**
+ * Registers a scrape-time callback on a shared gauge and returns a function
+ * removing it. Several instances (two breakers on one registry) each add their
+ * own; each runs in isolation so one failing callback cannot hide the others.
+ *
+ * @example
+ * ```ts
+ * const stop = addCollector(stateGauge, () => stateGauge.set({ breaker: name }, 1))
+ * // on dispose
+ * stop()
+ * ```
+ */
+export function addCollector(metric: Gauge<string>, collect: () => void): () => void {
+  const shared = metric as CollectingGauge
+  let set = shared[collectors]
+  if (set === undefined) {
+    const created = new Set<() => void>()
+    set = created
+    shared[collectors] = created
+    shared.collect = () => {
+      for (const callback of created) safeCollect(callback).call(undefined)
+    }
+  }
+  set.add(collect)
+  return () => {
+    set.delete(collect)
+  }
+}
+
+/** Creates each label set at zero so it exists before the first event. */
+export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSets: readonly Record<string, string>[]): void {
+  for (const labels of labelSets) {
+    if (metric instanceof Histogram) metric.zero(labels)
+    else metric.inc(labels, 0)
+  }
+}
+
+/** Every combination of the given label values, for {@link zeroSeries}. */
+export function labelProduct<K extends string>(dimensions: Record<K, readonly string[]>): Record<K, string>[] {
+  let sets: Record<string, string>[] = [{}]
+  for (const [name, values] of Object.entries(dimensions) as [K, readonly string[]][]) {
+    sets = sets.flatMap((set) => values.map((value) => ({ ...set, [name]: value })))
+  }
+  return sets as Record<K, string>[]
+}

@@ -1,0 +1,113 @@
+import { inspect } from 'node:util'
+
+/** Largest delay `setTimeout` honours; anything above fires at once in Node. */
+export const MAX_TIMER_DELAY = 2 ** 31 - 1
+
+/** Renders a bad option value for an error message: short, quoted, never throws. */
+export function describeValue(value: unknown): string {
+  return inspect(value, { depth: 1, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 64, maxArrayLength: 8 })
+}
+
+function fail(owner: string, option: string, expected: string, value: unknown, Kind: typeof TypeError): never {
+  throw new Kind(`${owner}: option "${option}" must be ${expected}, got ${describeValue(value)}`)
+}
+
+/** Bounds for {@link numberOption}. */
+export interface NumberBounds {
+  min?: number
+  max?: number
+  integer?: boolean
+}
+
+/**
+ * Validates a numeric option: a `TypeError` for a non-number (or NaN), a
+ * `RangeError` outside the bounds. Both name the owner, the option and the value.
+ *
+ * @example
+ * ```ts
+ * const timeout = numberOption('Breaker', 'timeout', options.timeout, 10_000, { min: 1 })
+ * // RangeError: Breaker: option "timeout" must be a number >= 1, got -5
+ * ```
+ */
+export function numberOption(owner: string, option: string, value: unknown, fallback: number, bounds?: NumberBounds): number
+export function numberOption(owner: string, option: string, value: unknown, fallback: undefined, bounds?: NumberBounds): number | undefined
+export function numberOption(
+  owner: string,
+  option: string,
+  value: unknown,
+  fallback: number | undefined,
+  bounds: NumberBounds = {},
+): number | undefined {
+  if (value === undefined) return fallback
+  const { min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY, integer = false } = bounds
+  const expected = [integer ? 'an integer' : 'a number', Number.isFinite(min) ? `>= ${min}` : '', Number.isFinite(max) ? `<= ${max}` : '']
+    .filter(Boolean)
+    .join(' ')
+  if (typeof value !== 'number' || Number.isNaN(value)) fail(owner, option, expected, value, TypeError)
+  if (value < min || value > max || (integer && !Number.isInteger(value))) fail(owner, option, expected, value, RangeError)
+  return value
+}
+
+/** Validates an optional boolean option. */
+export function booleanOption(owner: string, option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') fail(owner, option, 'a boolean', value, TypeError)
+  return value
+}
+
+/** Validates an optional function option. */
+export function functionOption<F extends (...args: never[]) => unknown>(owner: string, option: string, value: unknown): F | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') fail(owner, option, 'a function', value, TypeError)
+  return value as F
+}
+
+/**
+ * Validates a string option, optionally against a pattern (a `RangeError` when it
+ * does not match, naming the pattern).
+ */
+export function stringOption(owner: string, option: string, value: unknown, fallback: string, pattern?: RegExp): string
+export function stringOption(owner: string, option: string, value: unknown, fallback: undefined, pattern?: RegExp): string | undefined
+export function stringOption(
+  owner: string,
+  option: string,
+  value: unknown,
+  fallback: string | undefined,
+  pattern?: RegExp,
+): string | undefined {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string') fail(owner, option, 'a string', value, TypeError)
+  if (pattern !== undefined && !pattern.test(value)) fail(owner, option, `a string matching ${pattern}`, value, RangeError)
+  return value
+}
+
+/** Validates a value that must be one of a fixed set. */
+export function oneOfOption<T extends string | number | boolean>(
+  owner: string,
+  option: string,
+  value: unknown,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  if (value === undefined) return fallback
+  if (!allowed.includes(value as T)) {
+    fail(owner, option, `one of ${allowed.map((v) => describeValue(v)).join(', ')}`, value, RangeError)
+  }
+  return value as T
+}
+
+/** Validates that the options argument itself is a plain object (or absent). */
+export function objectOption<T extends object>(owner: string, option: string, value: unknown): T | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(owner, option, 'an object', value, TypeError)
+  return value as T
+}
+
+/**
+ * Converts a delay in milliseconds to what `setTimeout` can honour: `undefined`
+ * ("no timer") above {@link MAX_TIMER_DELAY}, since Node would fire such a timer
+ * after 1 ms instead.
+ */
+export function timerDelay(ms: number): number | undefined {
+  return ms > MAX_TIMER_DELAY || !Number.isFinite(ms) ? undefined : Math.max(0, ms)
+}
