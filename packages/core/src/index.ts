@@ -12,7 +12,7 @@ export {
   safeCollect,
   zeroSeries,
 } from './metrics.js'
-export { metricsHandler } from './metrics-handler.js'
+export { type ExpositionSource, metricsHandler } from './metrics-handler.js'
 export {
   booleanOption,
   describeValue,

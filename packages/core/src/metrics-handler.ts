@@ -1,5 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { register as globalRegistry, type Registry } from 'prom-client'
+import { register as globalRegistry } from 'prom-client'
+
+/** What the handler needs of a registry: any prom-client `Registry`, Prometheus or OpenMetrics. */
+export interface ExpositionSource {
+  metrics(): Promise<string>
+  readonly contentType: string
+}
 
 /**
  * An Express (or plain `node:http`) handler serving the registry's exposition
@@ -13,7 +19,7 @@ import { register as globalRegistry, type Registry } from 'prom-client'
  * app.get('/metrics', metricsHandler(registry))
  * ```
  */
-export function metricsHandler(registry: Registry = globalRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function metricsHandler(registry: ExpositionSource = globalRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async function serveMetrics(_req, res) {
     try {
       const body = await registry.metrics()

@@ -131,7 +131,8 @@ describe('metricsHandler', () => {
   it('serves the exposition with the registry content type, also for OpenMetrics', async () => {
     const registry = new Registry()
     counter(metricsTarget('T', { registry }), { name: 'hits_total', help: 'Hits.', labelNames: [] }).inc()
-    const open = new Registry(Registry.OPENMETRICS_CONTENT_TYPE)
+    const open = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>()
+    open.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
     const app = express()
     app.get('/metrics', metricsHandler(registry))
     app.get('/open', metricsHandler(open))

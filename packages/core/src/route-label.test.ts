@@ -103,7 +103,7 @@ describe('routeLabel on a real Express 5 app', () => {
     )
     seen.length = 0
     for (const [index, path] of paths.entries()) {
-      const response = await fetch(base + path, { method: methods[index % methods.length] })
+      const response = await fetch(base + path, { method: methods[index % methods.length] ?? 'GET' })
       await response.arrayBuffer()
     }
     await new Promise((resolve) => setImmediate(resolve))
