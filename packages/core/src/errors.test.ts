@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -36,7 +36,8 @@ describe('BallastError', () => {
   it('keeps identity across duplicate copies of the package', async () => {
     // A second copy of the built module in another folder, as a duplicated install would load it.
     const dir = await mkdtemp(join(tmpdir(), 'ballast-copy-'))
-    await copyFile(new URL('../dist/errors.js', import.meta.url), join(dir, 'errors.js'))
+    const built = await readFile(new URL('../dist/errors.js', import.meta.url), 'utf8')
+    await writeFile(join(dir, 'errors.js'), built.replace(/^\/\/# sourceMappingURL=.*$/m, ''))
     await writeFile(join(dir, 'package.json'), '{"type":"module"}')
     const copy = (await import(/* @vite-ignore */ pathToFileURL(join(dir, 'errors.js')).href)) as typeof import('./errors.js')
     await rm(dir, { recursive: true, force: true })
