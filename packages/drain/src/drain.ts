@@ -1,0 +1,716 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import {
+  booleanOption,
+  describeValue,
+  functionOption,
+  type MetricsOptions,
+  metricsTarget,
+  numberOption,
+  objectOption,
+  stringOption,
+  timerDelay,
+} from '@ballast/core'
+import type { NextFunction, Request, RequestHandler, Response } from 'express'
+import { type CloseReason, ConnectionTracker, type DrainableServer } from './connection-tracker.js'
+import { observeDrain } from './drain-metrics.js'
+import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
+import { DrainEvent } from './events.js'
+import { ExitCode } from './exit-codes.js'
+
+/**
+ * Where a {@link Drain} is in its life.
+ *
+ * @example
+ * ```ts
+ * if (drain.state !== 'serving') res.setHeader('retry-after', '1')
+ * ```
+ */
+export type DrainState = 'serving' | 'draining' | 'closing' | 'stopped'
+
+/**
+ * How a shutdown ended; each maps to one {@link ExitCode}.
+ *
+ * @example
+ * ```ts
+ * const { outcome } = await drain.shutdown()  // 'ok' | 'hook_failed' | 'grace_period_exceeded' | 'second_signal'
+ * ```
+ */
+export type ShutdownOutcome = 'ok' | 'hook_failed' | 'grace_period_exceeded' | 'second_signal'
+
+/**
+ * Outcome of one shutdown hook.
+ *
+ * @example
+ * ```ts
+ * drain.onHookEnd(({ name, outcome }) => { if (outcome !== 'ok') alert(name) })
+ * ```
+ */
+export type HookOutcome = 'ok' | 'failed' | 'timed_out'
+
+/**
+ * What happened to one hook; `abandoned` when the grace period ended while it ran.
+ *
+ * @example
+ * ```ts
+ * const failed = (await drain.shutdown()).hooks.filter((hook) => hook.outcome !== 'ok')
+ * ```
+ */
+export interface HookReport {
+  readonly name: string
+  readonly outcome: HookOutcome | 'abandoned'
+  readonly durationMs: number
+  readonly error?: unknown
+}
+
+/**
+ * The result of {@link Drain.shutdown}.
+ *
+ * @example
+ * ```ts
+ * const drain = new Drain({ signals: false, exit: false })
+ * const report = await drain.shutdown('deploy')
+ * console.log(report.outcome, report.exitCode, Math.round(report.durationMs))
+ * ```
+ */
+export interface ShutdownReport {
+  readonly reason: string
+  readonly outcome: ShutdownOutcome
+  readonly exitCode: number
+  /** From the start of the shutdown to its end. */
+  readonly durationMs: number
+  /** Hooks in the order they ran. */
+  readonly hooks: readonly HookReport[]
+  /** Sockets destroyed because the grace period (or a second signal) cut the drain short. */
+  readonly forcedConnections: number
+}
+
+/**
+ * A pino-, bunyan- or console-compatible logger: `(fields, message)`.
+ *
+ * @example
+ * ```ts
+ * const drain = new Drain({ logger: pino() })
+ * ```
+ */
+export interface DrainLogger {
+  info(fields: Record<string, unknown>, message: string): void
+  warn(fields: Record<string, unknown>, message: string): void
+  error(fields: Record<string, unknown>, message: string): void
+}
+
+/**
+ * Options of {@link Drain}.
+ *
+ * @example
+ * ```ts
+ * const options: DrainOptions = { gracePeriod: 15_000, readinessDelay: 5_000, signals: ['SIGTERM'] }
+ * ```
+ */
+export interface DrainOptions extends MetricsOptions {
+  /** Hard limit from the first signal to the exit, in ms. Default `25_000`. */
+  gracePeriod?: number
+  /**
+   * Time spent `draining` (readiness 503, still serving) before the listeners close, so
+   * load balancers stop routing here. Default `5_000` on Kubernetes (`KUBERNETES_SERVICE_HOST`
+   * set), else `0`.
+   */
+  readinessDelay?: number
+  /** How long an idle keep-alive socket may still bring a request once closing. Default `250`. */
+  idleLinger?: number
+  /** Default timeout of a shutdown hook, in ms. Default `5_000`. */
+  hookTimeout?: number
+  /** Signals that start the shutdown; `false` for none. Default `['SIGTERM', 'SIGINT']`. */
+  signals?: readonly NodeJS.Signals[] | false
+  /** `true`: `process.exit(code)` at the end; a function: called with the code; `false`: nothing. Default: `true` when signals are handled. */
+  exit?: boolean | ((code: number) => void)
+  /** Default `console`; `false` for silence. */
+  logger?: DrainLogger | false
+}
+
+/**
+ * Options of {@link Drain.onShutdown}.
+ *
+ * @example
+ * ```ts
+ * drain.onShutdown('postgres', () => pool.end(), { timeout: 5_000 })
+ * ```
+ */
+export interface HookOptions {
+  /** Abort the hook's signal and move on after this many ms. Default: the drain's `hookTimeout`. */
+  timeout?: number
+}
+
+/**
+ * Payload of {@link Drain.onStateChange}.
+ *
+ * @example
+ * ```ts
+ * drain.onStateChange(({ from, to, reason }) => logger.info({ from, to, reason }, 'drain state'))
+ * ```
+ */
+export interface StateChangeEvent {
+  readonly from: DrainState
+  readonly to: DrainState
+  readonly reason: string
+}
+
+/**
+ * Payload of {@link Drain.onHookEnd}.
+ *
+ * @example
+ * ```ts
+ * drain.onHookEnd(({ name, durationMs }) => console.log(name, durationMs))
+ * ```
+ */
+export interface HookEndEvent {
+  readonly name: string
+  readonly outcome: HookOutcome
+  readonly durationMs: number
+  readonly error?: unknown
+}
+
+interface Hook {
+  readonly name: string
+  readonly run: (signal: AbortSignal) => unknown
+  readonly timeout: number
+}
+
+const OWNER = 'Drain'
+/** A listener closes only once no connection arrived for this long... */
+const LISTENER_QUIET_MS = 20
+/** ...or after this long, whatever clients do. */
+const SETTLE_MAX_MS = 250
+const HOOK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
+const SILENT: DrainLogger = { info() {}, warn() {}, error() {} }
+const CONSOLE: DrainLogger = {
+  info: (fields, message) => console.info(message, fields),
+  warn: (fields, message) => console.warn(message, fields),
+  error: (fields, message) => console.error(message, fields),
+}
+const EXIT_CODES: Record<ShutdownOutcome, number> = {
+  ok: ExitCode.OK,
+  hook_failed: ExitCode.HOOK_FAILED,
+  grace_period_exceeded: ExitCode.GRACE_PERIOD_EXCEEDED,
+  second_signal: ExitCode.SECOND_SIGNAL,
+}
+
+/**
+ * Graceful shutdown that drops no request: on the first signal the service keeps
+ * serving while readiness says 503 (`draining`), then stops accepting and closes its
+ * connections as they become idle (`closing`), waits for in-flight requests and
+ * tracked work, runs shutdown hooks in reverse order, each under its own timeout,
+ * and exits. `gracePeriod` is a hard limit; a second signal exits at once.
+ *
+ * @example
+ * ```ts
+ * const app = express()
+ * const drain = new Drain({ gracePeriod: 25_000 })
+ * app.use(drain.middleware())
+ * app.get('/readyz', drain.readiness())
+ * app.get('/livez', drain.liveness())
+ * drain.attach(app.listen(8080))
+ * drain.onShutdown('postgres', () => pool.end(), { timeout: 5_000 })
+ * ```
+ */
+export class Drain implements Disposable {
+  readonly gracePeriod: number
+  readonly readinessDelay: number
+  readonly idleLinger: number
+  readonly hookTimeout: number
+
+  readonly #signals: readonly NodeJS.Signals[]
+  readonly #exit: ((code: number) => void) | undefined
+  readonly #logger: DrainLogger
+  readonly #controller = new AbortController()
+  readonly #trackers: ConnectionTracker[] = []
+  readonly #hooks: Hook[] = []
+  readonly #stateChange: DrainEvent<StateChangeEvent>
+  readonly #connectionClose: DrainEvent<{ reason: CloseReason }>
+  readonly #reject: DrainEvent<{ reason: string }>
+  readonly #hookEnd: DrainEvent<HookEndEvent>
+  readonly #hookRegistered: DrainEvent<{ name: string }>
+  readonly #onSignal = (signal: NodeJS.Signals) => this.#signal(signal)
+  readonly #metrics: Disposable
+
+  #state: DrainState = 'serving'
+  /** Whether responses carry `Connection: close` (see #closeGroup for when they do not). */
+  #announce = false
+  #inflight = 0
+  #tracked = 0
+  #openConnections = 0
+  #startedAt: number | undefined
+  #idleWaiters: (() => void)[] = []
+  #shutdown: Promise<ShutdownReport> | undefined
+  #finish: ((report: ShutdownReport) => void) | undefined
+  #hardLimit: NodeJS.Timeout | undefined
+  #phaseTimer: NodeJS.Timeout | undefined
+  #wakePhase: (() => void) | undefined
+  #finished = false
+  #httpDrained = false
+  #hookReports: HookReport[] = []
+  #runningHook: { name: string; controller: AbortController; startedAt: number } | undefined
+  #forced = 0
+  #reason = ''
+
+  constructor(options: DrainOptions = {}) {
+    objectOption(OWNER, 'options', options)
+    this.gracePeriod = numberOption(OWNER, 'gracePeriod', options.gracePeriod, 25_000, { min: 1, max: 2 ** 31 - 1 })
+    const onKubernetes = typeof process.env.KUBERNETES_SERVICE_HOST === 'string' && process.env.KUBERNETES_SERVICE_HOST !== ''
+    this.readinessDelay = numberOption(OWNER, 'readinessDelay', options.readinessDelay, onKubernetes ? 5_000 : 0, { min: 0 })
+    if (this.readinessDelay >= this.gracePeriod) {
+      throw new RangeError(
+        `${OWNER}: option "readinessDelay" must be < gracePeriod (${this.gracePeriod}), got ${describeValue(this.readinessDelay)}`,
+      )
+    }
+    this.idleLinger = numberOption(OWNER, 'idleLinger', options.idleLinger, 250, { min: 0, max: 60_000 })
+    this.hookTimeout = numberOption(OWNER, 'hookTimeout', options.hookTimeout, 5_000, { min: 1 })
+    this.#signals = signalsOption(options.signals)
+    this.#exit = exitOption(options.exit, this.#signals.length > 0)
+    this.#logger = loggerOption(options.logger)
+    const target = metricsTarget(OWNER, options)
+
+    const reportListenerError = (error: unknown) => this.#logger.error({ err: error }, 'drain event listener threw')
+    this.#stateChange = new DrainEvent(reportListenerError)
+    this.#connectionClose = new DrainEvent(reportListenerError)
+    this.#reject = new DrainEvent(reportListenerError)
+    this.#hookEnd = new DrainEvent(reportListenerError)
+    this.#hookRegistered = new DrainEvent(reportListenerError)
+    for (const signal of this.#signals) process.on(signal, this.#onSignal)
+    // Metrics only subscribe to the public events and getters below.
+    this.#metrics = observeDrain(this, target)
+  }
+
+  /** Where the drain is: `serving` → `draining` → `closing` → `stopped`. */
+  get state(): DrainState {
+    return this.#state
+  }
+
+  /** Aborted (with a {@link DrainingError}) as soon as draining starts: stop long polls, SSE, loops. */
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** Requests inside {@link middleware} that have not finished. */
+  get inflight(): number {
+    return this.#inflight
+  }
+
+  /** Promises given to {@link track} that have not settled. */
+  get tracked(): number {
+    return this.#tracked
+  }
+
+  /** Open connections on attached servers. */
+  get openConnections(): number {
+    return this.#openConnections
+  }
+
+  /** Epoch ms (`Date.now()`) when draining started, if it did. */
+  get startedAt(): number | undefined {
+    return this.#startedAt
+  }
+
+  /** Fires on every state transition. */
+  onStateChange(listener: (event: StateChangeEvent) => void): Disposable {
+    return this.#stateChange.on(listener)
+  }
+
+  /** Fires when the drain closes a connection, or sees one end after a `Connection: close` response. */
+  onConnectionClose(listener: (event: { reason: CloseReason }) => void): Disposable {
+    return this.#connectionClose.on(listener)
+  }
+
+  /** Fires when {@link middleware} answers 503 because HTTP was already drained (hooks running, or stopped). */
+  onReject(listener: (event: { reason: string }) => void): Disposable {
+    return this.#reject.on(listener)
+  }
+
+  /** Fires when a shutdown hook finished, failed or timed out. */
+  onHookEnd(listener: (event: HookEndEvent) => void): Disposable {
+    return this.#hookEnd.on(listener)
+  }
+
+  /** Names of the registered hooks, in registration order. */
+  get hooks(): readonly string[] {
+    return this.#hooks.map((hook) => hook.name)
+  }
+
+  /**
+   * Follows a server's connections. With several servers, the last one attached
+   * (typically the metrics server) keeps answering through the whole drain, hooks
+   * included, and closes just before the exit; the others close together.
+   */
+  attach(server: DrainableServer): this {
+    if (
+      typeof server !== 'object' ||
+      server === null ||
+      typeof (server as Partial<DrainableServer>).prependListener !== 'function' ||
+      typeof (server as Partial<DrainableServer>).closeAllConnections !== 'function'
+    ) {
+      throw new TypeError(`${OWNER}: attach() needs an http.Server or https.Server, got ${describeValue(server)}`)
+    }
+    if (this.#trackers.some((tracker) => tracker.server === server)) return this
+    if (this.#state !== 'serving') throw new Error(`${OWNER}: attach() called while ${this.#state}`)
+    this.#trackers.push(
+      new ConnectionTracker(
+        server,
+        {
+          connectionOpened: () => {
+            this.#openConnections++
+          },
+          connectionClosed: (reason) => {
+            this.#openConnections--
+            if (reason !== undefined) this.#connectionClose.emit({ reason })
+          },
+          announcing: () => this.#announce,
+        },
+        this.idleLinger,
+      ),
+    )
+    return this
+  }
+
+  /**
+   * Counts in-flight requests and, once draining, answers with `Connection: close` so
+   * clients stop reusing the connection. Mount it first.
+   */
+  middleware(): RequestHandler {
+    return (req: Request, res: Response, next: NextFunction) => this.#handle(req, res, next)
+  }
+
+  /** `GET /readyz`: 200 while serving, 503 from the moment draining starts. */
+  readiness(): RequestHandler {
+    return (_req: Request, res: Response) => {
+      const serving = this.#state === 'serving'
+      res.statusCode = serving ? 200 : 503
+      res.setHeader('content-type', 'text/plain; charset=utf-8')
+      res.setHeader('cache-control', 'no-store')
+      res.end(serving ? 'ok\n' : `${this.#state}\n`)
+    }
+  }
+
+  /** `GET /livez`: 200 until the process exits; a draining process must not be restarted. */
+  liveness(): RequestHandler {
+    return (_req: Request, res: Response) => {
+      res.statusCode = 200
+      res.setHeader('content-type', 'text/plain; charset=utf-8')
+      res.setHeader('cache-control', 'no-store')
+      res.end('ok\n')
+    }
+  }
+
+  /**
+   * Registers a hook that runs once HTTP is drained, in reverse registration order
+   * (last opened, first closed). Each runs under its own timeout with a signal that
+   * aborts at that timeout; a hook that throws, rejects or hangs is logged, counted,
+   * and the next one runs.
+   */
+  onShutdown(name: string, hook: (signal: AbortSignal) => unknown, options: HookOptions = {}): this {
+    if (typeof name !== 'string') throw new TypeError(`${OWNER}: option "name" must be a string, got ${describeValue(name)}`)
+    stringOption(OWNER, 'name', name, undefined, HOOK_NAME)
+    if (typeof hook !== 'function') throw new TypeError(`${OWNER}: option "hook" must be a function, got ${describeValue(hook)}`)
+    objectOption(OWNER, 'options', options)
+    const timeout = numberOption(OWNER, 'timeout', options.timeout, this.hookTimeout, { min: 1 })
+    if (this.#hooks.some((existing) => existing.name === name)) {
+      throw new RangeError(`${OWNER}: option "name" must be unique, got ${describeValue(name)} twice`)
+    }
+    this.#hooks.push({ name, run: hook, timeout })
+    this.#hookRegistered.emit({ name })
+    return this
+  }
+
+  /** Fires when a hook is registered (metrics create its series at zero). */
+  onHookRegistered(listener: (event: { name: string }) => void): Disposable {
+    return this.#hookRegistered.on(listener)
+  }
+
+  /** Keeps the shutdown waiting (before hooks) until `work` settles; returns `work`. */
+  track<T>(work: PromiseLike<T>): PromiseLike<T> {
+    if (work === null || typeof (work as Partial<PromiseLike<T>>)?.then !== 'function') {
+      throw new TypeError(`${OWNER}: track() needs a promise, got ${describeValue(work)}`)
+    }
+    this.#tracked++
+    const settle = () => {
+      this.#tracked--
+      this.#checkIdle()
+    }
+    Promise.resolve(work).then(settle, settle)
+    return work
+  }
+
+  /** Starts the shutdown (if not already started) and resolves with its report. */
+  shutdown(reason = 'shutdown()'): Promise<ShutdownReport> {
+    if (this.#shutdown !== undefined) return this.#shutdown
+    // Armed before any listener, abort handler or hook runs: nothing user code does can
+    // push the exit past gracePeriod.
+    const startedAt = performance.now()
+    this.#hardLimit = setTimeout(() => this.#expire(startedAt), this.gracePeriod)
+    this.#reason = reason
+    this.#startedAt = Date.now()
+    this.#shutdown = new Promise<ShutdownReport>((resolve) => {
+      this.#finish = resolve
+    })
+    void this.#run(reason, startedAt)
+    return this.#shutdown
+  }
+
+  /** Removes signal listeners and metric collectors; does not close any server. */
+  [Symbol.dispose](): void {
+    for (const signal of this.#signals) process.removeListener(signal, this.#onSignal)
+    this.#metrics[Symbol.dispose]()
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    if (this.#shutdown === undefined) {
+      this.#logger.info({ signal, gracePeriod: this.gracePeriod, readinessDelay: this.readinessDelay }, 'drain: shutting down')
+      void this.shutdown(signal)
+      return
+    }
+    if (this.#finished) return
+    this.#logger.warn({ signal }, 'drain: second signal, exiting now')
+    this.#abort('second_signal', performance.now(), new GracePeriodExceededError(this.gracePeriod))
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
+    if (this.#httpDrained || this.#finished) {
+      this.#reject.emit({ reason: this.#reason })
+      const error = new DrainingError(this.#reason)
+      res.statusCode = error.status
+      res.setHeader('connection', 'close')
+      res.setHeader('retry-after', '1')
+      res.end()
+      req.resume()
+      return
+    }
+    this.#inflight++
+    if (this.#announce && !res.headersSent) res.setHeader('connection', 'close')
+    let done = false
+    const finished = () => {
+      if (done) return
+      done = true
+      this.#inflight--
+      this.#checkIdle()
+    }
+    res.once('finish', finished)
+    res.once('close', finished)
+    next()
+  }
+
+  async #run(reason: string, startedAt: number): Promise<void> {
+    try {
+      this.#announce = true
+      this.#setState('draining', reason)
+      for (const tracker of this.#trackers) tracker.startDraining()
+      this.#controller.abort(new DrainingError(reason))
+      if (this.#finished) return
+      await this.#sleep(this.readinessDelay)
+      if (this.#finished) return
+
+      this.#setState('closing', reason)
+      // Several servers: the last attached (metrics) keeps answering until the others drained.
+      const last = this.#trackers.length > 1 ? this.#trackers.at(-1) : undefined
+      const front = this.#trackers.filter((tracker) => tracker !== last)
+      await this.#closeGroup(front)
+      if (this.#finished) return
+      await this.#idle()
+      if (this.#finished) return
+      // From here on a request through the middleware would meet closed resources.
+      this.#httpDrained = true
+      this.#logger.info({ durationMs: Math.round(performance.now() - startedAt) }, 'drain: HTTP drained, running hooks')
+
+      let failed = false
+      for (const hook of [...this.#hooks].reverse()) {
+        const report = await this.#runHook(hook)
+        if (this.#finished) return
+        this.#hookReports.push(report)
+        if (report.outcome !== 'ok') failed = true
+      }
+      // The last of several servers (metrics) answered scrapes through the whole drain.
+      if (last !== undefined) await this.#closeGroup([last])
+      if (this.#finished) return
+      this.#complete(failed ? 'hook_failed' : 'ok', startedAt)
+    } catch (error) {
+      // A bug here must still end in an exit, never in a process that hangs half-closed.
+      this.#logger.error({ err: error }, 'drain: shutdown sequence failed')
+      this.#complete('hook_failed', startedAt)
+    }
+  }
+
+  /**
+   * Closes listeners so that no client is reset. The kernel completes TCP handshakes
+   * on its own and resets every connection still in the accept queue when the
+   * listener closes; while clients reconnect after `Connection: close` responses
+   * that queue is rarely empty. So while connections keep arriving, responses stop
+   * announcing `Connection: close` (clients settle on their keep-alive connections)
+   * until none arrived for LISTENER_QUIET_MS; the listener then closes right after a
+   * poll phase accepted whatever was queued, and announcing resumes.
+   */
+  async #closeGroup(trackers: readonly ConnectionTracker[]): Promise<void> {
+    const settleStart = performance.now()
+    const lastConnection = () => Math.max(...trackers.map((tracker) => tracker.lastConnectionAt))
+    for (;;) {
+      // Judge in the check phase, right after a poll phase accepted every connection
+      // the kernel had queued: a lagging event loop must not look quiet.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      if (this.#finished) return
+      const now = performance.now()
+      const quietFor = now - lastConnection()
+      if (quietFor >= LISTENER_QUIET_MS || now - settleStart >= SETTLE_MAX_MS) break
+      if (this.#announce) {
+        this.#announce = false
+        for (const tracker of this.#trackers) tracker.refreshAnnouncements()
+      }
+      await this.#sleep(Math.min(LISTENER_QUIET_MS - quietFor, SETTLE_MAX_MS - (now - settleStart)) + 1)
+      if (this.#finished) return
+    }
+    // Still in the same check-phase callback as the decision.
+    this.#announce = true
+    const closed = trackers.map((tracker) => tracker.close())
+    for (const tracker of this.#trackers) tracker.refreshAnnouncements()
+    await Promise.all(closed)
+  }
+
+  async #runHook(hook: Hook): Promise<HookReport> {
+    const controller = new AbortController()
+    const started = performance.now()
+    this.#runningHook = { name: hook.name, controller, startedAt: started }
+    let timer: NodeJS.Timeout | undefined
+    let outcome: HookOutcome
+    let error: unknown
+    try {
+      const timedOut = new Promise<'timeout'>((resolve) => {
+        const delay = timerDelay(hook.timeout)
+        if (delay !== undefined) timer = setTimeout(() => resolve('timeout'), delay)
+      })
+      const result = await Promise.race([Promise.resolve().then(() => hook.run(controller.signal)), timedOut])
+      if (result === 'timeout') {
+        outcome = 'timed_out'
+        error = new DrainHookTimeoutError(hook.name, hook.timeout)
+        controller.abort(error)
+      } else {
+        outcome = 'ok'
+      }
+    } catch (caught) {
+      outcome = 'failed'
+      error = caught
+    } finally {
+      if (timer !== undefined) clearTimeout(timer)
+      this.#runningHook = undefined
+    }
+    const durationMs = performance.now() - started
+    if (!this.#finished) {
+      if (outcome === 'ok') this.#logger.info({ hook: hook.name, durationMs: Math.round(durationMs) }, 'drain: hook done')
+      else this.#logger.error({ hook: hook.name, outcome, err: error, durationMs: Math.round(durationMs) }, 'drain: hook did not succeed')
+      this.#hookEnd.emit({ name: hook.name, outcome, durationMs, ...(error === undefined ? {} : { error }) })
+    }
+    return { name: hook.name, outcome, durationMs, ...(error === undefined ? {} : { error }) }
+  }
+
+  #expire(startedAt: number): void {
+    this.#hardLimit = undefined
+    if (this.#finished) return
+    this.#logger.error(
+      { gracePeriod: this.gracePeriod, inflight: this.#inflight, tracked: this.#tracked, openConnections: this.#openConnections },
+      'drain: grace period exceeded, destroying remaining connections',
+    )
+    this.#abort('grace_period_exceeded', startedAt, new GracePeriodExceededError(this.gracePeriod))
+  }
+
+  #abort(outcome: 'grace_period_exceeded' | 'second_signal', startedAt: number, reason: Error): void {
+    const running = this.#runningHook
+    if (running !== undefined) {
+      running.controller.abort(reason)
+      this.#hookReports.push({ name: running.name, outcome: 'abandoned', durationMs: performance.now() - running.startedAt })
+    }
+    for (const tracker of this.#trackers) this.#forced += tracker.destroyAll()
+    this.#complete(outcome, startedAt)
+  }
+
+  #complete(outcome: ShutdownOutcome, startedAt: number): void {
+    if (this.#finished) return
+    this.#finished = true
+    if (this.#hardLimit !== undefined) clearTimeout(this.#hardLimit)
+    this.#hardLimit = undefined
+    if (this.#phaseTimer !== undefined) clearTimeout(this.#phaseTimer)
+    this.#wakePhase?.()
+    for (const wake of this.#idleWaiters.splice(0)) wake()
+    for (const tracker of this.#trackers) tracker.detach()
+    const exitCode = EXIT_CODES[outcome]
+    const report: ShutdownReport = {
+      reason: this.#reason,
+      outcome,
+      exitCode,
+      durationMs: performance.now() - startedAt,
+      hooks: this.#hookReports,
+      forcedConnections: this.#forced,
+    }
+    this.#setState('stopped', this.#reason)
+    this.#logger[outcome === 'ok' ? 'info' : 'error'](
+      { outcome, exitCode, durationMs: Math.round(report.durationMs), forcedConnections: this.#forced },
+      'drain: stopped',
+    )
+    this.#finish?.(report)
+    this.#exit?.(exitCode)
+  }
+
+  #setState(to: DrainState, reason: string): void {
+    const from = this.#state
+    if (from === to) return
+    this.#state = to
+    this.#stateChange.emit({ from, to, reason })
+  }
+
+  #sleep(ms: number): Promise<void> {
+    const delay = timerDelay(ms)
+    if (delay === 0 || delay === undefined) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      this.#wakePhase = resolve
+      this.#phaseTimer = setTimeout(() => {
+        this.#phaseTimer = undefined
+        this.#wakePhase = undefined
+        resolve()
+      }, delay)
+    })
+  }
+
+  #idle(): Promise<void> {
+    if (this.#inflight === 0 && this.#tracked === 0) return Promise.resolve()
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  #checkIdle(): void {
+    if (this.#inflight === 0 && this.#tracked === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
+  }
+}
+
+function signalsOption(value: unknown): readonly NodeJS.Signals[] {
+  if (value === undefined) return ['SIGTERM', 'SIGINT']
+  if (value === false) return []
+  if (!Array.isArray(value) || value.some((signal) => typeof signal !== 'string' || !/^SIG[A-Z0-9]+$/.test(signal))) {
+    throw new TypeError(`${OWNER}: option "signals" must be an array of signal names or false, got ${describeValue(value)}`)
+  }
+  return [...new Set(value as NodeJS.Signals[])]
+}
+
+function exitOption(value: unknown, handlesSignals: boolean): ((code: number) => void) | undefined {
+  if (typeof value === 'function') return functionOption<(code: number) => void>(OWNER, 'exit', value)
+  const exit = booleanOption(OWNER, 'exit', value, handlesSignals)
+  return exit ? (code) => process.exit(code) : undefined
+}
+
+function loggerOption(value: unknown): DrainLogger {
+  if (value === undefined) return CONSOLE
+  if (value === false) return SILENT
+  const logger = value as Partial<DrainLogger> | null
+  if (
+    typeof logger !== 'object' ||
+    logger === null ||
+    typeof logger.info !== 'function' ||
+    typeof logger.warn !== 'function' ||
+    typeof logger.error !== 'function'
+  ) {
+    throw new TypeError(`${OWNER}: option "logger" must have info, warn and error methods (or be false), got ${describeValue(value)}`)
+  }
+  // Bound so pino's and console's methods keep their `this`.
+  return { info: logger.info.bind(logger), warn: logger.warn.bind(logger), error: logger.error.bind(logger) }
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest'
+import { startChildServer } from './support/child-server.js'
+import { type ClientKind, runLoad } from './support/load.js'
+
+interface Scenario {
+  kind: ClientKind
+  readinessDelay: number
+  /** Share of 300 ms requests; 0 makes every loop reconnect as fast as it can while draining. */
+  slowShare: number
+  express: 4 | 5
+}
+
+const scenarios: Scenario[] = [
+  { kind: 'http', readinessDelay: 200, slowShare: 0.2, express: 5 },
+  { kind: 'undici', readinessDelay: 200, slowShare: 0.2, express: 5 },
+  { kind: 'http', readinessDelay: 200, slowShare: 0, express: 5 },
+  { kind: 'undici', readinessDelay: 200, slowShare: 0, express: 4 },
+  { kind: 'http', readinessDelay: 0, slowShare: 0.2, express: 4 },
+  { kind: 'undici', readinessDelay: 0, slowShare: 0.2, express: 5 },
+]
+
+// 32 keep-alive client loops keep sending across SIGTERM to an Express service in a
+// child process. Every request a client sent must get a 2xx; the only acceptable
+// failure is ECONNREFUSED on connect once the listener closed.
+describe('load across SIGTERM', () => {
+  it.each(scenarios)(
+    '$kind client, readinessDelay $readinessDelay ms, slow share $slowShare, Express $express: no request lost, exit 0',
+    async ({ kind, readinessDelay, slowShare, express }) => {
+      const server = await startChildServer({ readinessDelay, gracePeriod: 10_000, express })
+      let signalAt: number | undefined
+      const load = runLoad({
+        port: server.port,
+        kind,
+        loops: 32,
+        slowShare,
+        maxRequestsPerLoop: 5_000,
+        maxDurationMs: 15_000,
+        signalAt: () => signalAt,
+      })
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      signalAt = server.kill('SIGTERM')
+      const [result, exit] = await Promise.all([load, server.exited])
+      const exitAfterMs = Math.round(exit.at - signalAt)
+      console.info(
+        `[drain load] ${kind} readinessDelay=${readinessDelay} slowShare=${slowShare} express=${express}`,
+        JSON.stringify({ ...result, exitAfterMs }),
+      )
+
+      expect(result.failures).toEqual({})
+      expect(result.ok).toBe(result.sent - result.refusedAfterSignal)
+      expect(result.ok).toBeGreaterThan(100)
+      // Each loop stopped because the server was gone, not because it hit a bound.
+      expect(result.bounded).toBe(0)
+      expect(result.refusedAfterSignal).toBe(32)
+      // Responses after the signal told clients to stop reusing their connection.
+      expect(result.closeAnnounced).toBeGreaterThan(0)
+      expect(exit.code).toBe(0)
+      // readinessDelay + the 300 ms requests + settle and idle linger, with room for a loaded machine.
+      expect(exitAfterMs).toBeLessThan(readinessDelay + 300 + 500 + 2_000)
+    },
+  )
+})

@@ -1,0 +1,109 @@
+import { execFile } from 'node:child_process'
+import http from 'node:http'
+import { promisify } from 'node:util'
+import { expect, it } from 'vitest'
+import { ExitCode } from '../src/exit-codes.js'
+import { startChildServer } from './support/child-server.js'
+import { RawConnection } from './support/raw-http.js'
+
+const run = promisify(execFile)
+
+function scrape(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => {
+          body += chunk
+        })
+        res.on('end', () => resolve(body))
+      })
+      .on('error', reject)
+  })
+}
+
+function sample(text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}${labels} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+async function promtool(text: string): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    const child = execFile('promtool', ['check', 'metrics'], (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), output: stdout + stderr }),
+    )
+    child.stdin?.end(text)
+  })
+}
+
+// A metrics server attached last keeps answering while the app drains; its scrapes
+// show the state moving, in-flight requests falling to 0 and connections closing by
+// reason. The exposition passes `promtool check metrics`.
+it('drain metrics are scraped during the drain and pass promtool', async () => {
+  await run('promtool', ['--version']).catch(() => {
+    throw new Error('promtool not found on PATH: install the Prometheus "promtool" binary (/usr/bin/promtool)')
+  })
+  const server = await startChildServer({ readinessDelay: 300, gracePeriod: 10_000, metrics: true, hook: 'slow' })
+  const metricsPort = server.metricsPort ?? 0
+  const prefix = 'ballast_drain_'
+  const before = await scrape(metricsPort)
+  expect(sample(before, `${prefix}state`, '{state="serving"}')).toBe(1)
+  expect(sample(before, `${prefix}closed_connections_total`, '{reason="forced"}')).toBe(0)
+  expect(sample(before, `${prefix}hook_duration_seconds_count`, '{hook="slow",outcome="timed_out"}')).toBe(0)
+
+  // Idle keep-alive connections (closed as idle) and slow requests (closed after their response).
+  const idle = await Promise.all(Array.from({ length: 4 }, () => RawConnection.open(server.port)))
+  for (const connection of idle) await connection.get('/fast')
+  const busy = await Promise.all(Array.from({ length: 6 }, () => RawConnection.open(server.port)))
+  const slow = busy.map((connection) => connection.get('/slow?ms=600'))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  server.kill('SIGTERM')
+
+  const scrapes: string[] = []
+  let scrapeError: unknown
+  for (const deadline = performance.now() + 5_000; performance.now() < deadline; ) {
+    try {
+      scrapes.push(await scrape(metricsPort))
+    } catch (error) {
+      scrapeError = error
+      break // the metrics server closed: the app is drained
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  const responses = await Promise.all(slow)
+  const exit = await server.exited
+  const series = scrapes.map((text) => ({
+    draining: sample(text, `${prefix}state`, '{state="draining"}'),
+    closing: sample(text, `${prefix}state`, '{state="closing"}'),
+    inflight: sample(text, `${prefix}inflight_requests`),
+    open: sample(text, `${prefix}open_connections`),
+    idle: sample(text, `${prefix}closed_connections_total`, '{reason="idle"}'),
+    afterResponse: sample(text, `${prefix}closed_connections_total`, '{reason="after_response"}'),
+    rejected: sample(text, `${prefix}rejected_requests_total`),
+    started: sample(text, `${prefix}started_timestamp_seconds`),
+  }))
+  console.info(`[drain metrics] ${scrapes.length} scrapes during the drain, then ${String(scrapeError)}:`, JSON.stringify(series))
+
+  expect(responses.every((response) => response.status === 200 && response.headers.connection === 'close')).toBe(true)
+  expect(exit.code).toBe(ExitCode.OK)
+  expect(series.some((point) => point.draining === 1)).toBe(true)
+  expect(series.some((point) => point.closing === 1)).toBe(true)
+  expect(Math.max(...series.map((point) => point.inflight ?? 0))).toBe(6)
+  const last = series.at(-1)
+  expect(last?.inflight).toBe(0)
+  expect(last?.closing).toBe(1)
+  expect(last?.idle).toBe(4)
+  // The six slow requests, plus scrapes answered with `Connection: close`.
+  expect(last?.afterResponse).toBeGreaterThanOrEqual(6)
+  // The metrics server kept answering after the app drained, while the 150 ms hook ran.
+  expect(series.filter((point) => point.inflight === 0 && point.closing === 1).length).toBeGreaterThanOrEqual(2)
+  expect(last?.rejected).toBe(0)
+  expect(Math.abs((last?.started ?? 0) - Date.now() / 1000)).toBeLessThan(30)
+
+  for (const text of [before, scrapes[Math.floor(scrapes.length / 2)] ?? '', scrapes.at(-1) ?? '']) {
+    const { code, output } = await promtool(text)
+    expect(output).toBe('')
+    expect(code).toBe(0)
+  }
+})
