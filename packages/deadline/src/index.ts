@@ -1,1 +1,12 @@
-export {}
+export { Deadline, type DeadlineOptions, withDeadline } from './deadline.js'
+export { DeadlineMetrics, type ExceededReason } from './deadline-metrics.js'
+export { type DeadlineMiddlewareOptions, deadline, type TimeoutHandler } from './deadline-middleware.js'
+export {
+  ClientClosedError,
+  DeadlineCancelledError,
+  DeadlineExceededError,
+  type DeadlineExceededErrorOptions,
+  type DeadlineSource,
+  rootDeadlineSource,
+} from './errors.js'
+export { DEFAULT_TIMEOUT_HEADER, encodeTimeout, MAX_HEADER_TIMEOUT, parseTimeout } from './timeout-header.js'

@@ -1,0 +1,132 @@
+// Throughput of an Express 5 app with the `deadline()` middleware against the
+// same app bare, and against connect-timeout for reference, measured in the same
+// run, in interleaved rounds.
+//
+//   node --experimental-strip-types benchmarks/deadline-http.ts
+//
+// Bounded: 1 warm-up round + 10 measured rounds × 3 apps × 2.5 s with 20
+// keep-alive connections (~85 s). Each app runs in its own child process (one core for the
+// app, autocannon in this process); the round order rotates so no app always
+// goes first. The route answers a small JSON body at once, so what is measured is
+// the per-request overhead: deadline() arms and clears one timer, creates the
+// request's Deadline, sets AsyncLocalStorage for the chain, reads the header and
+// counts metrics. Reported: median req/s per app and the median of the per-round
+// ratios app / bare (target for deadline() >= 0.97), and, because req/s on a
+// shared machine moves with whatever else runs, the server's CPU time per request
+// (user + system, from the app process) and its ratio bare / app, which is what
+// the req/s ratio would be on a dedicated core.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createRequire } from 'node:module'
+import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+const require = createRequire(import.meta.url)
+type Result = { requests: { average: number }; non2xx: number; errors: number; timeouts: number }
+const autocannon = require('autocannon') as (options: object) => Promise<Result>
+
+const ROUNDS = 10
+const DURATION = 2.5
+const CONNECTIONS = 20
+const APPS = ['bare', 'deadline', 'connect-timeout'] as const
+type App = (typeof APPS)[number]
+
+async function serve(kind: App): Promise<void> {
+  const { default: express } = await import('express')
+  const app = express()
+  if (kind === 'deadline') {
+    const { deadline } = await import('@ballast/deadline')
+    const { Registry } = await import('prom-client')
+    app.use(deadline({ timeout: 2_000, registry: new Registry() }))
+  } else if (kind === 'connect-timeout') {
+    const timeout = require('connect-timeout') as (time: string) => import('express').RequestHandler
+    app.use(timeout('2s'))
+  }
+  app.get('/orders/:id', (req, res) => {
+    res.json({ id: req.params.id, status: 'shipped' })
+  })
+  const server = app.listen(0, '127.0.0.1')
+  server.keepAliveTimeout = 60_000
+  await once(server, 'listening')
+  process.stdout.write(`${(server.address() as AddressInfo).port}\n`)
+  process.on('message', () => {
+    const { user, system } = process.cpuUsage()
+    process.send?.(user + system)
+  })
+  process.on('disconnect', () => process.exit(0))
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+async function main(): Promise<void> {
+  const mode = process.argv[2]
+  if (mode === 'serve') return serve(process.argv[3] as App)
+
+  const children = new Map<App, { url: string; kill: () => void; cpu: () => Promise<number> }>()
+  for (const kind of APPS) {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), 'serve', kind], {
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    })
+    const [chunk] = (await once(child.stdout, 'data')) as [Buffer]
+    const cpu = async () => {
+      child.send('cpu')
+      const [micros] = (await once(child, 'message')) as [number]
+      return micros
+    }
+    children.set(kind, { url: `http://127.0.0.1:${chunk.toString().trim()}/orders/42`, kill: () => child.disconnect(), cpu })
+  }
+  const rps = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
+  const ratios = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
+  const cpuPerRequest = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
+  const cpuRatios = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
+  try {
+    for (let round = 0; round <= ROUNDS; round++) {
+      const order = APPS.map((_, i) => APPS[(i + round) % APPS.length] as App)
+      const thisRound = new Map<App, number>()
+      const thisCpu = new Map<App, number>()
+      for (const kind of order) {
+        const app = children.get(kind) as { url: string; cpu: () => Promise<number> }
+        const cpuBefore = await app.cpu()
+        const result = (await autocannon({ url: app.url, connections: CONNECTIONS, duration: DURATION })) as Result & {
+          requests: { total: number }
+        }
+        const cpuAfter = await app.cpu()
+        if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) throw new Error(`${kind}: ${JSON.stringify(result)}`)
+        thisRound.set(kind, result.requests.average)
+        thisCpu.set(kind, (cpuAfter - cpuBefore) / result.requests.total)
+      }
+      if (round === 0) continue // warm-up
+      const bare = thisRound.get('bare') as number
+      for (const [kind, value] of thisRound) {
+        rps.get(kind)?.push(value)
+        ratios.get(kind)?.push(value / bare)
+        cpuPerRequest.get(kind)?.push(thisCpu.get(kind) as number)
+        cpuRatios.get(kind)?.push((thisCpu.get('bare') as number) / (thisCpu.get(kind) as number))
+      }
+      console.error(`round ${round}: ${order.map((kind) => `${kind} ${thisRound.get(kind)?.toFixed(0)}`).join(', ')}`)
+    }
+  } finally {
+    for (const { kill } of children.values()) kill()
+  }
+  console.log(`node ${process.version}, express 5, ${ROUNDS} rounds × ${DURATION} s × ${CONNECTIONS} connections`)
+  console.log('| app | median req/s | median req/s ratio to bare | server CPU µs/request | median CPU ratio bare / app |')
+  console.log('|---|---:|---:|---:|---:|')
+  for (const kind of APPS) {
+    const cells = [
+      median(rps.get(kind) ?? []).toFixed(0),
+      median(ratios.get(kind) ?? []).toFixed(3),
+      median(cpuPerRequest.get(kind) ?? []).toFixed(1),
+      median(cpuRatios.get(kind) ?? []).toFixed(3),
+    ]
+    console.log(`| ${kind} | ${cells.join(' | ')} |`)
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exitCode = 1
+})

@@ -1,0 +1,108 @@
+import { spawnSync } from 'node:child_process'
+import express4 from 'express4'
+import { Registry } from 'prom-client'
+import { describe, expect, it } from 'vitest'
+import { deadline } from './deadline-middleware.js'
+import { expressVersions, listen } from './test-helpers.js'
+
+const value = (text: string, series: string): number => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+  return line === undefined ? Number.NaN : Number(line.slice(series.length + 1))
+}
+
+describe.each(expressVersions)('deadline() metrics on %s', (_name, express) => {
+  it('creates label sets at 0, moves counters by exactly the 504s, and passes promtool', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 30, registry, routes: ['GET /slow', 'GET /ok'] }))
+    app.get('/slow', (_req, res) => {
+      setTimeout(() => res.json({ late: true }), 60)
+    })
+    app.get('/ok', (_req, res) => {
+      res.json({ ok: true })
+    })
+    const before = await registry.metrics()
+    for (const series of [
+      'ballast_deadline_requests_total{route="/slow",method="GET"}',
+      'ballast_deadline_exceeded_total{route="/slow",method="GET",reason="deadline"}',
+      'ballast_deadline_exceeded_total{route="/slow",method="GET",reason="inherited"}',
+      'ballast_deadline_late_writes_total{route="/slow"}',
+      'ballast_deadline_client_closed_total{route="/ok",method="GET"}',
+      'ballast_deadline_header_rejected_total{reason="invalid"}',
+      'ballast_deadline_header_rejected_total{reason="expired"}',
+      'ballast_deadline_budget_seconds_count{route="/ok",source="header"}',
+      'ballast_deadline_overrun_seconds_count{route="/slow"}',
+    ]) {
+      expect(value(before, series), series).toBe(0)
+    }
+    const server = await listen(app as never)
+    try {
+      for (let i = 0; i < 7; i++) expect((await fetch(`${server.origin}/slow`)).status).toBe(504)
+      for (let i = 0; i < 3; i++) expect((await fetch(`${server.origin}/ok`, { headers: { 'request-timeout-ms': '20' } })).status).toBe(200)
+      await new Promise((resolve) => setTimeout(resolve, 80))
+      const after = await registry.metrics()
+      expect(value(after, 'ballast_deadline_exceeded_total{route="/slow",method="GET",reason="deadline"}')).toBe(7)
+      expect(value(after, 'ballast_deadline_exceeded_total{route="/slow",method="GET",reason="inherited"}')).toBe(0)
+      expect(value(after, 'ballast_deadline_requests_total{route="/slow",method="GET"}')).toBe(7)
+      expect(value(after, 'ballast_deadline_requests_total{route="/ok",method="GET"}')).toBe(3)
+      expect(value(after, 'ballast_deadline_late_writes_total{route="/slow"}')).toBe(7)
+      expect(value(after, 'ballast_deadline_overrun_seconds_count{route="/slow"}')).toBe(7)
+      expect(value(after, 'ballast_deadline_budget_seconds_count{route="/ok",source="header"}')).toBe(3)
+      expect(value(after, 'ballast_deadline_budget_seconds_count{route="/slow",source="default"}')).toBe(7)
+      const promtool = spawnSync('promtool', ['check', 'metrics'], { input: after, encoding: 'utf8' })
+      expect(promtool.error).toBeUndefined()
+      expect(`${promtool.stdout}${promtool.stderr}`.trim()).toBe('')
+      expect(promtool.status).toBe(0)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('deadline() options', () => {
+  it('rejects bad options at construction, naming the option and the value', () => {
+    expect(() => deadline(undefined as never)).toThrow(TypeError)
+    expect(() => deadline({} as never)).toThrow(/option "timeout"/)
+    expect(() => deadline({ timeout: 0 })).toThrow(/deadline\(\): option "timeout" must be a number >= 1, got 0/)
+    expect(() => deadline({ timeout: Number.NaN })).toThrow(TypeError)
+    expect(() => deadline({ timeout: 10, status: 500 as never, registry: new Registry() })).toThrow(
+      /option "status" must be one of 503, 504, got 500/,
+    )
+    expect(() => deadline({ timeout: 10, header: 'bad header', registry: new Registry() })).toThrow(/option "header"/)
+    expect(() => deadline({ timeout: 10, onTimeout: 'x' as never, registry: new Registry() })).toThrow(
+      /option "onTimeout" must be a function/,
+    )
+    expect(() => deadline({ timeout: 10, registry: {} as never })).toThrow(/option "registry"/)
+    expect(() => deadline({ timeout: 10, routes: ['/x'], registry: new Registry() })).toThrow(/option "routes"/)
+  })
+
+  it('uses status 503 and onTimeout when given, and falls back when onTimeout throws', async () => {
+    const app = express4()
+    app.get(
+      '/custom',
+      deadline({ timeout: 10, registry: new Registry(), onTimeout: (_req, res) => res.writeHead(503, { 'x-why': 'slow' }).end('busy') }),
+      () => {},
+    )
+    app.get('/503', deadline({ timeout: 10, status: 503, registry: new Registry() }), () => {})
+    app.get(
+      '/throws',
+      deadline({
+        timeout: 10,
+        registry: new Registry(),
+        onTimeout: () => {
+          throw new Error('bad hook')
+        },
+      }),
+      () => {},
+    )
+    const server = await listen(app as never)
+    try {
+      const custom = await fetch(`${server.origin}/custom`)
+      expect([custom.status, custom.headers.get('x-why'), await custom.text()]).toEqual([503, 'slow', 'busy'])
+      expect((await fetch(`${server.origin}/503`)).status).toBe(503)
+      expect((await fetch(`${server.origin}/throws`)).status).toBe(504)
+    } finally {
+      await server.close()
+    }
+  })
+})

@@ -1,0 +1,128 @@
+import { counter, histogram, labelProduct, type MetricsTarget, zeroSeries } from '@ballast/core'
+import type { Counter, Histogram } from 'prom-client'
+
+/** Why a request deadline ran out, as the `reason` label says it. */
+export type ExceededReason = 'deadline' | 'inherited'
+
+interface RouteSeries {
+  readonly requests: { inc(): void }
+  readonly budgetDefault: { observe(value: number): void }
+  readonly budgetHeader: { observe(value: number): void }
+}
+
+const BUDGET_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+const OVERRUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/**
+ * The Prometheus series of the `deadline()` middleware (design section 4). The
+ * middleware reports what happened; this class only counts. Route labels are
+ * Express route templates; each (route, method) gets all its series at 0 the first
+ * time it is seen, `header_rejected` at construction.
+ */
+export class DeadlineMetrics {
+  readonly #requests: Counter<'route' | 'method'>
+  readonly #exceeded: Counter<'route' | 'method' | 'reason'>
+  readonly #budget: Histogram<'route' | 'source'>
+  readonly #overrun: Histogram<'route'>
+  readonly #lateWrites: Counter<'route'>
+  readonly #clientClosed: Counter<'route' | 'method'>
+  readonly #headerRejected: Counter<'reason'>
+  // Per (method, route): the label-bound children used on every request, so the
+  // hot path skips prom-client's label hashing.
+  readonly #seen = new Map<string, RouteSeries>()
+
+  constructor(target: MetricsTarget) {
+    this.#requests = counter(target, {
+      name: 'deadline_requests_total',
+      help: 'Requests that ran under a deadline() middleware.',
+      labelNames: ['route', 'method'],
+    })
+    this.#exceeded = counter(target, {
+      name: 'deadline_exceeded_total',
+      help: 'Requests answered because their deadline ran out; reason inherited when the caller budget was the limit.',
+      labelNames: ['route', 'method', 'reason'],
+    })
+    this.#budget = histogram(target, {
+      name: 'deadline_budget_seconds',
+      help: 'Budget each request started with; source header when the caller budget was smaller than the route timeout.',
+      labelNames: ['route', 'source'],
+      buckets: BUDGET_BUCKETS,
+    })
+    this.#overrun = histogram(target, {
+      name: 'deadline_overrun_seconds',
+      help: 'How long a handler kept working past its deadline, up to its first write after the timeout response.',
+      labelNames: ['route'],
+      buckets: OVERRUN_BUCKETS,
+    })
+    this.#lateWrites = counter(target, {
+      name: 'deadline_late_writes_total',
+      help: 'Writes, ends and errors from handlers after the timeout response, dropped.',
+      labelNames: ['route'],
+    })
+    this.#clientClosed = counter(target, {
+      name: 'deadline_client_closed_total',
+      help: 'Requests whose client disconnected before the response was finished.',
+      labelNames: ['route', 'method'],
+    })
+    this.#headerRejected = counter(target, {
+      name: 'deadline_header_rejected_total',
+      help: 'Inbound timeout headers ignored (invalid) or already spent on arrival (expired).',
+      labelNames: ['reason'],
+    })
+    zeroSeries(this.#headerRejected, labelProduct({ reason: ['invalid', 'expired'] }))
+  }
+
+  /** Creates every series of a (route, method) at 0, once. */
+  #see(route: string, method: string): RouteSeries {
+    const key = `${method} ${route}`
+    const known = this.#seen.get(key)
+    if (known !== undefined) return known
+    zeroSeries(this.#requests, [{ route, method }])
+    zeroSeries(this.#exceeded, labelProduct({ route: [route], method: [method], reason: ['deadline', 'inherited'] }))
+    zeroSeries(this.#clientClosed, [{ route, method }])
+    zeroSeries(this.#lateWrites, [{ route }])
+    zeroSeries(this.#budget, labelProduct({ route: [route], source: ['default', 'header'] }))
+    zeroSeries(this.#overrun, [{ route }])
+    const series: RouteSeries = {
+      requests: this.#requests.labels({ route, method }),
+      budgetDefault: this.#budget.labels({ route, source: 'default' }),
+      budgetHeader: this.#budget.labels({ route, source: 'header' }),
+    }
+    this.#seen.set(key, series)
+    return series
+  }
+
+  /** Creates the series of a route known in advance at 0. */
+  known(route: string, method: string): void {
+    this.#see(route, method)
+  }
+
+  /** A request finished (or was abandoned); called once per request. */
+  finished(route: string, method: string, budgetMs: number, fromHeader: boolean): void {
+    const series = this.#see(route, method)
+    series.requests.inc()
+    if (Number.isFinite(budgetMs)) (fromHeader ? series.budgetHeader : series.budgetDefault).observe(budgetMs / 1_000)
+  }
+
+  exceeded(route: string, method: string, reason: ExceededReason): void {
+    this.#see(route, method)
+    this.#exceeded.inc({ route, method, reason })
+  }
+
+  clientClosed(route: string, method: string): void {
+    this.#see(route, method)
+    this.#clientClosed.inc({ route, method })
+  }
+
+  lateWrite(route: string): void {
+    this.#lateWrites.inc({ route })
+  }
+
+  overrun(route: string, ms: number): void {
+    this.#overrun.observe({ route }, ms / 1_000)
+  }
+
+  headerRejected(reason: 'invalid' | 'expired'): void {
+    this.#headerRejected.inc({ reason })
+  }
+}

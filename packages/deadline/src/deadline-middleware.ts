@@ -1,0 +1,303 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import {
+  describeValue,
+  functionOption,
+  type MetricsOptions,
+  methodLabel,
+  metricsTarget,
+  numberOption,
+  objectOption,
+  oneOfOption,
+  routeLabel,
+  stringOption,
+} from '@ballast/core'
+import { Deadline, onDeadlineAbort } from './deadline.js'
+import { DeadlineMetrics, type ExceededReason } from './deadline-metrics.js'
+import { ClientClosedError, DeadlineExceededError, rootDeadlineSource } from './errors.js'
+import { DEFAULT_TIMEOUT_HEADER, parseTimeout } from './timeout-header.js'
+
+/** What `onTimeout` gets: the request, the response (nothing sent yet) and the reason. */
+export type TimeoutHandler = (req: IncomingMessage, res: ServerResponse, error: DeadlineExceededError) => void
+
+/** Options of {@link deadline}. */
+export interface DeadlineMiddlewareOptions extends MetricsOptions {
+  /** Route budget in ms, required, `>= 1`; above 2^31-1 no timer is armed. */
+  timeout: number
+  /**
+   * Inbound header carrying the caller's remaining budget in ms (1..10 digits),
+   * default `request-timeout-ms`; `false` to ignore callers' budgets.
+   */
+  header?: string | false
+  /** Status of the timeout response, default 504. */
+  status?: 503 | 504
+  /**
+   * Sends the timeout response instead of the default JSON body; called at most
+   * once per request, synchronously. If it throws or leaves the response
+   * unfinished, the default response (or a plain end) follows.
+   */
+  onTimeout?: TimeoutHandler
+  /**
+   * Routes known in advance, as `'METHOD /template'` (`'GET /orders/:id'`), whose
+   * series are created at 0 at construction. Others get theirs on first request.
+   */
+  routes?: readonly string[]
+}
+
+type Next = (error?: unknown) => void
+type DeadlineRequest = IncomingMessage & { deadline?: Deadline; route?: { path?: unknown }; baseUrl?: string }
+
+interface Settings {
+  readonly timeout: number
+  readonly header: string | false
+  readonly status: number
+  readonly onTimeout: TimeoutHandler | undefined
+  readonly metrics: DeadlineMetrics
+}
+
+const OWNER = 'deadline()'
+const INHERITED = { inherited: true } as const
+const LOCAL = {} as const
+const KNOWN_ROUTE = /^[A-Za-z]+ \S+$/
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/
+// Shared by every copy of this package, so a nested deadline() from another copy still only shrinks.
+const STATE = Symbol.for('ballast.deadline.request')
+
+/**
+ * Per-request bookkeeping: the deadlines (outermost first), the settings of the
+ * innermost deadline() that set one, and what happened, reported on 'close'.
+ */
+class RequestState {
+  readonly req: DeadlineRequest
+  readonly res: ServerResponse
+  readonly deadlines: Deadline[]
+  readonly metrics: DeadlineMetrics
+  readonly budget: number
+  readonly fromHeader: boolean
+  settings: Settings
+  answered = false
+  answeredAt = 0
+  overrunSeen = false
+  exceeded: ExceededReason | undefined
+  clientClosed = false
+  readonly onAbort = (reason: unknown): void => this.#onAbort(reason)
+  readonly onClose = (): void => this.#onClose()
+
+  constructor(req: DeadlineRequest, res: ServerResponse, root: Deadline, settings: Settings, budget: number, fromHeader: boolean) {
+    this.req = req
+    this.res = res
+    this.deadlines = [root]
+    this.settings = settings
+    this.metrics = settings.metrics
+    this.budget = budget
+    this.fromHeader = fromHeader
+  }
+
+  /** Watches `deadline` and makes it the request's deadline. */
+  adopt(deadline: Deadline, settings: Settings): void {
+    if (this.deadlines.at(-1) !== deadline) this.deadlines.push(deadline)
+    this.settings = settings
+    this.req.deadline = deadline
+    onDeadlineAbort(deadline, this.onAbort)
+  }
+
+  #onAbort(reason: unknown): void {
+    // A client that went away is reported on 'close'; any other cancel is the handler's business.
+    if (this.answered || !(reason instanceof DeadlineExceededError)) return
+    this.answered = true
+    this.answeredAt = performance.now()
+    const res = this.res
+    // The handler's response won the race: nothing to answer, nothing exceeded.
+    if (res.writableEnded || res.destroyed) return
+    this.exceeded = rootDeadlineSource(reason) === 'inherited' ? 'inherited' : 'deadline'
+    if (!res.headersSent) this.#respond(reason)
+    // Headers are out: finish the response. With an explicit content-length the
+    // body is short, so the connection cannot be reused and is closed instead.
+    else if (res.hasHeader('content-length')) res.destroy()
+    else res.end()
+    this.#silence()
+  }
+
+  #respond(error: DeadlineExceededError): void {
+    const { res, settings } = this
+    const onTimeout = settings.onTimeout
+    if (onTimeout !== undefined) {
+      try {
+        onTimeout(this.req, res, error)
+      } catch {
+        // Falls through to the default answer below: the client gets exactly one response.
+      }
+      if (res.writableEnded) return
+      if (res.headersSent) {
+        res.end()
+        return
+      }
+    }
+    const body = JSON.stringify({ error: { code: error.code, message: error.message } })
+    res.statusCode = settings.status
+    res.setHeader('content-type', 'application/json; charset=utf-8')
+    res.setHeader('content-length', Buffer.byteLength(body))
+    res.end(body)
+  }
+
+  /**
+   * After the timeout response, the still-running handler's writes, ends and
+   * header changes become counted no-ops, and `headersSent` reads false so that
+   * a late `next(error)` reaches Express's final handler as a plain (dropped)
+   * response instead of destroying the keep-alive socket.
+   */
+  #silence(): void {
+    const res = this.res as ServerResponse & Record<string, unknown>
+    const late = (ending: boolean, args: unknown[]): void => {
+      const route = routeLabel(this.req)
+      this.metrics.lateWrite(route)
+      if (ending && !this.overrunSeen) {
+        this.overrunSeen = true
+        this.metrics.overrun(route, performance.now() - this.answeredAt)
+      }
+      const callback = args.findLast((arg) => typeof arg === 'function') as (() => void) | undefined
+      if (callback !== undefined) process.nextTick(callback)
+    }
+    res.write = (...args: unknown[]) => {
+      late(false, args)
+      return true
+    }
+    res.end = (...args: unknown[]) => {
+      late(true, args)
+      return res
+    }
+    res.writeHead = () => {
+      late(false, [])
+      return res
+    }
+    const ignore = () => res
+    res.setHeader = ignore
+    res.appendHeader = ignore
+    res.removeHeader = () => undefined
+    res.flushHeaders = () => undefined
+    Object.defineProperty(res, 'headersSent', { configurable: true, get: () => false })
+  }
+
+  #onClose(): void {
+    const { req, res, metrics } = this
+    const root = this.deadlines[0] as Deadline
+    if (!this.answered && !res.writableEnded) {
+      this.clientClosed = true
+      root.cancel(new ClientClosedError())
+    }
+    const route = routeLabel(req)
+    const method = methodLabel(req.method)
+    metrics.finished(route, method, this.budget, this.fromHeader)
+    if (this.exceeded !== undefined) metrics.exceeded(route, method, this.exceeded)
+    if (this.clientClosed) metrics.clientClosed(route, method)
+    for (let i = this.deadlines.length - 1; i >= 0; i--) this.deadlines[i]?.[Symbol.dispose]()
+  }
+}
+
+/**
+ * The deadline the `deadline()` middleware gave a request (also set as
+ * `req.deadline`, which this reads without needing a type augmentation), or
+ * `undefined` when no `deadline()` ran for it.
+ *
+ * @example
+ * ```ts
+ * app.get('/report', async (req, res) => {
+ *   const rows = await db.query(sql, { signal: requestDeadline(req)?.signal })
+ *   res.json(rows)
+ * })
+ * ```
+ */
+export function requestDeadline(req: object): Deadline | undefined {
+  return (req as { [STATE]?: RequestState })[STATE]?.deadlines.at(-1)
+}
+
+/**
+ * Express middleware (4 and 5) giving every request a {@link Deadline}:
+ * `min(timeout, the caller's request-timeout-ms header, the enclosing deadline)`,
+ * available as `req.deadline` and `Deadline.current()` for the rest of the chain.
+ *
+ * When it runs out: its signal aborts with a {@link DeadlineExceededError}, and
+ * exactly one response goes out (504 JSON by default, or `onTimeout`'s); if the
+ * handler had already sent headers the response is ended. Whatever the handler
+ * writes afterwards, or passes to `next`, is dropped and counted, and the
+ * keep-alive connection stays usable. A client that disconnects aborts the
+ * signal with {@link ClientClosedError}. A caller budget already spent is answered
+ * before the next middleware runs. Placed again on a route, it can only shrink
+ * the deadline. One timer per request, cleared when the response closes.
+ *
+ * @example
+ * ```ts
+ * app.use(deadline({ timeout: 2_000 }))
+ * app.get('/orders/:id', deadline({ timeout: 500 }), async (req, res) => {
+ *   const order = await fetch(`${ORDERS}/${req.params.id}`, { signal: req.deadline?.signal })
+ *   res.json(await order.json())
+ * })
+ * ```
+ */
+export function deadline(options: DeadlineMiddlewareOptions): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
+  const given = objectOption<DeadlineMiddlewareOptions>(OWNER, 'options', options)
+  if (given === undefined) throw new TypeError(`${OWNER}: options with a "timeout" are required, got undefined`)
+  if (given.timeout === undefined) throw new TypeError(`${OWNER}: option "timeout" must be a number >= 1, got undefined`)
+  const timeout = numberOption(OWNER, 'timeout', given.timeout, 0, { min: 1 })
+  const header =
+    given.header === false ? false : stringOption(OWNER, 'header', given.header, DEFAULT_TIMEOUT_HEADER, HEADER_NAME).toLowerCase()
+  const status = oneOfOption(OWNER, 'status', given.status, [503, 504] as const, 504)
+  const onTimeout = functionOption<TimeoutHandler>(OWNER, 'onTimeout', given.onTimeout)
+  const target = metricsTarget(OWNER, given)
+  const routes = given.routes
+  if (routes !== undefined && (!Array.isArray(routes) || !routes.every((route) => typeof route === 'string' && KNOWN_ROUTE.test(route)))) {
+    throw new TypeError(`${OWNER}: option "routes" must be an array of 'METHOD /template' strings, got ${describeValue(routes)}`)
+  }
+  const metrics = new DeadlineMetrics(target)
+  for (const route of routes ?? []) {
+    const space = route.indexOf(' ')
+    metrics.known(route.slice(space + 1), methodLabel(route.slice(0, space)))
+  }
+  const settings: Settings = { timeout, header, status, onTimeout, metrics }
+
+  return function deadlineMiddleware(incoming: IncomingMessage, res: ServerResponse, next: Next): void {
+    const req = incoming as DeadlineRequest & { [STATE]?: RequestState }
+    const state = req[STATE]
+    if (state !== undefined) {
+      nest(state, settings, next)
+      return
+    }
+    let budget = timeout
+    let fromHeader = false
+    if (header !== false) {
+      const raw = req.headers[header]
+      if (raw !== undefined) {
+        const parsed = typeof raw === 'string' ? parseTimeout(raw, timeout) : undefined
+        if (parsed === undefined) settings.metrics.headerRejected('invalid')
+        else if (parsed < timeout) {
+          budget = parsed
+          fromHeader = true
+          if (parsed === 0) settings.metrics.headerRejected('expired')
+        }
+      }
+    }
+    const enclosing = Deadline.current()
+    const options = fromHeader ? INHERITED : LOCAL
+    const root = enclosing === undefined ? Deadline.after(budget, options) : enclosing.child(budget, options)
+    const created = new RequestState(req, res, root, settings, budget, fromHeader)
+    req[STATE] = created
+    // 'close' comes once per response, after 'finish' or on an early disconnect.
+    res.on('close', created.onClose)
+    created.adopt(root, settings)
+    // A spent budget has been answered by adopt(): the rest of the chain never runs.
+    // A deadline aborted for another reason (an enclosing one cancelled) is the handler's to see.
+    if (!created.answered) root.run(next)
+  }
+}
+
+function nest(state: RequestState, settings: Settings, next: Next): void {
+  const current = state.deadlines.at(-1) as Deadline
+  if (state.answered || settings.timeout >= current.remaining()) {
+    // Not shorter: keep the enclosing deadline, but restore it as current, which
+    // an event-driven middleware in between (a body parser) may have lost.
+    if (!state.answered) current.run(next)
+    return
+  }
+  const child = current.child(settings.timeout)
+  state.adopt(child, settings)
+  if (!state.answered) child.run(next)
+}

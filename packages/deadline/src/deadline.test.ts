@@ -1,0 +1,325 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { isBallastError } from '@ballast/core'
+import fc from 'fast-check'
+import { TimeoutError } from 'p-timeout'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { Deadline, withDeadline } from './deadline.js'
+import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError, rootDeadlineSource } from './errors.js'
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+describe('Deadline', () => {
+  it('aborts at expiry with a local DeadlineExceededError and clears its timer', async () => {
+    const before = timers()
+    const deadline = Deadline.after(20)
+    expect(timers()).toBe(before + 1)
+    expect(deadline.expired).toBe(false)
+    expect(deadline.remaining()).toBeGreaterThan(0)
+    await sleep(40)
+    expect(deadline.expired).toBe(true)
+    expect(deadline.remaining()).toBe(0)
+    const reason = deadline.signal.reason as DeadlineExceededError
+    expect(reason).toBeInstanceOf(DeadlineExceededError)
+    expect(reason).toBeInstanceOf(TimeoutError)
+    expect(reason.code).toBe('BALLAST_DEADLINE_EXCEEDED')
+    expect(reason.status).toBe(504)
+    expect(reason.source).toBe('local')
+    expect(reason.name).toBe('DeadlineExceededError')
+    expect(isBallastError(reason)).toBe(true)
+    expect(timers()).toBe(before)
+  })
+
+  it('treats <= 0 as expired at once and > 2^31-1 as no timer', () => {
+    const before = timers()
+    expect(Deadline.after(0).expired).toBe(true)
+    expect(Deadline.after(-5).signal.aborted).toBe(true)
+    const far = Deadline.after(2 ** 31)
+    expect(timers()).toBe(before)
+    expect(far.expired).toBe(false)
+    expect(far.remaining()).toBeGreaterThan(2 ** 31 - 10)
+    const never = Deadline.after(Number.POSITIVE_INFINITY)
+    expect(never.remaining()).toBe(Number.POSITIVE_INFINITY)
+    expect(timers()).toBe(before)
+  })
+
+  it('rejects a non-number budget with a TypeError naming the value', () => {
+    expect(() => Deadline.after(Number.NaN)).toThrow(/Deadline.after: "ms" must be a number of milliseconds, got NaN/)
+    expect(() => Deadline.after('5' as unknown as number)).toThrow(TypeError)
+    expect(() => Deadline.after(10).child(undefined as unknown as number)).toThrow(/Deadline.child/)
+  })
+
+  it('disposal clears the timer without aborting the signal', () => {
+    const before = timers()
+    const deadline = Deadline.after(10_000)
+    const signal = deadline.signal
+    deadline[Symbol.dispose]()
+    expect(timers()).toBe(before)
+    expect(signal.aborted).toBe(false)
+  })
+
+  it('a child is never later than its parent and arms no timer when clipped', () => {
+    const parent = Deadline.after(100)
+    const before = timers()
+    const clipped = parent.child(10_000)
+    expect(timers()).toBe(before)
+    const parentLeft = parent.remaining()
+    expect(clipped.remaining()).toBeLessThanOrEqual(parentLeft)
+    const shorter = parent.child(10)
+    expect(timers()).toBe(before + 1)
+    expect(shorter.remaining()).toBeLessThanOrEqual(10)
+    parent[Symbol.dispose]()
+    shorter[Symbol.dispose]()
+    expect(timers()).toBe(before - 1)
+  })
+
+  it('tells local, inherited, parent, cancelled and client-closed reasons apart', async () => {
+    const local = Deadline.after(5)
+    const inherited = Deadline.after(5, { inherited: true })
+    const parent = Deadline.after(5)
+    const child = parent.child(1_000)
+    const grandchild = child.child(1_000)
+    await sleep(20)
+    expect((local.signal.reason as DeadlineExceededError).source).toBe('local')
+    expect((inherited.signal.reason as DeadlineExceededError).source).toBe('inherited')
+    const fromParent = child.signal.reason as DeadlineExceededError
+    expect(fromParent).toBeInstanceOf(DeadlineExceededError)
+    expect(fromParent.source).toBe('parent')
+    expect(fromParent.cause).toBe(parent.signal.reason)
+    expect(rootDeadlineSource(grandchild.signal.reason as DeadlineExceededError)).toBe('local')
+    expect(rootDeadlineSource(inherited.signal.reason as DeadlineExceededError)).toBe('inherited')
+
+    const cancelled = Deadline.after(1_000)
+    const cancelledChild = cancelled.child(500)
+    const why = new Error('stop')
+    cancelled.cancel(why)
+    expect(cancelled.signal.reason).toBe(why)
+    expect(cancelledChild.signal.reason).toBeInstanceOf(DeadlineCancelledError)
+    expect((cancelledChild.signal.reason as Error).cause).toBe(why)
+    expect(cancelledChild.expired).toBe(true)
+
+    const request = Deadline.after(1_000)
+    const call = request.child(100)
+    const closed = new ClientClosedError()
+    request.cancel(closed)
+    expect(call.signal.reason).toBeInstanceOf(ClientClosedError)
+    expect((call.signal.reason as Error).cause).toBe(closed)
+    expect((call.signal.reason as ClientClosedError).status).toBe(499)
+
+    const plain = Deadline.after(1_000)
+    plain.cancel()
+    expect(plain.signal.reason).toBeInstanceOf(DeadlineCancelledError)
+    expect(plain.remaining()).toBe(0)
+  })
+
+  it('a child of an aborted parent is born aborted, a child of a disposed parent stands alone', () => {
+    const parent = Deadline.after(1_000)
+    parent.cancel()
+    expect(parent.child(100).expired).toBe(true)
+    const disposed = Deadline.after(50)
+    disposed[Symbol.dispose]()
+    const orphan = disposed.child(20)
+    expect(orphan.expired).toBe(false)
+    orphan[Symbol.dispose]()
+  })
+
+  it('disposing a parent cancels children still linked to it', () => {
+    const parent = Deadline.after(1_000)
+    const child = parent.child(500)
+    parent[Symbol.dispose]()
+    expect(child.signal.reason).toBeInstanceOf(DeadlineCancelledError)
+    const parent2 = Deadline.after(1_000)
+    const done = parent2.child(500)
+    done[Symbol.dispose]()
+    parent2[Symbol.dispose]()
+    expect(done.signal.aborted).toBe(false)
+  })
+
+  it('links to an outside signal with one listener, removed with the last deadline', () => {
+    const controller = new AbortController()
+    const spyAdd = vi.spyOn(controller.signal, 'addEventListener')
+    const spyRemove = vi.spyOn(controller.signal, 'removeEventListener')
+    const deadlines = Array.from({ length: 50 }, () => Deadline.after(1_000, { signal: controller.signal }))
+    expect(spyAdd).toHaveBeenCalledTimes(1)
+    for (const deadline of deadlines.slice(1)) deadline[Symbol.dispose]()
+    expect(spyRemove).not.toHaveBeenCalled()
+    const why = new Error('shutdown')
+    controller.abort(why)
+    const first = deadlines[0] as Deadline
+    expect(first.signal.reason).toBeInstanceOf(DeadlineCancelledError)
+    expect((first.signal.reason as Error).cause).toBe(why)
+    expect((deadlines[1] as Deadline).signal.aborted).toBe(false)
+    const late = Deadline.after(1_000, { signal: controller.signal })
+    expect(late.expired).toBe(true)
+  })
+
+  it('run() makes it current for everything awaited inside, and races see it too', async () => {
+    const deadline = Deadline.after(1_000)
+    expect(Deadline.current()).toBeUndefined()
+    await deadline.run(async () => {
+      await sleep(1)
+      expect(Deadline.current()).toBe(deadline)
+      await withDeadline(50, async () => {
+        const inner = Deadline.current()
+        expect(inner).not.toBe(deadline)
+        expect(inner?.remaining()).toBeLessThanOrEqual(50)
+      })
+      expect(Deadline.current()).toBe(deadline)
+    })
+    expect(Deadline.current()).toBeUndefined()
+    deadline[Symbol.dispose]()
+  })
+
+  it('shares the current deadline through a Symbol.for store on globalThis', () => {
+    const store = (globalThis as Record<symbol, { getStore(): unknown }>)[Symbol.for('ballast.deadline.storage')]
+    const deadline = Deadline.after(1_000)
+    deadline.run(() => expect(store?.getStore()).toBe(deadline))
+    deadline[Symbol.dispose]()
+  })
+})
+
+describe('race and withDeadline', () => {
+  it('settles like the work on the happy path, building no error and leaving no timer', async () => {
+    const before = timers()
+    const capture = vi.spyOn(Error, 'captureStackTrace')
+    for (let i = 0; i < 100; i++) expect(await withDeadline(1_000, async (signal) => (signal.aborted ? -1 : i))).toBe(i)
+    const deadline = Deadline.after(1_000)
+    expect(await deadline.race(Promise.resolve('x'))).toBe('x')
+    deadline[Symbol.dispose]()
+    expect(capture).not.toHaveBeenCalled()
+    expect(timers()).toBe(before)
+  })
+
+  it('rejects with DeadlineExceededError at expiry and aborts the work signal', async () => {
+    let seen: AbortSignal | undefined
+    const started = performance.now()
+    const error = await withDeadline(30, (signal) => {
+      seen = signal
+      return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted late')), { once: true }))
+    }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    expect(seen?.aborted).toBe(true)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(29)
+  })
+
+  it('passes the work rejection through and does not call work on an expired deadline', async () => {
+    await expect(withDeadline(1_000, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom')
+    await expect(
+      withDeadline(1_000, () => {
+        throw new Error('sync')
+      }),
+    ).rejects.toThrow('sync')
+    const expired = Deadline.after(0)
+    const work = vi.fn(async () => 1)
+    await expect(expired.race(work)).rejects.toBeInstanceOf(DeadlineExceededError)
+    expect(work).not.toHaveBeenCalled()
+  })
+
+  it('a nested withDeadline never outlives the enclosing one', async () => {
+    const outer = Deadline.after(30)
+    const error = await outer.run(() => withDeadline(10_000, () => sleep(200))).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    expect((error as DeadlineExceededError).source).toBe('parent')
+  })
+
+  it('many concurrent races on one deadline raise no MaxListenersExceededWarning', async () => {
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    const deadline = Deadline.after(1_000)
+    const signal = deadline.signal
+    await Promise.all(Array.from({ length: 50 }, () => deadline.race(sleep(1))))
+    for (let i = 0; i < 50; i++) signal.addEventListener('abort', () => {})
+    await sleep(5)
+    process.off('warning', onWarning)
+    deadline[Symbol.dispose]()
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([])
+  })
+})
+
+describe('properties', () => {
+  // A tree as a list of nodes, each naming an earlier node (or the root, -1) as its parent.
+  const tree = fc.array(fc.record({ parent: fc.nat(), ms: fc.integer({ min: -5, max: 5_000 }), cancel: fc.boolean() }), { maxLength: 40 })
+
+  it('random trees of child deadlines never outlive a parent', () => {
+    const before = timers()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5_000 }), tree, (rootMs, nodes) => {
+        const root = Deadline.after(rootMs)
+        const all: Deadline[] = [root]
+        const parentOf = new Map<Deadline, Deadline>()
+        try {
+          for (const node of nodes) {
+            const parent = all[node.parent % all.length] as Deadline
+            const parentLeft = parent.remaining()
+            const child = parent.child(node.ms)
+            parentOf.set(child, parent)
+            all.push(child)
+            // Read later than the parent, on the same clock: never more.
+            expect(child.remaining()).toBeLessThanOrEqual(parentLeft)
+            if (parent.expired) expect(child.expired).toBe(true)
+            if (node.cancel && all.length % 3 === 0) parent.cancel()
+          }
+          for (const d of all) {
+            for (let ancestor = parentOf.get(d); ancestor !== undefined; ancestor = parentOf.get(ancestor)) {
+              const ancestorLeft = ancestor.remaining()
+              expect(d.remaining()).toBeLessThanOrEqual(ancestorLeft)
+              if (ancestor.expired) expect(d.expired).toBe(true)
+            }
+          }
+          root.cancel()
+          for (const d of all) expect(d.expired).toBe(true)
+        } finally {
+          for (const d of all) d[Symbol.dispose]()
+        }
+      }),
+      { numRuns: 500 },
+    )
+    expect(timers()).toBe(before)
+  })
+
+  it('remaining() never increases, across children and a wall-clock jump', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 2, maxLength: 8 }),
+        async (ms, waits) => {
+          const deadline = Deadline.after(ms)
+          const child = deadline.child(ms * 2)
+          let last = deadline.remaining()
+          let lastChild = child.remaining()
+          for (const wait of waits) {
+            if (wait === 3) vi.spyOn(Date, 'now').mockReturnValue(Date.now() - 3_600_000)
+            else await sleep(wait)
+            const now = deadline.remaining()
+            const nowChild = child.remaining()
+            expect(now).toBeLessThanOrEqual(last)
+            expect(nowChild).toBeLessThanOrEqual(lastChild)
+            expect(nowChild).toBeLessThanOrEqual(now)
+            expect(now).toBeGreaterThanOrEqual(0)
+            last = now
+            lastChild = nowChild
+            vi.restoreAllMocks()
+          }
+          child[Symbol.dispose]()
+          deadline[Symbol.dispose]()
+        },
+      ),
+      { numRuns: 40 },
+    )
+  })
+})
+
+describe('source rules', () => {
+  it('uses neither AbortSignal.any nor AbortSignal.timeout', () => {
+    const dir = new URL('.', import.meta.url)
+    for (const file of readdirSync(dir).filter((name) => name.endsWith('.ts') && !name.endsWith('.test.ts'))) {
+      const text = readFileSync(new URL(file, dir), 'utf8')
+      expect(text, file).not.toMatch(/AbortSignal\.(any|timeout)\(/)
+    }
+  })
+})

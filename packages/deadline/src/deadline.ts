@@ -1,0 +1,486 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { setMaxListeners } from 'node:events'
+import { describeValue, MAX_TIMER_DELAY } from '@ballast/core'
+import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError } from './errors.js'
+
+// One store per process, shared by every copy of this package an application
+// ends up with, so a deadline set by one copy is `current()` for the others.
+const storageKey = Symbol.for('ballast.deadline.storage')
+const holder = globalThis as { [storageKey]?: AsyncLocalStorage<Deadline> }
+holder[storageKey] ??= new AsyncLocalStorage<Deadline>()
+const storage: AsyncLocalStorage<Deadline> = holder[storageKey]
+
+/** Options of {@link Deadline.after} and {@link Deadline.child}. */
+export interface DeadlineOptions {
+  /**
+   * The budget comes from the caller (an inbound header), so its expiry is
+   * reported with `source: 'inherited'` instead of `local`. Default `false`.
+   */
+  inherited?: boolean
+  /**
+   * An outside signal (a shutdown signal, a job's signal) this deadline is
+   * linked to: when it aborts, so does the deadline, with the signal's reason as
+   * `cause`. However many deadlines link to one signal, it carries a single
+   * listener of ours, removed when the last of them is disposed. Only for
+   * {@link Deadline.after}; a child is linked to its parent.
+   */
+  signal?: AbortSignal
+}
+
+function checkMs(owner: string, ms: unknown): number {
+  if (typeof ms !== 'number' || Number.isNaN(ms)) {
+    throw new TypeError(`${owner}: "ms" must be a number of milliseconds, got ${describeValue(ms)}`)
+  }
+  return ms
+}
+
+/** The reason a child gets when its parent aborts with `reason`: same kind, the parent's reason as `cause`. */
+function inheritedReason(reason: unknown, timeout: number): unknown {
+  if (reason instanceof DeadlineExceededError) return new DeadlineExceededError(undefined, { source: 'parent', cause: reason, timeout })
+  if (reason instanceof ClientClosedError) return new ClientClosedError(undefined, { cause: reason })
+  return new DeadlineCancelledError('the parent deadline was cancelled', { cause: reason })
+}
+
+type Waiter = (reason: unknown) => void
+type Work<T> = PromiseLike<T> | ((signal: AbortSignal) => PromiseLike<T>)
+function ignore(): void {}
+// Set in a static block of Deadline: `withDeadline` races and disposes in one step.
+let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
+let watchAbort: (deadline: Deadline, listener: (reason: unknown) => void) => void
+
+/**
+ * Calls `listener` once with the abort reason when `deadline` aborts (at once if
+ * it already has), without creating its signal or an event listener: the
+ * middleware watches every request's deadline this way. Internal to the package.
+ */
+export function onDeadlineAbort(deadline: Deadline, listener: (reason: unknown) => void): void {
+  watchAbort(deadline, listener)
+}
+
+// Deadlines linked to an outside signal, fanned out from a single listener per signal.
+const externalLinks = new WeakMap<AbortSignal, Set<Deadline>>()
+
+/**
+ * A point in time after which work should stop, like Go's `context.WithTimeout`.
+ *
+ * Deadlines form a tree: {@link Deadline.child} is never later than its parent,
+ * and aborting a parent aborts its children. `signal` aborts at expiry (reason:
+ * {@link DeadlineExceededError}), on {@link Deadline.cancel}, or when the parent
+ * aborts. Time is measured on the monotonic clock, so wall-clock jumps change
+ * nothing. Each deadline owns at most one timer, cleared when it aborts or is
+ * disposed; a delay above 2^31-1 ms arms no timer; a budget `<= 0` is expired at
+ * once. No error object is built unless the deadline actually aborts.
+ *
+ * `run()` makes a deadline {@link Deadline.current} for a function and
+ * everything it awaits.
+ *
+ * @example
+ * ```ts
+ * using deadline = Deadline.after(2_000)
+ * await deadline.run(async () => {
+ *   const user = await withDeadline(300, (signal) => db.query(sql, { signal })) // child: <= 300 ms and <= the 2 s
+ *   return fetch(url, { signal: Deadline.current()?.signal })
+ * })
+ * ```
+ */
+export class Deadline implements Disposable {
+  readonly #expiresAt: number
+  readonly #timeout: number
+  readonly #inherited: boolean
+  #controller: AbortController | undefined
+  #aborted = false
+  #reason: unknown
+  #timer: NodeJS.Timeout | undefined
+  #parent: Deadline | undefined
+  #external: AbortSignal | undefined
+  #children: Set<Deadline> | undefined
+  #disposed = false
+  // Pending races, rejected on abort: one slot for the usual single race, a set beyond.
+  #waiter: Waiter | undefined
+  #waiters: Set<Waiter> | undefined
+
+  // `delay` is the budget from the instant `expiresAt` was computed, or `undefined`
+  // for a child whose parent ends first and fires for it.
+  private constructor(expiresAt: number, timeout: number, inherited: boolean, delay: number | undefined) {
+    this.#expiresAt = expiresAt
+    this.#timeout = timeout
+    this.#inherited = inherited
+    if (delay === undefined) return
+    if (delay <= 0) this.#expire()
+    // Whole milliseconds: Node keeps one timer list per distinct delay, and a
+    // fractional delay would create a new list (a priority-queue insert) per deadline.
+    // Rounding up never fires early; `expired` reads the clock for the sub-ms rest.
+    else if (delay <= MAX_TIMER_DELAY) this.#timer = setTimeout(Deadline.#fire, Math.ceil(delay), this)
+  }
+
+  /**
+   * A root deadline `ms` milliseconds from now. `ms <= 0` is already expired;
+   * above 2^31-1 (or `Infinity`) no timer is armed.
+   *
+   * @example
+   * ```ts
+   * using deadline = Deadline.after(500)
+   * const response = await fetch(url, { signal: deadline.signal })
+   * ```
+   */
+  static after(ms: number, options: DeadlineOptions = {}): Deadline {
+    checkMs('Deadline.after', ms)
+    const deadline = new Deadline(performance.now() + ms, ms, options.inherited === true, ms)
+    const signal = options.signal
+    if (signal !== undefined && !deadline.#aborted) deadline.#linkExternal(signal)
+    return deadline
+  }
+
+  /**
+   * The deadline in effect for the running code (set by {@link Deadline.run},
+   * {@link withDeadline} or the `deadline()` middleware), shared by every copy of
+   * this package in the process.
+   *
+   * @example
+   * ```ts
+   * const budget = Deadline.current()?.remaining() ?? Number.POSITIVE_INFINITY
+   * ```
+   */
+  static current(): Deadline | undefined {
+    return storage.getStore()
+  }
+
+  /**
+   * Aborts at expiry with a {@link DeadlineExceededError}, on `cancel(reason)`
+   * with that reason, and when the parent aborts (the parent's reason is the
+   * `cause` of this one's). Created on first access.
+   *
+   * @example
+   * ```ts
+   * await fetch(url, { signal: deadline.signal })
+   * ```
+   */
+  get signal(): AbortSignal {
+    if (!this.#aborted) this.#checkClock()
+    return this.#signal()
+  }
+
+  #signal(): AbortSignal {
+    let controller = this.#controller
+    if (controller === undefined) {
+      controller = new AbortController()
+      // Concurrent races and fetches on one request deadline each listen for a while;
+      // they remove their listener when they settle, so many of them is not a leak.
+      setMaxListeners(0, controller.signal)
+      this.#controller = controller
+      if (this.#aborted) controller.abort(this.#reason)
+    }
+    return controller.signal
+  }
+
+  /**
+   * Milliseconds left, `>= 0`, on the monotonic clock; `0` once aborted; never
+   * increases. `Infinity` for `Deadline.after(Infinity)`.
+   *
+   * @example
+   * ```ts
+   * if (deadline.remaining() < 50) return cachedAnswer()
+   * ```
+   */
+  remaining(): number {
+    if (this.#aborted) return 0
+    const left = this.#expiresAt - performance.now()
+    return Math.max(left, 0)
+  }
+
+  /**
+   * True once the deadline is over: its time is up, or it was cancelled, or its
+   * parent aborted. Reading it after the time is up aborts the signal right away
+   * even if the timer has not run yet (a busy event loop).
+   *
+   * @example
+   * ```ts
+   * for (const row of rows) { if (deadline.expired) break; await handle(row) }
+   * ```
+   */
+  get expired(): boolean {
+    if (!this.#aborted) this.#checkClock()
+    return this.#aborted
+  }
+
+  /**
+   * The budget this deadline was created with, in ms (for a child: the `ms`
+   * passed to `child`, even when the parent's end came first).
+   */
+  get timeout(): number {
+    return this.#timeout
+  }
+
+  /**
+   * A deadline ending at `min(parent's end, now + ms)`, aborted when this one
+   * aborts. When the parent's end comes first the child arms no timer of its own.
+   * A child of a disposed deadline is not linked to it any more.
+   *
+   * @example
+   * ```ts
+   * using lookup = request.child(300)
+   * await cache.get(key, { signal: lookup.signal })
+   * ```
+   */
+  child(ms: number, options: Pick<DeadlineOptions, 'inherited'> = {}): Deadline {
+    checkMs('Deadline.child', ms)
+    const end = performance.now() + ms
+    const linked = !this.#disposed && !this.#aborted
+    const own = end < this.#expiresAt || this.#disposed
+    const child = new Deadline(own ? end : this.#expiresAt, ms, options.inherited === true, own ? ms : undefined)
+    if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms))
+    else if (linked && !child.#aborted) {
+      child.#parent = this
+      this.#children ??= new Set()
+      this.#children.add(child)
+    }
+    return child
+  }
+
+  /**
+   * Aborts the signal (and every child's) with `reason`, default a
+   * {@link DeadlineCancelledError}. No-op once aborted.
+   *
+   * @example
+   * ```ts
+   * deadline.cancel(new Error('user pressed stop'))
+   * ```
+   */
+  cancel(reason?: unknown): void {
+    if (this.#aborted) return
+    this.#abort(reason === undefined ? new DeadlineCancelledError() : reason)
+  }
+
+  /**
+   * Runs `fn` with this deadline as {@link Deadline.current}, for `fn` and
+   * everything it awaits.
+   *
+   * @example
+   * ```ts
+   * await deadline.run(() => service.placeOrder(order)) // the service sees Deadline.current()
+   * ```
+   */
+  run<T>(fn: () => T): T {
+    return storage.run(this, fn)
+  }
+
+  /**
+   * Settles like `work`, or rejects with the signal's reason as soon as the
+   * deadline aborts. A function receives the signal, runs with this deadline as
+   * current, and is not called at all when the deadline is already over. The
+   * race adds no timer, no abort listener and no error object: the deadline's
+   * own timer ends it.
+   *
+   * @example
+   * ```ts
+   * const rows = await deadline.race((signal) => db.query(sql, { signal }))
+   * ```
+   */
+  race<T>(work: PromiseLike<T> | ((signal: AbortSignal) => PromiseLike<T>)): Promise<T> {
+    return this.#race(work, false)
+  }
+
+  #race<T>(work: PromiseLike<T> | ((signal: AbortSignal) => PromiseLike<T>), dispose: boolean): Promise<T> {
+    let promise: PromiseLike<T>
+    if (typeof work === 'function') {
+      // withDeadline's deadline was created a moment ago: no need to read the clock again.
+      if (!dispose && !this.#aborted) this.#checkClock()
+      const signal = this.#signal()
+      if (this.#aborted) {
+        if (dispose) this[Symbol.dispose]()
+        return Promise.reject(this.#reason)
+      }
+      try {
+        promise = storage.run(this, work, signal)
+      } catch (error) {
+        if (dispose) this[Symbol.dispose]()
+        return Promise.reject(error)
+      }
+    } else {
+      promise = work
+      if (!this.#aborted) this.#checkClock()
+    }
+    return new Promise<T>((resolve, reject) => {
+      if (this.#aborted) {
+        // Observe the loser so its rejection is never reported as unhandled.
+        promise.then(undefined, ignore)
+        if (dispose) this[Symbol.dispose]()
+        reject(this.#reason)
+        return
+      }
+      this.#addWaiter(reject)
+      promise.then(
+        (value) => {
+          this.#removeWaiter(reject)
+          if (dispose) this[Symbol.dispose]()
+          resolve(value)
+        },
+        (error: unknown) => {
+          this.#removeWaiter(reject)
+          if (dispose) this[Symbol.dispose]()
+          reject(error)
+        },
+      )
+    })
+  }
+
+  static {
+    raceAndDispose = (deadline, work) => deadline.#race(work, true)
+    watchAbort = (deadline, listener) => {
+      if (!(#waiter in deadline)) {
+        // A deadline from another copy of this package: its public signal will do.
+        const signal = (deadline as Deadline).signal
+        if (signal.aborted) listener(signal.reason)
+        else signal.addEventListener('abort', () => listener(signal.reason), { once: true })
+      } else if (deadline.#aborted) listener(deadline.#reason)
+      else deadline.#addWaiter(listener)
+    }
+  }
+
+  #addWaiter(waiter: Waiter): void {
+    if (this.#waiter === undefined) this.#waiter = waiter
+    else {
+      this.#waiters ??= new Set()
+      this.#waiters.add(waiter)
+    }
+  }
+
+  #removeWaiter(waiter: Waiter): void {
+    if (this.#waiter === waiter) this.#waiter = undefined
+    else this.#waiters?.delete(waiter)
+  }
+
+  /**
+   * Clears the timer and the link to the parent (or outside signal). It does not
+   * abort this signal (nothing is built on the happy path); children still linked
+   * are cancelled with a {@link DeadlineCancelledError}, as Go cancels a
+   * context's children with it.
+   *
+   * @example
+   * ```ts
+   * { using deadline = Deadline.after(100); await work(deadline.signal) } // disposed here
+   * ```
+   */
+  [Symbol.dispose](): void {
+    if (this.#disposed) return
+    this.#disposed = true
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    this.#unlink()
+    const children = this.#children
+    if (children === undefined || children.size === 0) return
+    this.#children = undefined
+    const reason = new DeadlineCancelledError('the parent deadline was disposed')
+    for (const child of children) {
+      child.#parent = undefined
+      child.#abort(reason)
+    }
+  }
+
+  static #fire(this: void, deadline: Deadline): void {
+    deadline.#timer = undefined
+    deadline.#expire()
+  }
+
+  static #onExternalAbort(this: void, event: Event): void {
+    const signal = event.target as AbortSignal
+    const linked = externalLinks.get(signal)
+    externalLinks.delete(signal)
+    if (linked === undefined) return
+    for (const deadline of linked) {
+      deadline.#external = undefined
+      deadline.#abort(inheritedReason(signal.reason, deadline.#timeout))
+    }
+  }
+
+  #checkClock(): void {
+    if (!this.#disposed && performance.now() >= this.#expiresAt) {
+      if (this.#parent !== undefined && this.#parent.#expiresAt <= this.#expiresAt) this.#parent.#checkClock()
+      else this.#expire()
+    }
+  }
+
+  #expire(): void {
+    this.#abort(new DeadlineExceededError(undefined, { source: this.#inherited ? 'inherited' : 'local', timeout: this.#timeout }))
+  }
+
+  #linkExternal(signal: AbortSignal): void {
+    if (signal.aborted) {
+      this.#abort(inheritedReason(signal.reason, this.#timeout))
+      return
+    }
+    let linked = externalLinks.get(signal)
+    if (linked === undefined) {
+      linked = new Set()
+      externalLinks.set(signal, linked)
+      signal.addEventListener('abort', Deadline.#onExternalAbort, { once: true })
+    }
+    linked.add(this)
+    this.#external = signal
+  }
+
+  #unlink(): void {
+    const parent = this.#parent
+    if (parent !== undefined) {
+      this.#parent = undefined
+      parent.#children?.delete(this)
+    }
+    const external = this.#external
+    if (external !== undefined) {
+      this.#external = undefined
+      const linked = externalLinks.get(external)
+      if (linked?.delete(this) && linked.size === 0) {
+        externalLinks.delete(external)
+        external.removeEventListener('abort', Deadline.#onExternalAbort)
+      }
+    }
+  }
+
+  #abort(reason: unknown): void {
+    if (this.#aborted) return
+    this.#aborted = true
+    this.#reason = reason
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    this.#unlink()
+    this.#controller?.abort(reason)
+    const waiter = this.#waiter
+    if (waiter !== undefined) {
+      this.#waiter = undefined
+      waiter(reason)
+    }
+    const waiters = this.#waiters
+    if (waiters !== undefined) {
+      this.#waiters = undefined
+      for (const each of waiters) each(reason)
+    }
+    const children = this.#children
+    if (children === undefined) return
+    this.#children = undefined
+    for (const child of children) {
+      child.#parent = undefined
+      child.#abort(inheritedReason(reason, child.#timeout))
+    }
+  }
+}
+
+/**
+ * Runs `work` under a deadline `ms` from now: a child of {@link Deadline.current}
+ * (so never later than the enclosing one) or a root. `work` gets the signal and
+ * runs with the new deadline as current; the result settles like `work`, or
+ * rejects with the signal's reason (a {@link DeadlineExceededError} at expiry)
+ * as soon as the deadline aborts. The deadline is disposed when it settles.
+ *
+ * @example
+ * ```ts
+ * const stock = await withDeadline(300, (signal) => fetch(`${INVENTORY}/stock/42`, { signal }).then((r) => r.json()))
+ * ```
+ */
+export function withDeadline<T>(ms: number, work: (signal: AbortSignal) => PromiseLike<T>): Promise<T> {
+  const current = storage.getStore()
+  return raceAndDispose(current === undefined ? Deadline.after(ms) : current.child(ms), work)
+}
