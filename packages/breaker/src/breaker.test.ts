@@ -1,0 +1,487 @@
+import { getEventListeners } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { isBallastError } from '@ballast/core'
+import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/deadline'
+import { TimeoutError } from 'p-timeout'
+import { Registry, register } from 'prom-client'
+import { describe, expect, it } from 'vitest'
+import { Breaker, type BreakerOptions, type FallbackContext } from './breaker.js'
+import { BreakerTimeoutError, BrokenCircuitError } from './errors.js'
+
+function breaker<F = never>(options: Partial<BreakerOptions<F>> = {}): { b: Breaker<F>; registry: Registry } {
+  const registry = options.registry ?? new Registry()
+  const b = new Breaker<F>({ name: 'test', ...options, registry } as BreakerOptions<F>)
+  return { b, registry }
+}
+
+async function value(registry: Registry, name: string, labels: Record<string, string>): Promise<number | undefined> {
+  const metric = registry.getSingleMetric(name)
+  if (metric === undefined) return undefined
+  const data = await metric.get()
+  const found = data.values.find(
+    (v) => (v as { metricName?: string }).metricName === undefined && Object.entries(labels).every(([k, l]) => v.labels[k] === l),
+  )
+  return found?.value
+}
+
+const fail = async (): Promise<never> => {
+  throw new Error('upstream down')
+}
+
+describe('Breaker options', () => {
+  it('rejects bad options at construction, naming the option and the value', () => {
+    expect(() => new Breaker({} as BreakerOptions)).toThrow(/option "name" must be .*got undefined/)
+    expect(() => new Breaker({ name: 'has space' })).toThrow(RangeError)
+    expect(() => new Breaker({ name: 'has space' })).toThrow(/'has space'/)
+    expect(() => new Breaker({ name: 'x'.repeat(65) })).toThrow(RangeError)
+    expect(() => new Breaker({ name: 'a', timeout: -1 })).toThrow(/option "timeout" must be a number >= 1, got -1/)
+    expect(() => new Breaker({ name: 'a', timeout: '5' as unknown as number })).toThrow(TypeError)
+    expect(() => new Breaker({ name: 'a', errorThresholdPercentage: 101 })).toThrow(/errorThresholdPercentage.*101/)
+    expect(() => new Breaker({ name: 'a', volumeThreshold: 1.5 })).toThrow(/volumeThreshold.*1.5/)
+    expect(() => new Breaker({ name: 'a', capacity: 0 })).toThrow(/capacity.*0/)
+    expect(() => new Breaker({ name: 'a', retry: { attempts: -1 } })).toThrow(/retry.attempts.*-1/)
+    expect(() => new Breaker({ name: 'a', fallback: 'x' as never })).toThrow(/fallback.*'x'/)
+    expect(() => new Breaker({ name: 'a', rollingCountTimeout: 1000, rollingCountBuckets: 3 })).toThrow(/rollingCountBuckets.*3/)
+    expect(() => new Breaker({ name: 'a', registry: {} as Registry })).toThrow(/registry/)
+  })
+
+  it('fails clearly, leaving nothing running, when a metric name is taken by an incompatible metric', async () => {
+    const registry = new Registry()
+    const { Counter } = await import('prom-client')
+    new Counter({ name: 'ballast_breaker_calls_total', help: 'someone else', labelNames: ['other'], registers: [registry] })
+    const timers = process.getActiveResourcesInfo().length
+    expect(() => new Breaker({ name: 'clash', registry })).toThrow(/ballast_breaker_calls_total/)
+    expect(process.getActiveResourcesInfo().length).toBeLessThanOrEqual(timers)
+    // Another prefix avoids the clash.
+    const ok = new Breaker({ name: 'clash', registry, prefix: 'app_' })
+    ok[Symbol.dispose]()
+  })
+
+  it('registers nothing on import and shares metrics between breakers on one registry', async () => {
+    // This file imported the package above; the global registry must still be empty.
+    expect(await register.getMetricsAsJSON()).toEqual([])
+    const registry = new Registry()
+    const one = new Breaker({ name: 'one', registry })
+    const two = new Breaker({ name: 'two', registry })
+    const again = new Breaker({ name: 'one', registry })
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_breaker_state{breaker="one",state="closed"} 1')
+    expect(text).toContain('ballast_breaker_state{breaker="two",state="closed"} 1')
+    for (const b of [one, two, again]) b[Symbol.dispose]()
+  })
+})
+
+describe('per-call cancellation', () => {
+  it('gives every call its own signal: a timeout in one call never aborts another', async () => {
+    const { b } = breaker({ timeout: 40, volumeThreshold: 100 })
+    const signals: AbortSignal[] = []
+    const slow = b.execute(({ signal }) => {
+      signals.push(signal)
+      return new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+    })
+    // Starts before the slow call times out (t=40) and ends after it (t=60).
+    await sleep(25)
+    const fast = b.execute(async ({ signal }) => {
+      signals.push(signal)
+      await sleep(35)
+      return signal.aborted
+    })
+    await expect(slow).rejects.toBeInstanceOf(BreakerTimeoutError)
+    expect(await fast).toBe(false)
+    expect(signals[0]?.reason).toBeInstanceOf(BreakerTimeoutError)
+    const next = await b.execute(async ({ signal }) => signal.aborted)
+    expect(next).toBe(false)
+    expect(signals[0]).not.toBe(signals[1])
+    b[Symbol.dispose]()
+  })
+
+  it('caps the attempt by the caller deadline and links with a listener removed afterwards', async () => {
+    const { b, registry } = breaker({ timeout: 10_000, volumeThreshold: 1, errorThresholdPercentage: 0 })
+    using deadline = Deadline.after(60)
+    const started = performance.now()
+    await expect(
+      deadline.run(() =>
+        b.execute(({ signal }) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))),
+      ),
+    ).rejects.toBeInstanceOf(DeadlineExceededError)
+    const elapsed = performance.now() - started
+    expect(elapsed).toBeGreaterThanOrEqual(50)
+    expect(elapsed).toBeLessThan(2_000)
+    // Not a dependency failure: with threshold 0 and volume 1 one failure would trip.
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0)
+    b[Symbol.dispose]()
+  })
+
+  it('does not count a client abort, and goes to the fallback with reason "deadline"', async () => {
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0 })
+    using deadline = Deadline.after(5_000)
+    let seen: FallbackContext | undefined
+    const result = deadline.run(() =>
+      b.execute(({ signal }) => new Promise<string>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))), {
+        fallback: (context) => {
+          seen = context
+          return 'fallback'
+        },
+      }),
+    )
+    setTimeout(() => deadline.cancel(new ClientClosedError()), 10)
+    expect(await result).toBe('fallback')
+    expect(seen?.reason).toBe('deadline')
+    expect(seen?.error).toBeInstanceOf(ClientClosedError)
+    expect(b.state).toBe('closed')
+    b[Symbol.dispose]()
+  })
+
+  it('counts attempt timeouts as failures', async () => {
+    const { b, registry } = breaker({ timeout: 20, volumeThreshold: 1, errorThresholdPercentage: 0 })
+    await expect(b.execute(() => sleep(200))).rejects.toSatisfy(
+      (error) => error instanceof BreakerTimeoutError && error instanceof TimeoutError,
+    )
+    expect(b.state).toBe('open')
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'timeout' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+})
+
+describe('capacity', () => {
+  it('frees a slot when the work settles, not when its timeout fires', async () => {
+    const { b, registry } = breaker({ timeout: 20, capacity: 1, volumeThreshold: 100 })
+    let release!: () => void
+    const stubborn = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    // Work that ignores its signal: times out for the caller but keeps running.
+    await expect(b.execute(() => stubborn)).rejects.toBeInstanceOf(BreakerTimeoutError)
+    expect(b.running).toBe(1)
+    const refused = await b.execute(async () => 'ran').catch((error: unknown) => error)
+    expect(refused).toBeInstanceOf(BrokenCircuitError)
+    expect((refused as BrokenCircuitError).reason).toBe('capacity')
+    expect((refused as BrokenCircuitError).code).toBe('BALLAST_BREAKER_CAPACITY')
+    expect(await value(registry, 'ballast_breaker_concurrent_calls', { breaker: 'test' })).toBe(1)
+    release()
+    await sleep(0)
+    expect(b.running).toBe(0)
+    expect(await b.execute(async () => 'ran')).toBe('ran')
+    expect(await value(registry, 'ballast_breaker_rejected_calls_total', { reason: 'capacity' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+})
+
+describe('half-open', () => {
+  async function trip(b: Breaker<unknown>): Promise<void> {
+    await b.execute(fail).catch(() => undefined)
+    expect(b.state).toBe('open')
+  }
+
+  it('lets exactly one trial through, rejects concurrent callers at once, closes on success', async () => {
+    const { b, registry } = breaker<string>({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 50 })
+    await trip(b)
+    await sleep(80)
+    expect(b.state).toBe('half-open')
+    expect(b.retryAfter()).toBe(0)
+    let finishTrial!: (value: string) => void
+    let trialsRun = 0
+    const trial = b.execute(() => {
+      trialsRun++
+      return new Promise<string>((resolve) => {
+        finishTrial = resolve
+      })
+    })
+    const started = performance.now()
+    const others = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        b.execute(
+          async () => {
+            trialsRun++
+            return 'ran'
+          },
+          { fallback: (context) => `fallback:${context.reason}` },
+        ),
+      ),
+    )
+    const rejectedIn = performance.now() - started
+    expect(others).toEqual(Array(5).fill('fallback:half-open'))
+    expect(rejectedIn).toBeLessThan(500)
+    expect(trialsRun).toBe(1)
+    expect(b.retryAfter()).toBe(1)
+    finishTrial('trial ok')
+    expect(await trial).toBe('trial ok')
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_rejected_calls_total', { reason: 'half_open' })).toBe(5)
+    b[Symbol.dispose]()
+  })
+
+  it('reopens for resetTimeout on a failed trial', async () => {
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 2_500 })
+    const transitions: string[] = []
+    b.onStateChange(({ to }) => transitions.push(to))
+    await trip(b)
+    expect(b.retryAfter()).toBe(3)
+    b[Symbol.dispose]()
+    const short = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 40 }).b
+    await trip(short)
+    await sleep(60)
+    await short.execute(fail).catch(() => undefined)
+    expect(short.state).toBe('open')
+    expect(transitions).toEqual(['open', 'disabled'])
+    short[Symbol.dispose]()
+  })
+
+  it('hands the trial back when the trial call is cancelled by its caller', async () => {
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 30 })
+    await trip(b)
+    await sleep(50)
+    expect(b.state).toBe('half-open')
+    using deadline = Deadline.after(20)
+    await deadline
+      .run(() =>
+        b.execute(({ signal }) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))),
+      )
+      .catch(() => undefined)
+    expect(b.state).toBe('half-open')
+    expect(await b.execute(async () => 'second trial')).toBe('second trial')
+    expect(b.state).toBe('closed')
+    b[Symbol.dispose]()
+  })
+})
+
+describe('fallback', () => {
+  it('receives reason, error, signal and retryAfter; wrap passes the arguments', async () => {
+    const { b } = breaker({ volumeThreshold: 100 })
+    const get = b.wrap(
+      async (_context, id: string) => fail().then(() => ({ id, reason: 'none', message: '', aborted: false, retryAfter: -1 })),
+      {
+        fallback: (context, id) => ({
+          id,
+          reason: context.reason,
+          message: (context.error as Error).message,
+          aborted: context.signal.aborted,
+          retryAfter: context.retryAfter,
+        }),
+      },
+    )
+    expect(await get('42')).toEqual({ id: '42', reason: 'failure', message: 'upstream down', aborted: false, retryAfter: 0 })
+    b[Symbol.dispose]()
+  })
+
+  it('checks the fallback result type against the work result type', async () => {
+    const { b } = breaker({ volumeThreshold: 100 })
+    // @ts-expect-error a fallback must produce what the work produces
+    const typed: Promise<number> = b.execute(async () => 1, { fallback: () => 'not a number' })
+    expect(await typed).toBe(1)
+    const withDefault = new Breaker({ name: 'typed', registry: new Registry(), fallback: () => null })
+    const maybe: number | null = await withDefault.execute(fail)
+    expect(maybe).toBeNull()
+    b[Symbol.dispose]()
+    withDefault[Symbol.dispose]()
+  })
+
+  it('a throwing fallback gives its error with the original as cause, and is counted', async () => {
+    const { b, registry } = breaker({ volumeThreshold: 100, fallback: () => 'default' })
+    const original = await b
+      .execute(fail, {
+        fallback: () => {
+          throw new Error('cache empty')
+        },
+      })
+      .catch((error: unknown) => error)
+    expect((original as Error).message).toBe('cache empty')
+    expect(((original as Error).cause as Error).message).toBe('upstream down')
+    expect(await b.execute(fail)).toBe('default')
+    expect(await value(registry, 'ballast_breaker_fallbacks_total', { result: 'failure' })).toBe(1)
+    expect(await value(registry, 'ballast_breaker_fallbacks_total', { result: 'success' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+
+  it('rethrows errors isFailure rejects, without fallback or counting', async () => {
+    const { b, registry } = breaker({
+      volumeThreshold: 1,
+      errorThresholdPercentage: 0,
+      isFailure: (error) => (error as Error).message !== 'not found',
+      fallback: () => 'fb',
+    })
+    await expect(b.execute(() => Promise.reject(new Error('not found')))).rejects.toThrow('not found')
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+})
+
+describe('retry', () => {
+  it('retries while closed, each attempt counted', async () => {
+    const { b, registry } = breaker({ volumeThreshold: 100, retry: { attempts: 2, delay: 5 } })
+    const attempts: number[] = []
+    const result = await b.execute(async ({ attempt }) => {
+      attempts.push(attempt)
+      if (attempt < 2) throw new Error('flaky')
+      return 'third time'
+    })
+    expect(result).toBe('third time')
+    expect(attempts).toEqual([0, 1, 2])
+    expect(await value(registry, 'ballast_breaker_retries_total', { breaker: 'test' })).toBe(2)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(2)
+    b[Symbol.dispose]()
+  })
+
+  it('stops retrying once the breaker opens', async () => {
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, retry: { attempts: 3 } })
+    let runs = 0
+    await expect(
+      b.execute(() => {
+        runs++
+        return fail()
+      }),
+    ).rejects.toThrow('upstream down')
+    expect(runs).toBe(1)
+    b[Symbol.dispose]()
+  })
+
+  it('does not retry when the deadline leaves no budget for the delay', async () => {
+    const { b } = breaker({ volumeThreshold: 100, retry: { attempts: 3, delay: 200 } })
+    using deadline = Deadline.after(100)
+    let runs = 0
+    await expect(
+      deadline.run(() =>
+        b.execute(() => {
+          runs++
+          return fail()
+        }),
+      ),
+    ).rejects.toThrow('upstream down')
+    expect(runs).toBe(1)
+    b[Symbol.dispose]()
+  })
+})
+
+describe('errors', () => {
+  it('BrokenCircuitError carries 503 and retry-after', async () => {
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 7_000 })
+    await b.execute(fail).catch(() => undefined)
+    const error = await b.execute(async () => 'x').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(BrokenCircuitError)
+    expect(error).toMatchObject({
+      code: 'BALLAST_BREAKER_OPEN',
+      status: 503,
+      statusCode: 503,
+      reason: 'open',
+      headers: { 'retry-after': '7' },
+    })
+    expect(isBallastError(error)).toBe(true)
+    b[Symbol.dispose]()
+  })
+
+  it('BreakerTimeoutError is a p-timeout TimeoutError and a ballast error, across copies', () => {
+    const error = new BreakerTimeoutError('x', 800)
+    expect(error).toBeInstanceOf(TimeoutError)
+    expect(error).toMatchObject({ name: 'BreakerTimeoutError', code: 'BALLAST_BREAKER_TIMEOUT', status: 504, timeout: 800 })
+    expect(isBallastError(error)).toBe(true)
+    // A second copy of the package: a distinct class with the same name and brand.
+    const Copy = { BreakerTimeoutError: class BreakerTimeoutError extends TimeoutError {} }.BreakerTimeoutError
+    Object.defineProperty(Copy.prototype, Symbol.for('ballast.error'), { value: true })
+    const fromCopy = new Copy('copy')
+    ;(fromCopy as { name: string }).name = 'BreakerTimeoutError'
+    expect(fromCopy).toBeInstanceOf(BreakerTimeoutError)
+    expect(new TimeoutError('plain')).not.toBeInstanceOf(BreakerTimeoutError)
+  })
+})
+
+describe('metrics', () => {
+  it('count every call exactly, also after the registry is reset', async () => {
+    const { b, registry } = breaker({ volumeThreshold: 1_000 })
+    for (let i = 0; i < 7; i++) await b.execute(async () => i)
+    for (let i = 0; i < 3; i++) await b.execute(fail).catch(() => undefined)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(7)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(3)
+    expect(await value(registry, 'ballast_breaker_call_duration_seconds', { outcome: 'success' })).toBeUndefined()
+    const histogram = await registry.getSingleMetric('ballast_breaker_call_duration_seconds')?.get()
+    const count = histogram?.values.find(
+      (v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.outcome === 'success',
+    )
+    expect(count?.value).toBe(7)
+    registry.resetMetrics()
+    await b.execute(async () => 1)
+    await b.execute(async () => 2)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(2)
+    b[Symbol.dispose]()
+  })
+
+  it('reads the state gauge at scrape time', async () => {
+    const { b, registry } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0 })
+    expect(await value(registry, 'ballast_breaker_state', { state: 'closed' })).toBe(1)
+    await b.execute(fail).catch(() => undefined)
+    expect(await value(registry, 'ballast_breaker_state', { state: 'open' })).toBe(1)
+    expect(await value(registry, 'ballast_breaker_state', { state: 'closed' })).toBe(0)
+    expect(await value(registry, 'ballast_breaker_failure_ratio', { breaker: 'test' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+})
+
+describe('timers', () => {
+  it('times concurrent calls out each at its own budget, and an idle breaker holds no active timer', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+    const baseline = timers()
+    const { b } = breaker({ timeout: 50, volumeThreshold: 1_000 })
+    const started = performance.now()
+    const hang = ({ signal }: { signal: AbortSignal }) =>
+      new Promise<number>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+    const ends: Promise<number>[] = []
+    for (let i = 0; i < 4; i++) {
+      ends.push(b.execute(hang).catch(() => performance.now() - started))
+      await sleep(15)
+    }
+    const elapsed = await Promise.all(ends)
+    elapsed.forEach((ms, i) => {
+      // Started about 15 ms apart: each ends at its own start + 50 ms, never before.
+      expect(ms).toBeGreaterThanOrEqual(i * 15 + 49)
+      expect(ms).toBeLessThan(i * 15 + 50 + 500)
+    })
+    expect(elapsed[3] as number).toBeGreaterThan(elapsed[0] as number)
+    // No timer of this breaker left active (others may have ended meanwhile).
+    expect(timers()).toBeLessThanOrEqual(baseline)
+    expect(await b.execute(async () => 'still works')).toBe('still works')
+    expect(timers()).toBeLessThanOrEqual(baseline)
+    b[Symbol.dispose]()
+  })
+})
+
+describe('dispose', () => {
+  it('clears every timer, cancels in-flight work and removes the series', async () => {
+    const baseline = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+    const registry = new Registry()
+    const keep = new Breaker({ name: 'keep', registry })
+    const open = new Breaker({
+      name: 'gone',
+      registry,
+      volumeThreshold: 1,
+      errorThresholdPercentage: 0,
+      retry: { attempts: 1, delay: 60_000 },
+    })
+    const inflight = new Breaker({ name: 'busy', registry, timeout: 60_000 })
+    await open.execute(fail).catch(() => undefined)
+    expect(open.state).toBe('open')
+    let abortedWith: unknown
+    const pending = inflight.execute(
+      ({ signal }) =>
+        new Promise((_resolve, reject) =>
+          signal.addEventListener('abort', () => {
+            abortedWith = signal.reason
+            reject(signal.reason)
+          }),
+        ),
+    )
+    expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length).toBeGreaterThan(baseline)
+    open[Symbol.dispose]()
+    inflight[Symbol.dispose]()
+    keep[Symbol.dispose]()
+    await expect(pending).rejects.toMatchObject({ code: 'BALLAST_BREAKER_DISPOSED' })
+    expect((abortedWith as { code?: string }).code).toBe('BALLAST_BREAKER_DISPOSED')
+    expect(open.state).toBe('disabled')
+    await expect(open.execute(async () => 1)).rejects.toMatchObject({ code: 'BALLAST_BREAKER_DISPOSED' })
+    expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length).toBe(baseline)
+    const text = await registry.metrics()
+    expect(text).not.toMatch(/breaker="(keep|gone|busy)"/)
+  })
+})

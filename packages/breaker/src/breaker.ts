@@ -1,0 +1,582 @@
+import {
+  BallastError,
+  describeValue,
+  functionOption,
+  type MetricsOptions,
+  metricsTarget,
+  numberOption,
+  objectOption,
+  stringOption,
+  timerDelay,
+} from '@ballast/core'
+import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/deadline'
+import { Attempt, type AttemptHost, type CallContext } from './attempt.js'
+import { AttemptTimeouts } from './attempt-timeouts.js'
+import { BreakerMetrics, type BreakerObserver, type CallOutcome, type StateLabel } from './breaker-metrics.js'
+import { BrokenCircuitError, type RejectionReason } from './errors.js'
+import { BreakerEvent, type Listener } from './events.js'
+import { type OpenedCircuit, type OpossumCircuit, openCircuit } from './opossum.js'
+
+export type { CallContext } from './attempt.js'
+
+const OWNER = 'Breaker'
+/**
+ * Allowed breaker names: they become the `breaker` metric label.
+ *
+ * @example
+ * ```ts
+ * BREAKER_NAME.test('inventory:api.example.com') // true
+ * ```
+ */
+export const BREAKER_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
+
+/** The state of a breaker, as opossum has it. `disabled` once disposed. */
+export type BreakerState = 'closed' | 'open' | 'half-open' | 'disabled'
+
+/** Why the fallback runs. */
+export type FallbackReason = RejectionReason | 'timeout' | 'failure' | 'deadline'
+
+/**
+ * What a fallback receives.
+ *
+ * @example
+ * ```ts
+ * const fallback = ({ reason, retryAfter }: FallbackContext) => ({ items: [], degraded: reason, retryAfter })
+ * ```
+ */
+export interface FallbackContext {
+  /** `open`, `half-open`, `capacity`: refused without running; `timeout`, `failure`: the (last) attempt failed; `deadline`: the caller's deadline expired or the client went away. */
+  readonly reason: FallbackReason
+  /** The error the caller would get without a fallback. */
+  readonly error: unknown
+  /** The caller's deadline signal (never aborted when there is no deadline): for fallbacks that do I/O. */
+  readonly signal: AbortSignal
+  /** Seconds until a trial call is allowed; 0 when closed. */
+  readonly retryAfter: number
+}
+
+/** Retry policy: `attempts` retries after the first try. */
+export interface RetryOptions {
+  /** Retries after the first try (1 = try twice). */
+  attempts: number
+  /** Milliseconds between attempts. Default 0. */
+  delay?: number
+}
+
+/**
+ * Options of {@link Breaker}; see the README for the defaults.
+ *
+ * @example
+ * ```ts
+ * const options: BreakerOptions<null> = { name: 'inventory', timeout: 800, fallback: () => null }
+ * ```
+ */
+export interface BreakerOptions<F = never> extends MetricsOptions {
+  /** Required, `[A-Za-z0-9_.:-]{1,64}`; the `breaker` metric label. */
+  name: string
+  /** Per-attempt budget in ms, always capped by `Deadline.current()`; `false` for none. Default 10 000. */
+  timeout?: number | false
+  /** Open when the failure percentage in the window is above this. Default 50. */
+  errorThresholdPercentage?: number
+  /** No trip before this many calls in the window. Default 20. */
+  volumeThreshold?: number
+  /** Open → half-open after this many ms. Default 10 000. */
+  resetTimeout?: number
+  /** Rolling window length in ms. Default 10 000. */
+  rollingCountTimeout?: number
+  /** Buckets in the window. Default 10. */
+  rollingCountBuckets?: number
+  /** Maximum concurrent executions (until the work settles). Default unlimited. */
+  capacity?: number
+  /** Retries, only while closed and while the deadline leaves budget. Default none. */
+  retry?: RetryOptions
+  /** Which errors count as dependency failures. Default: all but caller-side aborts. */
+  isFailure?: (error: unknown) => boolean
+  /** Default fallback of every call that names none. */
+  fallback?: (context: FallbackContext) => F | PromiseLike<F>
+}
+
+/** A state transition. */
+export interface StateChangeEvent {
+  readonly from: BreakerState
+  readonly to: BreakerState
+}
+
+/** A call refused without running. */
+export interface RejectEvent {
+  readonly reason: RejectionReason
+  readonly error: BrokenCircuitError
+}
+
+/** A fallback ran. */
+export interface FallbackEvent {
+  readonly reason: FallbackReason
+  readonly error: unknown
+  readonly result: 'success' | 'failure'
+}
+
+/** Per-call options of {@link Breaker.execute}. */
+export interface ExecuteOptions<T> {
+  /** Replaces the breaker's fallback for this call. */
+  fallback?: (context: FallbackContext) => T | PromiseLike<T>
+}
+
+/**
+ * The default `isFailure`: everything except the caller giving up
+ * (`DeadlineExceededError`, `ClientClosedError`). Compose it in your own.
+ *
+ * @example
+ * ```ts
+ * const breaker = new Breaker({
+ *   name: 'payments',
+ *   isFailure: (error) => isDependencyFailure(error) && !(error instanceof ValidationError),
+ * })
+ * ```
+ */
+export function isDependencyFailure(error: unknown): boolean {
+  return !(error instanceof DeadlineExceededError || error instanceof ClientClosedError)
+}
+
+let neverAborted: AbortSignal | undefined
+
+function quietSignal(): AbortSignal {
+  neverAborted ??= new AbortController().signal
+  return neverAborted
+}
+
+function toStateLabel(state: BreakerState): StateLabel {
+  return state === 'half-open' ? 'half_open' : state
+}
+
+function withCause(error: unknown, cause: unknown): unknown {
+  if (error === cause) return error
+  if (typeof error === 'object' && error !== null) {
+    if ((error as { cause?: unknown }).cause === undefined && Object.isExtensible(error)) {
+      Object.defineProperty(error, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
+    }
+    return error
+  }
+  return new Error(`fallback threw ${describeValue(error)}`, { cause })
+}
+
+type Work = (context: CallContext) => PromiseLike<unknown>
+type AnyFallback = ((context: FallbackContext) => unknown) | undefined
+
+/**
+ * A circuit breaker with fallbacks, built on one opossum circuit.
+ *
+ * Every call gets its own AbortController linked to `Deadline.current()`; the
+ * attempt budget is `min(timeout, deadline remaining)`. Attempt timeouts and
+ * errors accepted by `isFailure` count toward tripping; the caller's own deadline
+ * expiring or its client leaving do not. Half-open lets exactly one trial call
+ * through and refuses the rest at once. Metrics (section 4) are registered on the
+ * first construction, never on import.
+ *
+ * @example
+ * ```ts
+ * const inventory = new Breaker({
+ *   name: 'inventory',
+ *   timeout: 800,
+ *   volumeThreshold: 20,
+ *   errorThresholdPercentage: 50,
+ *   retry: { attempts: 1 },
+ *   fallback: () => cachedStock,
+ * })
+ * const stock = await inventory.execute(({ signal }) => fetch(url, { signal }).then((r) => r.json()))
+ * ```
+ */
+export class Breaker<F = never> implements Disposable {
+  /** The breaker's name (its metric label). */
+  readonly name: string
+
+  readonly #timeout: number | false
+  readonly #resetTimeout: number
+  readonly #capacity: number
+  readonly #retries: number
+  readonly #retryDelay: number
+  readonly #fallback: AnyFallback
+  readonly #opened: OpenedCircuit<Attempt>
+  readonly #circuit: OpossumCircuit<Attempt>
+  readonly #observer: BreakerObserver
+  readonly #host: AttemptHost
+  readonly #timeouts: AttemptTimeouts<Attempt> | undefined
+  #live: Attempt | undefined = undefined
+  readonly #pauses = new Set<() => void>()
+  #running = 0
+  #openedAt = 0
+  #state: BreakerState = 'closed'
+  #disposed = false
+
+  readonly #stateChange = new BreakerEvent<StateChangeEvent>()
+  readonly #open = new BreakerEvent<void>()
+  readonly #halfOpen = new BreakerEvent<void>()
+  readonly #close = new BreakerEvent<void>()
+  readonly #reject = new BreakerEvent<RejectEvent>()
+  readonly #fallbackEvent = new BreakerEvent<FallbackEvent>()
+
+  constructor(options: BreakerOptions<F>) {
+    const opts = objectOption<BreakerOptions<F>>(OWNER, 'options', options)
+    if (opts === undefined) throw new TypeError(`${OWNER}: option "options" must be an object, got undefined`)
+    if (opts.name === undefined) throw new TypeError(`${OWNER}: option "name" must be a string matching ${BREAKER_NAME}, got undefined`)
+    this.name = stringOption(OWNER, 'name', opts.name, undefined, BREAKER_NAME) as string
+    const timeout = opts.timeout
+    this.#timeout = timeout === false ? false : numberOption(OWNER, 'timeout', timeout, 10_000, { min: 1 })
+    // Above 2^31-1 ms a timer cannot be set: the same as no attempt timeout.
+    const budget = this.#timeout === false ? undefined : timerDelay(this.#timeout)
+    this.#timeouts = budget === undefined ? undefined : new AttemptTimeouts<Attempt>(budget)
+    const errorThresholdPercentage = numberOption(OWNER, 'errorThresholdPercentage', opts.errorThresholdPercentage, 50, {
+      min: 0,
+      max: 100,
+    })
+    const volumeThreshold = numberOption(OWNER, 'volumeThreshold', opts.volumeThreshold, 20, { min: 0, integer: true })
+    this.#resetTimeout = numberOption(OWNER, 'resetTimeout', opts.resetTimeout, 10_000, { min: 1, max: 2 ** 31 - 1 })
+    const rollingCountTimeout = numberOption(OWNER, 'rollingCountTimeout', opts.rollingCountTimeout, 10_000, { min: 1, max: 2 ** 31 - 1 })
+    const rollingCountBuckets = numberOption(OWNER, 'rollingCountBuckets', opts.rollingCountBuckets, 10, {
+      min: 1,
+      max: rollingCountTimeout,
+      integer: true,
+    })
+    if (rollingCountTimeout % rollingCountBuckets !== 0) {
+      throw new RangeError(
+        `${OWNER}: option "rollingCountBuckets" must divide "rollingCountTimeout" (${rollingCountTimeout}), got ${rollingCountBuckets}`,
+      )
+    }
+    this.#capacity = numberOption(OWNER, 'capacity', opts.capacity, Number.POSITIVE_INFINITY, { min: 1, integer: true })
+    const retry = objectOption<RetryOptions>(OWNER, 'retry', opts.retry)
+    this.#retries = numberOption(OWNER, 'retry.attempts', retry?.attempts, 0, { min: 0, max: 100, integer: true })
+    this.#retryDelay = numberOption(OWNER, 'retry.delay', retry?.delay, 0, { min: 0, max: 2 ** 31 - 1 })
+    const isFailure = functionOption<(error: unknown) => boolean>(OWNER, 'isFailure', opts.isFailure) ?? isDependencyFailure
+    this.#fallback = functionOption<(context: FallbackContext) => unknown>(OWNER, 'fallback', opts.fallback)
+    const target = metricsTarget(OWNER, {
+      ...(opts.registry === undefined ? {} : { registry: opts.registry }),
+      ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
+    })
+
+    // opossum's own timeout, AbortController, health check, snapshots and
+    // latency percentiles stay off: ballast times, cancels and measures each
+    // attempt itself, and the window keeps counts only.
+    this.#opened = openCircuit<Attempt>((attempt) => attempt.run(), {
+      name: this.name,
+      timeout: false,
+      resetTimeout: this.#resetTimeout,
+      errorThresholdPercentage,
+      volumeThreshold,
+      rollingCountTimeout,
+      rollingCountBuckets,
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+    })
+    const circuit = this.#opened.circuit
+    this.#circuit = circuit
+    circuit.on('open', () => {
+      this.#openedAt = Date.now()
+      this.#transition()
+    })
+    circuit.on('halfOpen', () => this.#transition())
+    circuit.on('close', () => this.#transition())
+
+    const opened = this.#opened
+    this.#host = {
+      name: this.name,
+      isFailure,
+      workSettled: () => {
+        this.#running--
+      },
+      ignored: (attempt) => {
+        // Neither success nor failure for opossum: take the call back out of the
+        // window and hand a half-open trial back.
+        if (attempt.bucket !== undefined) attempt.bucket.fires--
+        if (attempt.trial && circuit.halfOpen && !circuit.pendingClose) opened.rearmTrial()
+      },
+    }
+
+    try {
+      this.#observer = new BreakerMetrics(target, this.name, errorThresholdPercentage / 100, {
+        stateLabel: () => toStateLabel(this.state),
+        concurrent: () => this.#running,
+        failureRatio: () => {
+          if (this.#disposed) return 0
+          const { fires, failures } = circuit.status.stats
+          return fires > 0 ? Math.min(1, Math.max(0, failures / fires)) : 0
+        },
+      })
+    } catch (error) {
+      // A metric name taken by an incompatible metric: no half-built breaker left running.
+      circuit.shutdown()
+      throw error
+    }
+  }
+
+  /** opossum's state, read live. */
+  get state(): BreakerState {
+    const circuit = this.#circuit
+    if (this.#disposed || circuit.isShutdown || !circuit.enabled) return 'disabled'
+    if (circuit.opened) return 'open'
+    if (circuit.halfOpen) return 'half-open'
+    return 'closed'
+  }
+
+  /** Executions in flight (until their work settles, even past a timeout). */
+  get running(): number {
+    return this.#running
+  }
+
+  /**
+   * Seconds until a trial call is allowed: 0 when closed or when half-open with
+   * the trial free; while open, the rest of `resetTimeout` (at least 1); while a
+   * half-open trial is in flight, 1.
+   */
+  retryAfter(): number {
+    const circuit = this.#circuit
+    if (this.#disposed) return 0
+    if (circuit.opened) return Math.max(1, Math.ceil((this.#openedAt + this.#resetTimeout - Date.now()) / 1000))
+    if (circuit.halfOpen && !circuit.pendingClose) return 1
+    return 0
+  }
+
+  /**
+   * Runs `work` through the breaker. Resolves with its value, or with the
+   * fallback's when the call is refused, fails, times out or its caller's
+   * deadline expires; rejects with the error otherwise (see the README's
+   * fallback semantics).
+   *
+   * @example
+   * ```ts
+   * const user = await breaker.execute(({ signal }) => db.query(sql, { signal }), {
+   *   fallback: ({ reason }) => ({ id, name: 'unknown', degraded: reason }),
+   * })
+   * ```
+   */
+  execute<T>(
+    work: (context: CallContext) => PromiseLike<T>,
+    options: ExecuteOptions<T> & { fallback: (context: FallbackContext) => T | PromiseLike<T> },
+  ): Promise<T>
+  execute<T>(work: (context: CallContext) => PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T | F>
+  execute<T>(work: (context: CallContext) => PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T | F> {
+    if (typeof work !== 'function')
+      return Promise.reject(new TypeError(`${OWNER}.execute: work must be a function, got ${describeValue(work)}`))
+    const fallback = options?.fallback
+    if (fallback !== undefined && typeof fallback !== 'function') {
+      return Promise.reject(new TypeError(`${OWNER}.execute: option "fallback" must be a function, got ${describeValue(fallback)}`))
+    }
+    return this.#run(work as Work, fallback ?? this.#fallback) as Promise<T | F>
+  }
+
+  /**
+   * Wraps `fn` so every call goes through the breaker; the fallback also gets
+   * the call's arguments.
+   *
+   * @example
+   * ```ts
+   * const getStock = breaker.wrap(
+   *   ({ signal }, sku: string) => fetch(`${base}/stock/${sku}`, { signal }).then((r) => r.json() as Promise<number>),
+   *   { fallback: (_context, sku) => cache.get(sku) ?? 0 },
+   * )
+   * const stock = await getStock('A-1')
+   * ```
+   */
+  wrap<A extends unknown[], T>(
+    fn: (context: CallContext, ...args: A) => PromiseLike<T>,
+    options: { fallback: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
+  ): (...args: A) => Promise<T>
+  wrap<A extends unknown[], T>(
+    fn: (context: CallContext, ...args: A) => PromiseLike<T>,
+    options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
+  ): (...args: A) => Promise<T | F>
+  wrap<A extends unknown[], T>(
+    fn: (context: CallContext, ...args: A) => PromiseLike<T>,
+    options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
+  ): (...args: A) => Promise<T | F> {
+    if (typeof fn !== 'function') throw new TypeError(`${OWNER}.wrap: fn must be a function, got ${describeValue(fn)}`)
+    const fallback = options?.fallback
+    if (fallback !== undefined && typeof fallback !== 'function') {
+      throw new TypeError(`${OWNER}.wrap: option "fallback" must be a function, got ${describeValue(fallback)}`)
+    }
+    return (...args: A) =>
+      this.#run(
+        (context) => fn(context, ...args),
+        fallback === undefined ? this.#fallback : (context) => fallback(context, ...args),
+      ) as Promise<T | F>
+  }
+
+  /** Every state change. */
+  onStateChange(listener: Listener<StateChangeEvent>): Disposable {
+    return this.#stateChange.subscribe(listener)
+  }
+  /** The circuit opened. */
+  onOpen(listener: Listener<void>): Disposable {
+    return this.#open.subscribe(listener)
+  }
+  /** The circuit went half-open: the next call is the trial. */
+  onHalfOpen(listener: Listener<void>): Disposable {
+    return this.#halfOpen.subscribe(listener)
+  }
+  /** The circuit closed. */
+  onClose(listener: Listener<void>): Disposable {
+    return this.#close.subscribe(listener)
+  }
+  /** A call was refused without running. */
+  onReject(listener: Listener<RejectEvent>): Disposable {
+    return this.#reject.subscribe(listener)
+  }
+  /** A fallback ran. */
+  onFallback(listener: Listener<FallbackEvent>): Disposable {
+    return this.#fallbackEvent.subscribe(listener)
+  }
+
+  /**
+   * Shuts the opossum circuit down (its reset timer and window interval),
+   * cancels in-flight attempts and retry pauses, removes this breaker's metric
+   * series and listeners. Later calls reject with `BALLAST_BREAKER_DISPOSED`.
+   */
+  [Symbol.dispose](): void {
+    if (this.#disposed) return
+    const before = this.state
+    this.#disposed = true
+    this.#circuit.shutdown()
+    const error = this.#disposedError()
+    const live: Attempt[] = []
+    for (let attempt = this.#live; attempt !== undefined; attempt = attempt.next) live.push(attempt)
+    for (const attempt of live) attempt.cancel(error)
+    this.#timeouts?.dispose()
+    for (const stop of [...this.#pauses]) stop()
+    this.#observer.dispose()
+    if (before !== 'disabled') this.#stateChange.emit({ from: before, to: 'disabled' })
+    for (const event of [this.#stateChange, this.#open, this.#halfOpen, this.#close, this.#reject, this.#fallbackEvent]) event.clear()
+  }
+
+  #disposedError(): BallastError {
+    return new BallastError(`Breaker "${this.name}" is disposed`, { code: 'BALLAST_BREAKER_DISPOSED', status: 503 })
+  }
+
+  #transition(): void {
+    const from = this.#state
+    const to = this.state
+    if (from === to) return
+    this.#state = to
+    this.#observer.transition(toStateLabel(to))
+    this.#stateChange.emit({ from, to })
+    if (to === 'open') this.#open.emit()
+    else if (to === 'half-open') this.#halfOpen.emit()
+    else if (to === 'closed') this.#close.emit()
+  }
+
+  #refusal(): RejectionReason | undefined {
+    const circuit = this.#circuit
+    if (!circuit.closed && !circuit.pendingClose) return circuit.halfOpen ? 'half-open' : 'open'
+    if (this.#running >= this.#capacity) return 'capacity'
+    return undefined
+  }
+
+  async #run(work: Work, fallback: AnyFallback): Promise<unknown> {
+    if (this.#disposed) throw this.#disposedError()
+    const deadline = Deadline.current()
+    let last: Attempt | undefined
+    for (let n = 0; ; n++) {
+      if (last !== undefined && !this.#circuit.closed) {
+        // Retries only while closed: the failure stands.
+        return this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
+      }
+      const reason = this.#refusal()
+      if (reason !== undefined) {
+        const error = new BrokenCircuitError(this.name, reason, this.retryAfter())
+        this.#observer.rejected(reason)
+        this.#reject.emit({ reason, error })
+        return this.#fallbackFor(reason, error, fallback, deadline)
+      }
+      if (deadline?.expired === true) {
+        this.#observer.call('ignored', 0)
+        return this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+      }
+      const attempt = this.#attempt(work, n, deadline)
+      try {
+        await this.#circuit.fire(attempt)
+      } catch {
+        // The attempt holds its outcome and error.
+      }
+      this.#unlink(attempt)
+      const outcome = attempt.outcome
+      // opossum refused without running the action: only once shut down.
+      if (outcome === undefined) throw this.#disposedError()
+      this.#observer.call((outcome === 'filtered' ? 'ignored' : outcome) as CallOutcome, attempt.seconds)
+      if (outcome === 'success') return attempt.value
+      if (outcome === 'filtered') throw attempt.error
+      if (outcome === 'ignored') return this.#fallbackFor('deadline', attempt.error, fallback, deadline)
+      if (n >= this.#retries || this.#disposed || !this.#circuit.closed)
+        return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+      const pause = await this.#pause(deadline)
+      if (pause === 'deadline')
+        return this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+      if (pause === 'stop') return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+      this.#observer.retry()
+      last = attempt
+    }
+  }
+
+  #attempt(work: Work, n: number, deadline: Deadline | undefined): Attempt {
+    let timeouts = this.#timeouts
+    // The caller's deadline caps the attempt; when it binds, its expiry is the
+    // caller's problem (ignored), so no attempt timeout races it.
+    if (timeouts !== undefined && deadline !== undefined && deadline.remaining() <= (this.#timeout as number)) timeouts = undefined
+    const attempt = new Attempt(this.#host, work, n, deadline, timeouts, this.#timeout === false ? 0 : this.#timeout)
+    const circuit = this.#circuit
+    this.#running++
+    attempt.trial = circuit.halfOpen
+    attempt.bucket = this.#opened.currentBucket()
+    const head = this.#live
+    if (head !== undefined) head.previous = attempt
+    attempt.next = head
+    this.#live = attempt
+    return attempt
+  }
+
+  #unlink(attempt: Attempt): void {
+    const { previous, next } = attempt
+    if (previous === undefined) {
+      if (this.#live === attempt) this.#live = next
+    } else previous.next = next
+    if (next !== undefined) next.previous = previous
+    attempt.previous = undefined
+    attempt.next = undefined
+  }
+
+  /** Waits `retry.delay` if the deadline leaves budget for it and another attempt. */
+  #pause(deadline: Deadline | undefined): Promise<'go' | 'stop' | 'deadline'> {
+    const delay = this.#retryDelay
+    if (deadline !== undefined && deadline.remaining() <= delay) return Promise.resolve('stop')
+    if (delay === 0) return Promise.resolve('go')
+    return new Promise((resolve) => {
+      const finish = (result: 'go' | 'stop' | 'deadline') => {
+        clearTimeout(timer)
+        deadline?.signal.removeEventListener('abort', onAbort)
+        this.#pauses.delete(stop)
+        resolve(result)
+      }
+      const onAbort = () => finish('deadline')
+      const stop = () => finish('stop')
+      const timer = setTimeout(() => finish('go'), delay)
+      deadline?.signal.addEventListener('abort', onAbort)
+      this.#pauses.add(stop)
+    })
+  }
+
+  async #fallbackFor(reason: FallbackReason, error: unknown, fallback: AnyFallback, deadline: Deadline | undefined): Promise<unknown> {
+    if (fallback === undefined) throw error
+    let result: unknown
+    try {
+      result = await fallback({
+        reason,
+        error,
+        signal: deadline?.signal ?? quietSignal(),
+        retryAfter: this.retryAfter(),
+      })
+    } catch (thrown) {
+      this.#observer.fallback('failure')
+      this.#fallbackEvent.emit({ reason, error, result: 'failure' })
+      throw withCause(thrown, error)
+    }
+    this.#observer.fallback('success')
+    this.#fallbackEvent.emit({ reason, error, result: 'success' })
+    return result
+  }
+}

@@ -1,0 +1,90 @@
+import { BallastError, brandAsBallastError, matchesBallastClass } from '@ballast/core'
+import { TimeoutError } from 'p-timeout'
+
+/** Why a call was refused without running: the circuit is open, its one half-open trial is taken, or it is full. */
+export type RejectionReason = 'open' | 'half-open' | 'capacity'
+
+/**
+ * Thrown (or handed to the fallback) when a {@link Breaker} refuses a call without
+ * running it. `status` is 503 and `headers['retry-after']` says, in whole seconds, when
+ * a trial call will be let through, so `next(error)` in Express answers correctly with
+ * no custom error handler.
+ *
+ * | reason      | code                       |
+ * |-------------|----------------------------|
+ * | `open`      | `BALLAST_BREAKER_OPEN`     |
+ * | `half-open` | `BALLAST_BREAKER_OPEN`     |
+ * | `capacity`  | `BALLAST_BREAKER_CAPACITY` |
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await breaker.execute(({ signal }) => fetch(url, { signal }))
+ * } catch (error) {
+ *   if (error instanceof BrokenCircuitError) console.log(`retry in ${error.retryAfter} s`)
+ *   throw error
+ * }
+ * ```
+ */
+export class BrokenCircuitError extends BallastError {
+  /** The breaker's name. */
+  readonly breaker: string
+  readonly reason: RejectionReason
+  /** Seconds until a trial call is allowed (the `retry-after` header). */
+  readonly retryAfter: number
+
+  constructor(breaker: string, reason: RejectionReason, retryAfter: number) {
+    const seconds = Math.max(1, Math.ceil(retryAfter))
+    super(
+      reason === 'capacity'
+        ? `Breaker "${breaker}" is at capacity`
+        : `Breaker "${breaker}" is ${reason === 'open' ? 'open' : 'half-open and its trial call is in flight'}`,
+      {
+        code: reason === 'capacity' ? 'BALLAST_BREAKER_CAPACITY' : 'BALLAST_BREAKER_OPEN',
+        status: 503,
+        headers: { 'retry-after': String(seconds) },
+      },
+    )
+    this.breaker = breaker
+    this.reason = reason
+    this.retryAfter = seconds
+  }
+}
+
+/**
+ * One attempt ran longer than the breaker's `timeout`. It counts as a dependency
+ * failure. It extends p-timeout's `TimeoutError` (so generic timeout handling
+ * catches it) and is still a ballast error: `code` `BALLAST_BREAKER_TIMEOUT`,
+ * `status` 504, `instanceof` across duplicate package copies.
+ *
+ * @example
+ * ```ts
+ * const breaker = new Breaker({ name: 'inventory', timeout: 800 })
+ * await breaker.execute(({ signal }) => slowCall(signal)).catch((error) => {
+ *   if (error instanceof BreakerTimeoutError) console.log(error.timeout) // 800
+ * })
+ * ```
+ */
+export class BreakerTimeoutError extends TimeoutError {
+  readonly code = 'BALLAST_BREAKER_TIMEOUT'
+  readonly status = 504
+  readonly statusCode = 504
+  readonly breaker: string
+  /** The attempt budget in milliseconds. */
+  readonly timeout: number
+
+  constructor(breaker: string, timeout: number) {
+    super(`Breaker "${breaker}": attempt timed out after ${timeout} ms`)
+    // p-timeout types `name` as the literal 'TimeoutError'; at runtime it is an own
+    // writable field, and the class name is what cross-copy `instanceof` compares.
+    ;(this as { name: string }).name = 'BreakerTimeoutError'
+    this.breaker = breaker
+    this.timeout = timeout
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return matchesBallastClass(this, value)
+  }
+}
+
+brandAsBallastError(BreakerTimeoutError.prototype)

@@ -1,0 +1,54 @@
+/** A listener subscription; dispose it (or use `using`) to unsubscribe. */
+export type Listener<T> = (event: T) => void
+
+/**
+ * A typed, synchronous event. A throwing listener cannot corrupt the emitter's
+ * bookkeeping: its error is rethrown on a microtask, where it surfaces as an
+ * uncaught exception exactly as an `EventEmitter` listener's would.
+ *
+ * @example
+ * ```ts
+ * const changed = new BreakerEvent<string>()
+ * using subscription = changed.subscribe((state) => console.log(state))
+ * changed.emit('open')
+ * ```
+ */
+export class BreakerEvent<T> {
+  #listeners: Listener<T>[] = []
+
+  get size(): number {
+    return this.#listeners.length
+  }
+
+  subscribe(listener: Listener<T>): Disposable {
+    if (typeof listener !== 'function') throw new TypeError(`listener must be a function, got ${typeof listener}`)
+    // Copy on write: a listener unsubscribing during emit does not skip its neighbour.
+    this.#listeners = [...this.#listeners, listener]
+    let active = true
+    return {
+      [Symbol.dispose]: () => {
+        if (!active) return
+        active = false
+        const index = this.#listeners.indexOf(listener)
+        if (index !== -1) this.#listeners = this.#listeners.toSpliced(index, 1)
+      },
+    }
+  }
+
+  emit(event: T): void {
+    const listeners = this.#listeners
+    for (let i = 0; i < listeners.length; i++) {
+      try {
+        ;(listeners[i] as Listener<T>)(event)
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error
+        })
+      }
+    }
+  }
+
+  clear(): void {
+    this.#listeners = []
+  }
+}

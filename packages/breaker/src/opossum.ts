@@ -1,0 +1,126 @@
+import { createRequire } from 'node:module'
+
+// First-party declarations of the part of opossum 10 ballast uses (the community
+// typings lag behind the releases). The internals below are pinned to opossum
+// 10.0.0 (exact dependency); `openCircuit` fails loudly if they move.
+
+/** One bucket of opossum's rolling window. */
+export interface OpossumBucket {
+  fires: number
+  failures: number
+  successes: number
+  [count: string]: unknown
+}
+
+interface OpossumStatus {
+  increment(property: string, latency?: number): void
+  readonly stats: { fires: number; failures: number }
+}
+
+/**
+ * What an ignored attempt resolves opossum's action with: opossum's `success`
+ * event carrying it is dropped, so the call is neither a success nor a failure
+ * (opossum still releases its semaphore and settles the call's promise).
+ */
+export const IGNORED: unique symbol = Symbol('ballast.breaker.ignored')
+
+export interface OpossumOptions {
+  name: string
+  timeout: false
+  resetTimeout: number
+  errorThresholdPercentage: number
+  volumeThreshold: number
+  rollingCountTimeout: number
+  rollingCountBuckets: number
+  rollingPercentilesEnabled: false
+  enableSnapshots: false
+}
+
+/** The opossum `CircuitBreaker` surface ballast relies on. */
+export interface OpossumCircuit<A> {
+  fire(arg: A): Promise<unknown>
+  on(event: 'open' | 'halfOpen' | 'close', listener: () => void): this
+  shutdown(): void
+  emit(event: string | symbol, ...args: unknown[]): boolean
+  readonly closed: boolean
+  readonly opened: boolean
+  readonly halfOpen: boolean
+  readonly pendingClose: boolean
+  readonly enabled: boolean
+  readonly isShutdown: boolean
+  readonly status: OpossumStatus
+  readonly semaphore: { release(): void }
+}
+
+type OpossumConstructor = new <A>(action: (arg: A) => PromiseLike<unknown>, options: OpossumOptions) => OpossumCircuit<A>
+
+const require = createRequire(import.meta.url)
+let CircuitBreaker: OpossumConstructor | undefined
+
+function symbolNamed(target: object, description: string): symbol {
+  const found = Object.getOwnPropertySymbols(target).find((symbol) => symbol.description === description)
+  if (found === undefined) throw new Error(`@ballast/breaker: opossum internals changed (no "${description}" symbol); pin opossum 10.0.0`)
+  return found
+}
+
+/**
+ * An opossum circuit plus the two internal levers opossum gives no method for:
+ * the current bucket of its rolling window (to un-count a call that turned out
+ * to be the caller's problem, and to keep counts without latency arrays) and
+ * its half-open "trial available" flag (to hand the trial back when the trial
+ * call was cancelled by its caller).
+ */
+export interface OpenedCircuit<A> {
+  readonly circuit: OpossumCircuit<A>
+  /** The bucket that counts calls right now. */
+  currentBucket(): OpossumBucket
+  /** Lets one more trial call through while half-open. */
+  rearmTrial(): void
+  /** Zeroes every bucket (used when the circuit closes). */
+  resetWindow(): void
+}
+
+/** Creates an opossum circuit with ballast's settings. Loads opossum on first use, never on import. */
+export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options: OpossumOptions): OpenedCircuit<A> {
+  CircuitBreaker ??= require('opossum') as OpossumConstructor
+  const circuit = new CircuitBreaker(action, options)
+  try {
+    const pendingClose = symbolNamed(circuit, 'pending-close')
+    const status = circuit.status
+    const windowSymbol = symbolNamed(status, 'window')
+    const window = (status as unknown as Record<symbol, OpossumBucket[]>)[windowSymbol]
+    if (!Array.isArray(window)) throw new Error('@ballast/breaker: opossum internals changed (window); pin opossum 10.0.0')
+    const emit = circuit.emit
+    circuit.emit = function emitCounted(
+      this: OpossumCircuit<A>,
+      event: string | symbol,
+      first?: unknown,
+      second?: unknown,
+      third?: unknown,
+    ) {
+      if (first === IGNORED && event === 'success') return false
+      return emit.call(this, event, first, second, third)
+    }
+    // opossum pushes every latency into the bucket even with rolling percentiles
+    // off; ballast measures latency in its histogram, so only counts are kept.
+    status.increment = (property: string) => {
+      const bucket = window[0] as Record<string, number>
+      bucket[property] = (bucket[property] ?? 0) + 1
+    }
+    return {
+      circuit,
+      currentBucket: () => window[0] as OpossumBucket,
+      rearmTrial: () => {
+        ;(circuit as unknown as Record<symbol, boolean>)[pendingClose] = true
+      },
+      resetWindow: () => {
+        for (const bucket of window) {
+          for (const key of Object.keys(bucket)) if (typeof bucket[key] === 'number') bucket[key] = 0
+        }
+      },
+    }
+  } catch (error) {
+    circuit.shutdown()
+    throw error
+  }
+}
