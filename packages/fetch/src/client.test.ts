@@ -1,0 +1,308 @@
+import { BrokenCircuitError } from '@ballast/breaker'
+import { Deadline, DeadlineExceededError } from '@ballast/deadline'
+import { Registry } from 'prom-client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FetchBudgetError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
+import { createClient } from './index.js'
+import { activeResources, backToBaseline, closedPort, metric, promtool, type Upstream, upstream } from './test-support.js'
+
+let a: Upstream
+let b: Upstream
+let baseline: string[]
+
+beforeAll(async () => {
+  baseline = activeResources()
+  const routes = {
+    '/echo': (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          method: req.method,
+          budget: req.headers['request-timeout-ms'] ?? null,
+          custom: req.headers['x-budget'] ?? null,
+        }),
+      )
+    },
+    '/500': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(500).end('down'),
+    '/missing': (_req: unknown, res: import('node:http').ServerResponse) =>
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no such thing"}'),
+    '/drip': (_req: unknown, res: import('node:http').ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      let n = 0
+      const timer = setInterval(() => res.write(`chunk ${n++}\n`), 40)
+      res.on('close', () => clearInterval(timer))
+    },
+    '/slow': (_req: unknown, res: import('node:http').ServerResponse) => {
+      const timer = setTimeout(() => res.writeHead(200).end('late'), 300)
+      res.on('close', () => clearTimeout(timer))
+    },
+  }
+  a = await upstream(routes)
+  b = await upstream(routes)
+})
+
+afterAll(async () => {
+  await a.close()
+  await b.close()
+  expect(await backToBaseline(baseline)).toEqual([])
+})
+
+describe('createClient options', () => {
+  it('rejects bad options at construction, naming the option and the value', () => {
+    expect(() => createClient(undefined as never)).toThrow(TypeError)
+    expect(() => createClient({} as never)).toThrow(/"name".*undefined/)
+    expect(() => createClient({ name: 'has space' })).toThrow(/"name".*'has space'/)
+    expect(() => createClient({ name: 'c', baseUrl: 'not a url' })).toThrow(/"baseUrl".*'not a url'/)
+    expect(() => createClient({ name: 'c', baseUrl: 'ftp://x' })).toThrow(RangeError)
+    expect(() => createClient({ name: 'c', timeout: 0 })).toThrow(/"timeout".*0/)
+    expect(() => createClient({ name: 'c', timeout: '5' as never })).toThrow(TypeError)
+    expect(() => createClient({ name: 'c', retry: { attempts: -1 } })).toThrow(/"retry.attempts".*-1/)
+    expect(() => createClient({ name: 'c', retry: {} as never })).toThrow(/"retry.attempts"/)
+    expect(() => createClient({ name: 'c', retry: { attempts: 1, delay: -5 } })).toThrow(/"retry.delay".*-5/)
+    expect(() => createClient({ name: 'c', retry: { attempts: 1, methods: 'GET' as never } })).toThrow(/"retry.methods".*'GET'/)
+    expect(() => createClient({ name: 'c', propagate: { header: 'bad header' } })).toThrow(/"propagate.header".*'bad header'/)
+    expect(() => createClient({ name: 'c', propagate: { margin: -1 } })).toThrow(/"propagate.margin".*-1/)
+    expect(() => createClient({ name: 'c', propagate: true as never })).toThrow(/"propagate".*true/)
+    expect(() => createClient({ name: 'c', minBudget: Number.NaN })).toThrow(/"minBudget".*NaN/)
+    expect(() => createClient({ name: 'c', isFailure: 5 as never })).toThrow(/"isFailure".*5/)
+    expect(() => createClient({ name: 'c', fetch: 'fetch' as never })).toThrow(/"fetch".*'fetch'/)
+    expect(() => createClient({ name: 'c', breaker: 'yes' as never })).toThrow(/"breaker".*'yes'/)
+    expect(() => createClient({ name: 'c', breaker: { timeout: 5 } as never })).toThrow(/"breaker.timeout".*5/)
+    expect(() => createClient({ name: 'c', breaker: { volumeThreshold: -2 }, baseUrl: 'http://x' })).toThrow(/volumeThreshold.*-2/)
+    expect(() => createClient({ name: 'c', registry: {} as never })).toThrow(/"registry"/)
+  })
+
+  it('creates every label set at 0 before traffic, and the exposition passes promtool', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'inventory', baseUrl: a.url, registry })
+    const text = await registry.metrics()
+    for (const cls of ['2xx', '3xx', '4xx', '5xx', 'error', 'fallback']) {
+      expect(text).toContain(`ballast_fetch_requests_total{client="inventory",method="GET",status_class="${cls}"} 0`)
+    }
+    expect(text).toContain('ballast_fetch_fail_fast_total{client="inventory"} 0')
+    expect(text).toContain('ballast_breaker_state{breaker="inventory",state="closed"} 1')
+    const check = await promtool(text)
+    expect(check.output).toBe('')
+    expect(check.code).toBe(0)
+    c[Symbol.dispose]()
+  })
+})
+
+describe('deadline propagation', () => {
+  it('sends the attempt budget, never more than the deadline leaves at send time', async () => {
+    const c = createClient({ name: 'echo', baseUrl: a.url, registry: new Registry(), timeout: 5_000 })
+    using deadline = Deadline.after(300)
+    const body = await deadline.run(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const before = deadline.remaining()
+      const result = await c.json<{ budget: string }>('/echo')
+      return { ...result, before }
+    })
+    const sent = Number(body.budget)
+    expect(body.budget).toMatch(/^\d{1,10}$/)
+    expect(sent).toBeLessThanOrEqual(Math.floor(body.before))
+    expect(sent).toBeLessThanOrEqual(250)
+    expect(sent).toBeGreaterThan(100)
+    c[Symbol.dispose]()
+  })
+
+  it('without a deadline sends the timeout; a custom header; none with propagate: false', async () => {
+    const plain = createClient({ name: 'echo', baseUrl: a.url, registry: new Registry(), timeout: 800 })
+    const sent = Number((await plain.json<{ budget: string }>('/echo')).budget)
+    expect(sent).toBeLessThanOrEqual(800) // floored at send time: 799 once a microsecond has passed
+    expect(sent).toBeGreaterThanOrEqual(780)
+    const custom = createClient({ name: 'echo', baseUrl: a.url, registry: new Registry(), timeout: 800, propagate: { header: 'X-Budget' } })
+    expect(await custom.json('/echo')).toMatchObject({ budget: null, custom: expect.stringMatching(/^(799|800)$/) })
+    const off = createClient({ name: 'echo', baseUrl: a.url, registry: new Registry(), propagate: false })
+    expect(await off.json('/echo')).toMatchObject({ budget: null, custom: null })
+    for (const c of [plain, custom, off]) c[Symbol.dispose]()
+  })
+
+  it('below minBudget fails fast without a socket, counted; a fallback answers instead', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'echo', baseUrl: a.url, registry, minBudget: 100 })
+    const hits = a.hits('/echo')
+    using deadline = Deadline.after(60)
+    const error = await deadline.run(() => c.fetch('/echo')).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchBudgetError)
+    expect((error as FetchBudgetError).code).toBe('BALLAST_FETCH_BUDGET')
+    expect(a.hits('/echo')).toBe(hits)
+    const cached = await deadline.run(() => c.json('/echo', { fallback: () => Response.json({ cached: 1 }) }))
+    expect(cached).toEqual({ cached: 1 })
+    expect(a.hits('/echo')).toBe(hits)
+    expect(await metric(registry, 'ballast_fetch_fail_fast_total', { client: 'echo' })).toBe(2)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(1)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it("the caller's signal aborting is neither a failure nor retried, and gets no fallback", async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'slow', baseUrl: a.url, registry, retry: { attempts: 3 } })
+    const hits = a.hits('/slow')
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(new Error('user left')), 50)
+    const error = await c.fetch('/slow', { signal: controller.signal, fallback: () => Response.json(1) }).catch((e: unknown) => e)
+    expect((error as Error).message).toBe('user left')
+    expect(a.hits('/slow') - hits).toBe(1)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    c[Symbol.dispose]()
+  })
+})
+
+describe('body coverage', () => {
+  it('a streaming read through response.body is cut at the attempt budget', async () => {
+    const c = createClient({ name: 'stream', baseUrl: a.url, registry: new Registry(), timeout: 300 })
+    const started = performance.now()
+    const response = await c.fetch('/drip')
+    const chunks: string[] = []
+    const decoder = new TextDecoder()
+    const error = await (async () => {
+      for await (const chunk of response.body as ReadableStream<Uint8Array>) chunks.push(decoder.decode(chunk))
+    })().catch((e: unknown) => e)
+    const elapsed = performance.now() - started
+    expect(error).toBeInstanceOf(FetchTimeoutError)
+    expect(chunks.length).toBeGreaterThan(0) // data flowed until the budget ran out
+    expect(elapsed).toBeGreaterThanOrEqual(290)
+    expect(elapsed).toBeLessThan(2_000)
+    c[Symbol.dispose]()
+  })
+
+  it("a streaming read is cut when the caller's deadline ends first", async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'stream', baseUrl: a.url, registry, timeout: 5_000 })
+    using deadline = Deadline.after(250)
+    const response = await deadline.run(() => c.fetch('/drip'))
+    const error = await response.text().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it('cancelling an unread body releases the attempt at once', async () => {
+    const c = createClient({ name: 'stream', baseUrl: a.url, registry: new Registry(), timeout: 5_000 })
+    const timers = () => activeResources().filter((type) => type === 'Timeout').length
+    const before = timers()
+    const response = await c.fetch('/drip')
+    expect(timers()).toBe(before + 1) // the attempt's budget timer, alive past the headers
+    await response.body?.cancel()
+    expect(timers()).toBe(before)
+    c[Symbol.dispose]()
+  })
+})
+
+describe('retries and failures', () => {
+  it('does not retry POST by default; retries it when listed in retry.methods', async () => {
+    const hits = a.hits('/500')
+    const strict = createClient({ name: 'w', baseUrl: a.url, registry: new Registry(), retry: { attempts: 2, delay: 1 } })
+    // Bodies handed to the caller are read (or cancelled): until then the attempt holds its timer and socket.
+    const once = await strict.fetch('/500', { method: 'POST', body: 'x' })
+    expect(once.status).toBe(500)
+    expect(await once.text()).toBe('down')
+    expect(a.hits('/500') - hits).toBe(1)
+    const loose = createClient({ name: 'w', baseUrl: a.url, registry: new Registry(), retry: { attempts: 2, delay: 1, methods: ['post'] } })
+    const thrice = await loose.fetch('/500', { method: 'POST', body: 'x' })
+    expect(thrice.status).toBe(500)
+    await thrice.body?.cancel()
+    expect(a.hits('/500') - hits).toBe(4)
+    strict[Symbol.dispose]()
+    loose[Symbol.dispose]()
+  })
+
+  it('retries only while the deadline leaves room for the pause: the 500 is answered at once otherwise', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'r', baseUrl: a.url, registry, retry: { attempts: 3, delay: 400, maxDelay: 400 } })
+    const hits = a.hits('/500')
+    using deadline = Deadline.after(150)
+    const started = performance.now()
+    const response = await deadline.run(() => c.fetch('/500'))
+    expect(performance.now() - started).toBeLessThan(150)
+    expect(response.status).toBe(500)
+    expect(await response.text()).toBe('down')
+    expect(a.hits('/500') - hits).toBe(1) // a 200..400 ms pause does not fit in 150 ms
+    expect(await metric(registry, 'ballast_fetch_retries_total', { client: 'r' })).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it('a 404 is a successful call for the breaker; json() rejects it with FetchStatusError', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'lookup', baseUrl: a.url, registry, breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 } })
+    const response = await c.fetch('/missing')
+    expect(response.status).toBe(404)
+    expect(await response.json()).toEqual({ error: 'no such thing' })
+    const error = await c.json('/missing').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchStatusError)
+    expect((error as FetchStatusError).upstreamStatus).toBe(404)
+    expect(c.breaker?.state).toBe('closed')
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(2)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: '4xx' })).toBe(2)
+    c[Symbol.dispose]()
+  })
+
+  it('a custom isFailure decides what the breaker counts', async () => {
+    const c = createClient({
+      name: 'lookup',
+      baseUrl: a.url,
+      registry: new Registry(),
+      isFailure: (response) => response.status === 404,
+      breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 },
+    })
+    const response = await c.fetch('/missing')
+    expect(response.status).toBe(404)
+    await response.arrayBuffer()
+    expect(c.breaker?.state).toBe('open')
+    c[Symbol.dispose]()
+  })
+
+  it('fetch() with a fallback answers a failure with the fallback Response', async () => {
+    const c = createClient({ name: 'f', baseUrl: a.url, registry: new Registry() })
+    const response = await c.fetch('/500', { fallback: () => new Response('cached', { status: 200 }) })
+    expect(response.status).toBe(200)
+    expect(await response.text()).toBe('cached')
+    c[Symbol.dispose]()
+  })
+
+  it('a throwing fallback: the caller gets its error, with the original failure as cause', async () => {
+    const port = await closedPort()
+    const c = createClient({ name: 'f', baseUrl: `http://127.0.0.1:${port}`, registry: new Registry() })
+    const error = await c
+      .json('/x', {
+        fallback: () => {
+          throw new Error('no cache either')
+        },
+      })
+      .catch((e: unknown) => e)
+    expect((error as Error).message).toBe('no cache either')
+    expect((error as Error).cause).toBeInstanceOf(FetchNetworkError)
+    c[Symbol.dispose]()
+  })
+})
+
+describe('breakers per origin', () => {
+  it('without baseUrl every origin has its own breaker, labelled client:host', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'hosts', registry, breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 } })
+    expect(c.breaker).toBeUndefined()
+    const failed = await c.fetch(`${a.url}/500`)
+    expect(failed.status).toBe(500)
+    await failed.text()
+    expect(c.breakerFor(a.url)?.state).toBe('open')
+    expect(c.breakerFor(b.url)?.state).toBe('closed')
+    expect(await c.json(`${b.url}/echo`)).toMatchObject({ method: 'GET' })
+    await expect(c.fetch(`${a.url}/echo`)).rejects.toBeInstanceOf(BrokenCircuitError)
+    const host = new URL(a.url).host
+    expect(await registry.metrics()).toContain(`ballast_breaker_state{breaker="hosts:${host}",state="open"} 1`)
+    await expect(c.fetch('/relative')).rejects.toThrow(/absolute URL/)
+    const check = await promtool(await registry.metrics())
+    expect(check.output).toBe('')
+    expect(check.code).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it('with baseUrl, relative inputs are joined to its path and other origins are refused', async () => {
+    const c = createClient({ name: 'one', baseUrl: `${a.url}/`, registry: new Registry() })
+    expect(await c.json('echo')).toMatchObject({ method: 'GET' })
+    await expect(c.fetch(`${b.url}/echo`)).rejects.toThrow(/baseUrl origin/)
+    c[Symbol.dispose]()
+  })
+})

@@ -1,0 +1,461 @@
+import { BREAKER_NAME, Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
+import { describeValue, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
+import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout } from '@ballast/deadline'
+import { AttemptScope } from './attempt-scope.js'
+import { backoff, retryAfterMs } from './backoff.js'
+import { coverBody, discard } from './covered-body.js'
+import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
+import { FetchMetrics, type FetchObserver, type StatusClass, statusClass } from './metrics.js'
+import { type ClientOptions, OWNER, type ResolvedOptions, resolveOptions } from './options.js'
+
+/**
+ * Per-call options: the platform's `RequestInit` plus ballast's.
+ *
+ * @example
+ * ```ts
+ * await client.fetch('/report', { timeout: 5_000, fallback: () => new Response('[]') })
+ * ```
+ */
+export interface ClientRequestInit extends RequestInit {
+  /** Served instead of an error or a failure response (breaker open, timeout, network error, 5xx/429, no budget). */
+  fallback?: () => Response | PromiseLike<Response>
+  /** This call's attempt budget in ms, instead of the client's `timeout`. */
+  timeout?: number
+}
+
+/**
+ * A resilient HTTP client, made by {@link createClient}.
+ *
+ * @example
+ * ```ts
+ * const client: Client = createClient({ name: 'users', baseUrl: USERS_URL })
+ * const user = await client.json<{ id: string }>('/users/42')
+ * ```
+ */
+export interface Client extends Disposable {
+  /** The client's name (metric label, breaker name). */
+  readonly name: string
+  /**
+   * The breaker of a client with `baseUrl`; `undefined` with `breaker: false` or
+   * without `baseUrl` (then see {@link Client.breakers}).
+   */
+  readonly breaker: Breaker | undefined
+  /** The per-origin breakers of a client without `baseUrl`. */
+  readonly breakers: BreakerGroup | undefined
+  /** The breaker a call to `input` goes through (created on first use for a new origin). */
+  breakerFor(input: string | URL): Breaker | undefined
+  /**
+   * Like the platform `fetch`: resolves with the Response (also a 5xx or a 429
+   * once retries are spent, unless `init.fallback` is given); the body is read
+   * under the same attempt budget.
+   */
+  fetch(input: string | URL, init?: ClientRequestInit): Promise<Response>
+  /** Fetches and parses a JSON body; non-2xx answers reject with {@link FetchStatusError}. */
+  json<T = unknown>(input: string | URL, init?: ClientRequestInit): Promise<T>
+}
+
+/** Marks a response `isFailure` accepted, so that the breaker counts it; the caller still gets the response. */
+class FailureResponse extends Error {
+  readonly response: Response
+  readonly scope: AttemptScope
+  constructor(response: Response, scope: AttemptScope) {
+    super(`dependency answered ${response.status}`)
+    this.response = response
+    this.scope = scope
+  }
+}
+
+/** Wraps what is the caller's doing (its signal, its deadline): neither a failure nor retried. */
+class CallerAbort extends Error {
+  constructor(cause: unknown) {
+    super('aborted by the caller', { cause })
+  }
+}
+
+/** A json() answer that is no failure but not 2xx either (a 404): rejected after the breaker saw a success. */
+interface NotOk {
+  readonly notOk: number
+}
+
+function isCallerSide(error: unknown): boolean {
+  return error instanceof DeadlineExceededError || error instanceof ClientClosedError
+}
+
+function isAbortReason(signal: AbortSignal | undefined, error: unknown): boolean {
+  return signal?.aborted === true && signal.reason === error
+}
+
+function isNetworkError(error: unknown): boolean {
+  if (!(error instanceof TypeError)) return false
+  return error.message === 'fetch failed' || error.message === 'terminated' || error.cause !== undefined
+}
+
+function replayable(body: RequestInit['body']): boolean {
+  return body === undefined || body === null || !(body instanceof ReadableStream)
+}
+
+function hostKey(clientName: string, host: string): string {
+  let key = host.replace(/[^A-Za-z0-9_.:-]/g, '_')
+  const room = 64 - clientName.length - 1
+  if (key.length > room) {
+    let hash = 0
+    for (const char of host) hash = (Math.imul(hash, 31) + char.charCodeAt(0)) | 0
+    const suffix = `-${(hash >>> 0).toString(36)}`
+    key = key.slice(0, Math.max(1, room - suffix.length)) + suffix
+  }
+  return key
+}
+
+function fetchMethodLabel(method: string): string {
+  const label = methodLabel(method)
+  return label === 'CONNECT' || label === 'TRACE' ? '_OTHER' : label
+}
+
+function sleep(ms: number, signals: readonly (AbortSignal | undefined)[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const listeners: [AbortSignal, () => void][] = []
+    const finish = (error?: unknown) => {
+      clearTimeout(timer)
+      for (const [signal, listener] of listeners) signal.removeEventListener('abort', listener)
+      if (error === undefined) resolve()
+      else reject(new CallerAbort(error))
+    }
+    const timer = setTimeout(finish, ms)
+    for (const signal of signals) {
+      if (signal === undefined) continue
+      if (signal.aborted) {
+        finish(signal.reason)
+        return
+      }
+      const listener = () => finish(signal.reason)
+      signal.addEventListener('abort', listener, { once: true })
+      listeners.push([signal, listener])
+    }
+  })
+}
+
+type Mode = 'response' | 'json'
+
+/** Where a call goes: the URL to send to and the host its breaker is keyed by. */
+interface Target {
+  readonly href: string
+  readonly host: string
+}
+
+const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
+
+class ResilientClient implements Client {
+  readonly name: string
+  readonly breaker: Breaker | undefined
+  readonly breakers: BreakerGroup | undefined
+  readonly #options: ResolvedOptions
+  readonly #observer: FetchObserver
+  readonly #basePrefix: string
+
+  constructor(options: ClientOptions) {
+    const o = resolveOptions(options)
+    this.#options = o
+    const base = o.baseUrl
+    this.#basePrefix = base === undefined ? '' : base.origin + (base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname)
+    this.name = o.name
+    this.#observer = new FetchMetrics(o.metrics, o.name)
+    if (o.breaker === false) {
+      this.breaker = undefined
+      this.breakers = undefined
+      return
+    }
+    const isFailure = (error: unknown): boolean => {
+      if (error instanceof CallerAbort) return false
+      return isDependencyFailure(error)
+    }
+    const shared = { ...o.breaker, timeout: false as const, isFailure, registry: o.metrics.registry, prefix: o.metrics.prefix }
+    if (o.baseUrl !== undefined) {
+      const { maxKeys: _maxKeys, idleTimeout: _idleTimeout, ...single } = shared
+      this.breaker = new Breaker({ ...single, name: o.name })
+      this.breakers = undefined
+    } else {
+      this.breaker = undefined
+      this.breakers = new BreakerGroup({ ...shared, name: o.name })
+    }
+  }
+
+  breakerFor(input: string | URL): Breaker | undefined {
+    return this.#breakerFor(this.#resolve(input))
+  }
+
+  fetch(input: string | URL, init?: ClientRequestInit): Promise<Response> {
+    return this.#call(input, init, 'response') as Promise<Response>
+  }
+
+  json<T = unknown>(input: string | URL, init?: ClientRequestInit): Promise<T> {
+    return this.#call(input, init, 'json') as Promise<T>
+  }
+
+  [Symbol.dispose](): void {
+    this.breaker?.[Symbol.dispose]()
+    this.breakers?.[Symbol.dispose]()
+  }
+
+  #breakerFor(target: Target): Breaker | undefined {
+    if (this.breaker !== undefined) return this.breaker
+    if (this.breakers === undefined) return undefined
+    return this.breakers.get(hostKey(this.name, target.host))
+  }
+
+  #resolve(input: string | URL): Target {
+    const base = this.#options.baseUrl
+    if (typeof input === 'string' && base !== undefined && !SCHEME.test(input)) {
+      // Joined, not resolved: `/stock/1` on `http://h/api` is `http://h/api/stock/1`. No parse: the hot path.
+      return { href: this.#basePrefix + (input.startsWith('/') || input.startsWith('?') ? '' : '/') + input, host: base.host }
+    }
+    let url: URL
+    if (input instanceof URL) url = input
+    else if (typeof input !== 'string')
+      throw new TypeError(`${this.name}.fetch: input must be a string or a URL, got ${describeValue(input)}`)
+    else if (URL.canParse(input)) url = new URL(input)
+    else
+      throw new TypeError(`${this.name}.fetch: input must be an absolute URL when the client has no baseUrl, got ${describeValue(input)}`)
+    if (base !== undefined && url.origin !== base.origin) {
+      throw new TypeError(`${this.name}.fetch: input must stay on the baseUrl origin ${base.origin}, got ${describeValue(url.href)}`)
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new TypeError(`${this.name}.fetch: input must be an http(s) URL, got ${describeValue(url.href)}`)
+    }
+    return { href: url.href, host: url.host }
+  }
+
+  /** Attempt budget now: min(timeout, deadline remaining − margin), and whether the deadline is the bound. */
+  #budget(timeout: number, deadline: Deadline | undefined): { ms: number; deadlineBound: boolean } {
+    if (deadline === undefined) return { ms: timeout, deadlineBound: false }
+    const left = deadline.remaining() - this.#options.margin
+    return left < timeout ? { ms: Math.max(0, left), deadlineBound: true } : { ms: timeout, deadlineBound: false }
+  }
+
+  async #call(input: string | URL, init: ClientRequestInit | undefined, mode: Mode): Promise<unknown> {
+    const { fallback, timeout: callTimeout, ...rest } = init ?? {}
+    if (fallback !== undefined && typeof fallback !== 'function') {
+      throw new TypeError(`${this.name}.fetch: option "fallback" must be a function, got ${describeValue(fallback)}`)
+    }
+    if (callTimeout !== undefined && !(typeof callTimeout === 'number' && callTimeout >= 1 && callTimeout <= MAX_TIMER_DELAY)) {
+      throw new RangeError(
+        `${this.name}.fetch: option "timeout" must be a number >= 1 <= ${MAX_TIMER_DELAY}, got ${describeValue(callTimeout)}`,
+      )
+    }
+    const method = (rest.method ?? 'GET').toUpperCase()
+    const label = fetchMethodLabel(method)
+    const url = this.#resolve(input)
+    const callerSignal = rest.signal ?? undefined
+    let outcome: { value: unknown; status: StatusClass }
+    try {
+      outcome = await this.#attempts(url, method, rest, callTimeout ?? this.#options.timeout, callerSignal, mode)
+    } catch (error) {
+      const callerAborted = isAbortReason(callerSignal, error)
+      if (fallback === undefined || callerAborted) {
+        this.#observer.request(label, 'error')
+        throw error
+      }
+      return this.#serveFallback(fallback, label, mode, error)
+    }
+    if (fallback !== undefined && outcome.value instanceof FailureResponse) {
+      discard(outcome.value.response, outcome.value.scope)
+      return this.#serveFallback(fallback, label, mode, undefined)
+    }
+    this.#observer.request(label, outcome.status)
+    if (outcome.value instanceof FailureResponse) {
+      const { response, scope } = outcome.value
+      if (mode === 'response') return coverBody(response, scope, (error) => this.#translate(error, scope, false))
+      discard(response, scope)
+      throw new FetchStatusError(this.name, response.status, url.href)
+    }
+    if (mode === 'json' && typeof outcome.value === 'object' && outcome.value !== null && 'notOk' in outcome.value) {
+      throw new FetchStatusError(this.name, (outcome.value as NotOk).notOk, url.href)
+    }
+    return outcome.value
+  }
+
+  async #serveFallback(fallback: () => Response | PromiseLike<Response>, label: string, mode: Mode, error: unknown): Promise<unknown> {
+    let response: Response
+    try {
+      response = await fallback()
+    } catch (thrown) {
+      this.#observer.request(label, 'error')
+      if (error !== undefined && typeof thrown === 'object' && thrown !== null && (thrown as { cause?: unknown }).cause === undefined) {
+        Object.defineProperty(thrown, 'cause', { value: error, configurable: true, writable: true })
+      }
+      throw thrown
+    }
+    this.#observer.request(label, 'fallback')
+    return mode === 'json' ? response.json() : response
+  }
+
+  async #attempts(
+    url: Target,
+    method: string,
+    init: RequestInit,
+    timeout: number,
+    callerSignal: AbortSignal | undefined,
+    mode: Mode,
+  ): Promise<{ value: unknown; status: StatusClass }> {
+    const o = this.#options
+    const deadline = Deadline.current()
+    const breaker = this.#breakerFor(url)
+    const retryable = o.retries > 0 && o.retryMethods.has(method) && replayable(init.body)
+    let last: FailureResponse | undefined
+    let lastError: unknown
+    for (let n = 0; ; n++) {
+      if (callerSignal?.aborted === true) throw callerSignal.reason
+      const budget = this.#budget(timeout, deadline)
+      if (budget.ms < o.minBudget || budget.ms <= 0) {
+        if (n > 0) break
+        this.#observer.failFast()
+        if (deadline !== undefined && (deadline.expired as boolean)) throw deadline.signal.reason
+        throw new FetchBudgetError(this.name, budget.ms, o.minBudget)
+      }
+      if (last !== undefined) discard(last.response, last.scope)
+      last = undefined
+      lastError = undefined
+      try {
+        // The breaker's own attempt signal is not read: it has no timer here (the scope times the
+        // attempt, body included) and the caller's deadline is linked to the scope directly.
+        const send = () => this.#attempt(url, init, budget, deadline, callerSignal, mode)
+        const value = breaker === undefined ? await send() : await breaker.execute(send)
+        const status = mode === 'json' ? '2xx' : statusClass((value as Response).status)
+        if (mode === 'json' && typeof value === 'object' && value !== null && 'notOk' in value) {
+          return { value, status: statusClass((value as NotOk).notOk) }
+        }
+        return { value, status }
+      } catch (error) {
+        if (error instanceof CallerAbort) throw error.cause
+        if (isCallerSide(error) || isAbortReason(callerSignal, error)) throw error
+        if (error instanceof FailureResponse) last = error
+        else lastError = error
+        if (!retryable || n >= o.retries || error instanceof FetchInvalidJsonError || error instanceof BrokenCircuitError) break
+        if (breaker !== undefined && breaker.state !== 'closed') break
+        let wait = backoff(n + 1, o.retryDelay, o.retryMaxDelay)
+        const room = deadline === undefined ? timeout : deadline.remaining() - o.margin - Math.max(1, o.minBudget)
+        const status = last?.response.status
+        if (status === 429 || status === 503) {
+          const asked = retryAfterMs(last?.response.headers.get('retry-after'))
+          if (asked !== undefined) {
+            if (asked > room) break
+            wait = Math.max(wait, asked)
+          }
+        }
+        if (wait > room) break
+        // The failed response is kept (not discarded) until the next attempt is really sent: if the
+        // deadline leaves no room for it after the pause, that response is the caller's answer.
+        try {
+          await sleep(wait, [deadline?.signal, callerSignal])
+        } catch (aborted) {
+          throw aborted instanceof CallerAbort ? aborted.cause : aborted
+        }
+        this.#observer.retry()
+      }
+    }
+    if (last !== undefined) return { value: last, status: statusClass(last.response.status) }
+    throw lastError
+  }
+
+  async #attempt(
+    url: Target,
+    init: RequestInit,
+    budget: { ms: number; deadlineBound: boolean },
+    deadline: Deadline | undefined,
+    callerSignal: AbortSignal | undefined,
+    mode: Mode,
+  ): Promise<unknown> {
+    const o = this.#options
+    const scope = new AttemptScope(budget.ms, () =>
+      budget.deadlineBound
+        ? new DeadlineExceededError(
+            `deadline exceeded: no budget left to wait for "${this.name}"`,
+            deadline === undefined ? {} : { timeout: deadline.timeout },
+          )
+        : new FetchTimeoutError(this.name, budget.ms),
+    )
+    scope.link(deadline?.signal, 'deadline')
+    scope.link(callerSignal, 'caller')
+    let headers: RequestInit['headers'] = init.headers
+    if (o.header !== undefined) {
+      // Measured now, at send time, so the callee is never promised more than is left.
+      const left = deadline === undefined ? scope.remaining() : Math.min(scope.remaining(), deadline.remaining() - o.margin)
+      if (init.headers === undefined || init.headers === null) headers = { [o.header]: encodeTimeout(left) }
+      else {
+        const copy = new Headers(init.headers)
+        copy.set(o.header, encodeTimeout(left))
+        headers = copy
+      }
+    }
+    let response: Response
+    try {
+      response = await o.fetch(url.href, { ...init, ...(headers === undefined ? {} : { headers }), signal: scope.signal })
+    } catch (error) {
+      scope.release()
+      throw this.#translate(error, scope, true)
+    }
+    if (o.isFailure(response)) throw new FailureResponse(response, scope)
+    if (mode === 'response') return coverBody(response, scope, (error) => this.#translate(error, scope, false))
+    if (!response.ok) {
+      discard(response, scope)
+      return { notOk: response.status } satisfies NotOk
+    }
+    let text: string
+    try {
+      text = await response.text()
+    } catch (error) {
+      throw this.#translate(error, scope, true)
+    } finally {
+      scope.release()
+    }
+    if (response.status === 204 || (text === '' && response.status === 205)) return undefined
+    try {
+      return JSON.parse(text) as unknown
+    } catch (error) {
+      throw new FetchInvalidJsonError(this.name, url.href, error)
+    }
+  }
+
+  /**
+   * The error a caller sees for a failed send or body read. Inside the breaker
+   * (`forBreaker`), what the caller did (its signal, its deadline) is wrapped so
+   * the breaker does not count it.
+   */
+  #translate(error: unknown, scope: AttemptScope, forBreaker: boolean): unknown {
+    const source = scope.source
+    let result: unknown = error
+    let callerSide = false
+    if (source !== undefined) {
+      result = scope.signal.reason
+      callerSide = source === 'caller' || source === 'deadline' || isCallerSide(result)
+    } else if (isNetworkError(error)) {
+      result = new FetchNetworkError(this.name, error)
+    } else if (error instanceof TypeError || error instanceof RangeError) {
+      // A request fetch refused to send (a bad header value): the caller's bug, not the dependency's.
+      callerSide = true
+    }
+    return forBreaker && callerSide ? new CallerAbort(result) : result
+  }
+}
+
+/**
+ * Creates a resilient HTTP client on the platform `fetch`: every attempt gets
+ * `min(timeout, deadline remaining − margin)` (headers and body), the budget is
+ * sent downstream in `request-timeout-ms`, calls below `minBudget` fail fast,
+ * idempotent calls are retried with backoff and jitter while the breaker is
+ * closed and the deadline leaves room, and `init.fallback` answers for failures.
+ * Options are validated here, once.
+ *
+ * @example
+ * ```ts
+ * const inventory = createClient({ name: 'inventory', baseUrl: 'http://inventory:8080', timeout: 800, retry: { attempts: 1 } })
+ * app.get('/orders/:id', deadline({ timeout: 500 }), async (req, res) => {
+ *   const stock = await inventory.json(`/stock/${req.params.id}`, { fallback: () => Response.json(cache.get(req.params.id)) })
+ *   res.json({ id: req.params.id, stock })
+ * })
+ * ```
+ */
+export function createClient(options: ClientOptions): Client {
+  return new ResilientClient(options)
+}
+
+export { BREAKER_NAME, OWNER }

@@ -1,0 +1,265 @@
+import { BrokenCircuitError } from '@ballast/breaker'
+import { Deadline, DeadlineExceededError } from '@ballast/deadline'
+import { Registry } from 'prom-client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
+import { type ClientOptions, createClient } from './index.js'
+import { activeResources, backToBaseline, closedPort, snapshot, type Upstream, upstream } from './test-support.js'
+
+// The fault matrix: one real upstream on 127.0.0.1 per fault, one fresh client
+// (and registry) per test. Each test states what the caller sees, how many
+// attempts reached the server, the breaker's state and the metric deltas.
+
+let server: Upstream
+let baseline: string[]
+const timers: NodeJS.Timeout[] = []
+
+beforeAll(async () => {
+  baseline = activeResources()
+  server = await upstream({
+    '/500': (_req, res) => res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"boom"}'),
+    '/429': (_req, res, hit) => {
+      if (hit === 1) res.writeHead(429, { 'retry-after': '1' }).end('slow down')
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+    },
+    '/429-always': (_req, res) => res.writeHead(429, { 'retry-after': '1' }).end('slow down'),
+    '/hang': () => {
+      // Never answers: the request stays open until the client gives up.
+    },
+    '/slow-body': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{"items":[')
+      // The rest would come after 5 s: far past every budget below.
+      timers.push(setTimeout(() => res.end('1]}'), 5_000).unref())
+    },
+    '/reset': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' })
+      res.write('{"items":[1,2,3')
+      setTimeout(() => res.socket?.destroy(), 20)
+    },
+    '/bad-json': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"items": [1, 2,'),
+  })
+})
+
+afterAll(async () => {
+  for (const timer of timers) clearTimeout(timer)
+  await server.close()
+  expect(await backToBaseline(baseline)).toEqual([])
+})
+
+function client(overrides: Partial<ClientOptions> = {}) {
+  const registry = new Registry()
+  const instance = createClient({
+    name: 'upstream',
+    baseUrl: server.url,
+    timeout: 200,
+    retry: { attempts: 2, delay: 10 },
+    breaker: { volumeThreshold: 10, errorThresholdPercentage: 50, resetTimeout: 10_000 },
+    registry,
+    ...overrides,
+  })
+  return { client: instance, registry }
+}
+
+function series(registry: Registry) {
+  return snapshot(registry, {
+    get2xx: ['ballast_fetch_requests_total', { client: 'upstream', method: 'GET', status_class: '2xx' }],
+    get4xx: ['ballast_fetch_requests_total', { client: 'upstream', method: 'GET', status_class: '4xx' }],
+    get5xx: ['ballast_fetch_requests_total', { client: 'upstream', method: 'GET', status_class: '5xx' }],
+    error: ['ballast_fetch_requests_total', { client: 'upstream', method: 'GET', status_class: 'error' }],
+    fallback: ['ballast_fetch_requests_total', { client: 'upstream', method: 'GET', status_class: 'fallback' }],
+    retries: ['ballast_fetch_retries_total', { client: 'upstream' }],
+    failFast: ['ballast_fetch_fail_fast_total', { client: 'upstream' }],
+    success: ['ballast_breaker_calls_total', { breaker: 'upstream', outcome: 'success' }],
+    failure: ['ballast_breaker_calls_total', { breaker: 'upstream', outcome: 'failure' }],
+    ignored: ['ballast_breaker_calls_total', { breaker: 'upstream', outcome: 'ignored' }],
+    rejected: ['ballast_breaker_calls_total', { breaker: 'upstream', outcome: 'rejected' }],
+  })
+}
+
+async function deltas(registry: Registry, before: Record<string, number>): Promise<Record<string, number>> {
+  const after = await series(registry)
+  const out: Record<string, number> = {}
+  for (const [key, value] of Object.entries(after)) {
+    const delta = value - (before[key] ?? 0)
+    if (delta !== 0) out[key] = delta
+  }
+  return out
+}
+
+describe('fault matrix', () => {
+  it('upstream 500s: the caller gets the 500 after 2 retries; each attempt is a breaker failure', async () => {
+    const { client: c, registry } = client()
+    const before = await series(registry)
+    const response = await c.fetch('/500')
+    expect(response.status).toBe(500)
+    expect(await response.json()).toEqual({ error: 'boom' })
+    expect(server.hits('/500')).toBe(3)
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ get5xx: 1, retries: 2, failure: 3 })
+    c[Symbol.dispose]()
+  })
+
+  it('upstream 500s: retries stop once the breaker opens, then calls are refused without a socket', async () => {
+    const { client: c, registry } = client({ breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeout: 10_000 } })
+    const hitsBefore = server.hits('/500')
+    const before = await series(registry)
+    const error = await c.json('/500').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchStatusError)
+    expect((error as FetchStatusError).upstreamStatus).toBe(500)
+    expect(server.hits('/500') - hitsBefore).toBe(2) // the third attempt never ran: the breaker had opened
+    expect(c.breaker?.state).toBe('open')
+    const refused = await c.json('/500').catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(BrokenCircuitError)
+    expect((refused as BrokenCircuitError).status).toBe(503)
+    expect(server.hits('/500') - hitsBefore).toBe(2)
+    // With a fallback the caller gets the cached JSON instead.
+    expect(await c.json('/500', { fallback: () => Response.json({ cached: true }) })).toEqual({ cached: true })
+    expect(await deltas(registry, before)).toEqual({ get5xx: 1, error: 1, fallback: 1, retries: 1, failure: 2, rejected: 2 })
+    c[Symbol.dispose]()
+  })
+
+  it('429 with Retry-After: honoured when it fits the deadline, then the retry succeeds', async () => {
+    const { client: c, registry } = client()
+    const before = await series(registry)
+    const started = performance.now()
+    const body = await Deadline.after(3_000).run(() => c.json('/429'))
+    const elapsed = performance.now() - started
+    expect(body).toEqual({ ok: true })
+    expect(server.hits('/429')).toBe(2)
+    expect(elapsed).toBeGreaterThanOrEqual(950) // waited the 1 s the server asked for, not the 10 ms backoff
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ get2xx: 1, retries: 1, failure: 1, success: 1 })
+    c[Symbol.dispose]()
+  })
+
+  it('429 with Retry-After beyond the deadline: answered at once, no retry', async () => {
+    const { client: c, registry } = client()
+    const before = await series(registry)
+    const started = performance.now()
+    using deadline = Deadline.after(500)
+    const response = await deadline.run(() => c.fetch('/429-always'))
+    expect(performance.now() - started).toBeLessThan(450)
+    expect(response.status).toBe(429)
+    expect(response.headers.get('retry-after')).toBe('1')
+    expect(await response.text()).toBe('slow down')
+    expect(server.hits('/429-always')).toBe(1)
+    expect(await deltas(registry, before)).toEqual({ get4xx: 1, failure: 1 })
+    c[Symbol.dispose]()
+  })
+
+  it('hang before headers: each attempt times out at its budget, the upstream sees its sockets close', async () => {
+    const { client: c, registry } = client({ timeout: 150, retry: { attempts: 1, delay: 10 } })
+    const before = await series(registry)
+    const started = performance.now()
+    const error = await c.fetch('/hang').catch((e: unknown) => e)
+    const elapsed = performance.now() - started
+    expect(error).toBeInstanceOf(FetchTimeoutError)
+    expect((error as FetchTimeoutError).status).toBe(504)
+    expect(elapsed).toBeGreaterThanOrEqual(290)
+    expect(elapsed).toBeLessThan(2_000)
+    expect(server.hits('/hang')).toBe(2)
+    await expect.poll(() => server.aborted('/hang')).toBe(2)
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ error: 1, retries: 1, failure: 2 })
+    c[Symbol.dispose]()
+  })
+
+  it('hang before headers under a shorter caller deadline: DeadlineExceededError, not a dependency failure', async () => {
+    const hitsBefore = server.hits('/hang')
+    const { client: c, registry } = client({ timeout: 5_000 })
+    const before = await series(registry)
+    using deadline = Deadline.after(120)
+    const error = await deadline.run(() => c.fetch('/hang')).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    expect(server.hits('/hang') - hitsBefore).toBe(1) // no retry past the caller's deadline
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ error: 1, ignored: 1 })
+    c[Symbol.dispose]()
+  })
+
+  it('slow body, fetch(): headers arrive, the body read is cut at the same attempt budget', async () => {
+    const { client: c, registry } = client({ timeout: 200 })
+    const before = await series(registry)
+    const started = performance.now()
+    const response = await c.fetch('/slow-body')
+    expect(response.status).toBe(200)
+    expect(performance.now() - started).toBeLessThan(200)
+    const error = await response.text().catch((e: unknown) => e)
+    const elapsed = performance.now() - started
+    expect(error).toBeInstanceOf(FetchTimeoutError)
+    expect(elapsed).toBeGreaterThanOrEqual(190)
+    expect(elapsed).toBeLessThan(2_000)
+    expect(server.hits('/slow-body')).toBe(1)
+    await expect.poll(() => server.aborted('/slow-body')).toBe(1)
+    // The breaker's verdict was given at the headers; the response was handed over, so no retry.
+    expect(await deltas(registry, before)).toEqual({ get2xx: 1, success: 1 })
+    c[Symbol.dispose]()
+  })
+
+  it('slow body, json(): the body read is inside the attempt, so it times out, counts and is retried', async () => {
+    const hitsBefore = server.hits('/slow-body')
+    const { client: c, registry } = client({ timeout: 200, retry: { attempts: 1, delay: 10 } })
+    const before = await series(registry)
+    const error = await c.json('/slow-body').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchTimeoutError)
+    expect(server.hits('/slow-body') - hitsBefore).toBe(2)
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ error: 1, retries: 1, failure: 2 })
+    c[Symbol.dispose]()
+  })
+
+  it('connection refused: FetchNetworkError (ECONNREFUSED) after every attempt failed', async () => {
+    const port = await closedPort()
+    const { client: c, registry } = client({ baseUrl: `http://127.0.0.1:${port}` })
+    const before = await series(registry)
+    const error = await c.json('/anything').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchNetworkError)
+    expect((error as FetchNetworkError).status).toBe(502)
+    expect((error as Error).message).toContain('ECONNREFUSED')
+    expect(c.breaker?.state).toBe('closed')
+    // Nothing listens, so attempts are counted by the breaker: three failures.
+    expect(await deltas(registry, before)).toEqual({ error: 1, retries: 2, failure: 3 })
+    c[Symbol.dispose]()
+  })
+
+  it('reset mid-body: fetch() hands over the 200, the body read fails with FetchNetworkError', async () => {
+    const { client: c, registry } = client()
+    const before = await series(registry)
+    const response = await c.fetch('/reset')
+    expect(response.status).toBe(200)
+    const error = await response.text().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchNetworkError)
+    expect(server.hits('/reset')).toBe(1)
+    expect(await deltas(registry, before)).toEqual({ get2xx: 1, success: 1 })
+    c[Symbol.dispose]()
+  })
+
+  it('reset mid-body: json() retries the GET and fails after the last attempt', async () => {
+    const hitsBefore = server.hits('/reset')
+    const { client: c, registry } = client({ breaker: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeout: 10_000 } })
+    const before = await series(registry)
+    const error = await c.json('/reset').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchNetworkError)
+    expect(server.hits('/reset') - hitsBefore).toBe(3)
+    expect(c.breaker?.state).toBe('open') // three failures out of three calls in the window
+    expect(await deltas(registry, before)).toEqual({ error: 1, retries: 2, failure: 3 })
+    c[Symbol.dispose]()
+  })
+
+  it('invalid JSON: FetchInvalidJsonError, one attempt (garbage is not retried), one breaker failure', async () => {
+    const { client: c, registry } = client()
+    const before = await series(registry)
+    const error = await c.json('/bad-json').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchInvalidJsonError)
+    expect((error as FetchInvalidJsonError).cause).toBeInstanceOf(SyntaxError)
+    expect(server.hits('/bad-json')).toBe(1)
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ error: 1, failure: 1 })
+    // The same answer through fetch() is a 200 the caller may parse as it likes.
+    const response = await c.fetch('/bad-json')
+    expect(response.status).toBe(200)
+    expect(await response.text()).toBe('{"items": [1, 2,')
+    c[Symbol.dispose]()
+  })
+})
