@@ -55,7 +55,12 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
       }, 150)
     })
     router.get('/fast', (req, res) => {
-      res.json({ current: Deadline.current() === requestDeadline(req), remaining: requestDeadline(req)?.remaining() })
+      const typed: Deadline | undefined = req.deadline
+      res.json({
+        current: Deadline.current() === requestDeadline(req),
+        typed: typed === requestDeadline(req),
+        remaining: typed?.remaining(),
+      })
     })
     router.get('/handler-called', (_req, res) => {
       res.json({ called: true })
@@ -118,10 +123,11 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     expect(thrown).toEqual([])
   })
 
-  it('sets requestDeadline(req) as Deadline.current() and honours a smaller caller budget', async () => {
+  it('sets req.deadline as Deadline.current() and honours a smaller caller budget', async () => {
     const res = await client.request({ path: '/fast', method: 'GET', headers: { 'request-timeout-ms': '40' } })
-    const body = (await res.body.json()) as { current: boolean; remaining: number }
+    const body = (await res.body.json()) as { current: boolean; typed: boolean; remaining: number }
     expect(body.current).toBe(true)
+    expect(body.typed).toBe(true)
     expect(body.remaining).toBeLessThanOrEqual(40)
     expect(body.remaining).toBeGreaterThan(0)
     const larger = await client.request({ path: '/fast', method: 'GET', headers: { 'request-timeout-ms': '99999' } })

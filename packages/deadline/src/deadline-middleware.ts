@@ -16,6 +16,16 @@ import { DeadlineMetrics, type ExceededReason } from './deadline-metrics.js'
 import { ClientClosedError, DeadlineExceededError, rootDeadlineSource } from './errors.js'
 import { DEFAULT_TIMEOUT_HEADER, parseTimeout } from './timeout-header.js'
 
+declare global {
+  // Express's own extension point for request properties (@types/express).
+  namespace Express {
+    interface Request {
+      /** The request's deadline, set by the `deadline()` middleware; see {@link requestDeadline}. */
+      deadline?: Deadline
+    }
+  }
+}
+
 /** What `onTimeout` gets: the request, the response (nothing sent yet) and the reason. */
 export type TimeoutHandler = (req: IncomingMessage, res: ServerResponse, error: DeadlineExceededError) => void
 
