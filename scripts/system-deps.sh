@@ -5,7 +5,7 @@
 set -euo pipefail
 
 missing=()
-command -v promtool >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 

@@ -1,0 +1,409 @@
+// Writes ballast.json, the Grafana dashboard, from the panel list below:
+// `node examples/grafana/generate.mjs && pnpm exec biome format --write examples/grafana`. Edit here rather than in the JSON, so
+// the layout, the datasource references and the variable filters stay uniform.
+// examples/orders-service/test/dashboard.test.ts fails when the JSON is stale.
+
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+// Grafana's own variable syntax, not a JavaScript template.
+const ds = { type: 'prometheus', uid: '$' + '{datasource}' }
+const sel = 'job=~"$job", instance=~"$instance"'
+const rate = (metric, extra = '') => `rate(${metric}{${sel}${extra}}[$__rate_interval])`
+const increase = (metric, extra = '') => `increase(${metric}{${sel}${extra}}[$__rate_interval])`
+
+/** Each section: a row title and its panels, laid out left to right, 8 columns wide by default. */
+const sections = [
+  {
+    title: 'Deadlines',
+    panels: [
+      {
+        title: 'Deadline-expired ratio per route',
+        description: 'Share of requests that ran out of their deadline (504 answered, or the handler out of budget), per route.',
+        unit: 'percentunit',
+        targets: [
+          {
+            expr: `sum by (route) (${rate('ballast_deadline_exceeded_total')}) / sum by (route) (${rate('ballast_deadline_requests_total')})`,
+            legend: '{{route}}',
+          },
+        ],
+        thresholds: [0.05],
+      },
+      {
+        title: 'Requests by route',
+        unit: 'reqps',
+        targets: [{ expr: `sum by (route, method) (${rate('ballast_deadline_requests_total')})`, legend: '{{method}} {{route}}' }],
+      },
+      {
+        title: 'Deadlines exceeded by reason',
+        description: 'deadline: the route or header budget ran out here; inherited: an enclosing deadline expired first.',
+        unit: 'reqps',
+        targets: [{ expr: `sum by (route, reason) (${rate('ballast_deadline_exceeded_total')})`, legend: '{{route}} {{reason}}' }],
+      },
+      {
+        type: 'heatmap',
+        title: 'Deadline budget at request start',
+        description:
+          'The time budget each request started with: the route timeout, or less when the caller sent a request-timeout-ms header.',
+        targets: [{ expr: `sum by (le) (${increase('ballast_deadline_budget_seconds_bucket')})`, legend: '{{le}}', format: 'heatmap' }],
+      },
+      {
+        type: 'heatmap',
+        title: 'Overrun past the deadline',
+        description: 'How long handlers kept running after their deadline expired: work that ignored the abort signal.',
+        targets: [{ expr: `sum by (le) (${increase('ballast_deadline_overrun_seconds_bucket')})`, legend: '{{le}}', format: 'heatmap' }],
+      },
+      {
+        title: 'Late writes and client closes',
+        description:
+          'Late writes: writes after the deadline answered, swallowed instead of throwing. Client closes: the caller hung up first.',
+        unit: 'ops',
+        targets: [
+          { expr: `sum by (route) (${rate('ballast_deadline_late_writes_total')})`, legend: 'late writes {{route}}' },
+          { expr: `sum by (route) (${rate('ballast_deadline_client_closed_total')})`, legend: 'client closed {{route}}' },
+          { expr: `sum by (reason) (${rate('ballast_deadline_header_rejected_total')})`, legend: 'header rejected ({{reason}})' },
+        ],
+      },
+    ],
+  },
+  {
+    title: 'Circuit breakers',
+    panels: [
+      {
+        type: 'state-timeline',
+        title: 'Breaker state',
+        width: 12,
+        targets: [
+          {
+            expr:
+              `max by (breaker) (ballast_breaker_state{${sel}, state="half_open"})` +
+              ` + 2 * max by (breaker) (ballast_breaker_state{${sel}, state="open"})` +
+              ` + 3 * max by (breaker) (ballast_breaker_state{${sel}, state="disabled"})`,
+            legend: '{{breaker}}',
+          },
+        ],
+        mappings: [
+          ['0', 'closed', 'green'],
+          ['1', 'half-open', 'yellow'],
+          ['2', 'open', 'red'],
+          ['3', 'disabled', 'gray'],
+        ],
+      },
+      {
+        type: 'barchart-like',
+        title: 'State transitions',
+        width: 12,
+        unit: 'short',
+        targets: [
+          { expr: `sum by (breaker, state) (${increase('ballast_breaker_transitions_total')})`, legend: '{{breaker}} → {{state}}' },
+        ],
+      },
+      {
+        title: 'Calls by outcome',
+        unit: 'ops',
+        stack: true,
+        targets: [{ expr: `sum by (breaker, outcome) (${rate('ballast_breaker_calls_total')})`, legend: '{{breaker}} {{outcome}}' }],
+      },
+      {
+        title: 'Fallbacks and rejections',
+        unit: 'ops',
+        targets: [
+          { expr: `sum by (breaker, result) (${rate('ballast_breaker_fallbacks_total')})`, legend: '{{breaker}} fallback {{result}}' },
+          {
+            expr: `sum by (breaker, reason) (${rate('ballast_breaker_rejected_calls_total')})`,
+            legend: '{{breaker}} rejected ({{reason}})',
+          },
+          { expr: `sum by (breaker) (${rate('ballast_breaker_retries_total')})`, legend: '{{breaker}} retries' },
+        ],
+      },
+      {
+        title: 'Failure ratio against threshold',
+        description:
+          'The rolling failure ratio of each breaker; it opens when the ratio crosses the dashed threshold (once the volume threshold is met).',
+        unit: 'percentunit',
+        max: 1,
+        targets: [
+          { expr: `max by (breaker) (ballast_breaker_failure_ratio{${sel}})`, legend: '{{breaker}} failure ratio' },
+          { expr: `max by (breaker) (ballast_breaker_failure_threshold_ratio{${sel}})`, legend: '{{breaker}} threshold', dashed: true },
+        ],
+      },
+      {
+        title: 'Call duration p50 / p99',
+        unit: 's',
+        targets: [
+          {
+            expr: `histogram_quantile(0.5, sum by (breaker, le) (${rate('ballast_breaker_call_duration_seconds_bucket')}))`,
+            legend: '{{breaker}} p50',
+          },
+          {
+            expr: `histogram_quantile(0.99, sum by (breaker, le) (${rate('ballast_breaker_call_duration_seconds_bucket')}))`,
+            legend: '{{breaker}} p99',
+          },
+        ],
+      },
+      {
+        title: 'Concurrent calls',
+        unit: 'short',
+        targets: [{ expr: `sum by (breaker) (ballast_breaker_concurrent_calls{${sel}})`, legend: '{{breaker}}' }],
+      },
+      {
+        title: 'Outbound requests by status class',
+        description: 'Requests of the @ballast/fetch clients; "fallback" counts responses served by a fallback instead of the dependency.',
+        unit: 'reqps',
+        stack: true,
+        targets: [
+          { expr: `sum by (client, status_class) (${rate('ballast_fetch_requests_total')})`, legend: '{{client}} {{status_class}}' },
+        ],
+      },
+      {
+        title: 'Fail-fast (budget too small to try)',
+        unit: 'ops',
+        targets: [{ expr: `sum by (client) (${rate('ballast_fetch_fail_fast_total')})`, legend: '{{client}}' }],
+      },
+    ],
+  },
+  {
+    title: 'Drain',
+    panels: [
+      {
+        type: 'state-timeline',
+        title: 'Drain state',
+        width: 12,
+        targets: [
+          {
+            expr:
+              `max by (instance) (ballast_drain_state{${sel}, state="draining"})` +
+              ` + 2 * max by (instance) (ballast_drain_state{${sel}, state="closing"})`,
+            legend: '{{instance}}',
+          },
+        ],
+        mappings: [
+          ['0', 'serving', 'green'],
+          ['1', 'draining', 'yellow'],
+          ['2', 'closing', 'orange'],
+        ],
+      },
+      {
+        title: 'In-flight requests',
+        width: 6,
+        unit: 'short',
+        targets: [{ expr: `sum by (instance) (ballast_drain_inflight_requests{${sel}})`, legend: '{{instance}}' }],
+      },
+      {
+        title: 'Open connections',
+        width: 6,
+        unit: 'short',
+        targets: [{ expr: `sum by (instance) (ballast_drain_open_connections{${sel}})`, legend: '{{instance}}' }],
+      },
+      {
+        title: 'Requests rejected while stopping',
+        description:
+          'Requests answered 503 because they arrived after the service stopped serving. Should stay at 0 when the readiness delay is long enough.',
+        unit: 'short',
+        targets: [{ expr: `sum by (instance) (${increase('ballast_drain_rejected_requests_total')})`, legend: '{{instance}}' }],
+      },
+      {
+        title: 'Connections closed by reason',
+        description:
+          'idle: keep-alive sockets closed while idle; after_response: closed right after their last response; forced: destroyed at the grace period (requests lost).',
+        unit: 'short',
+        targets: [{ expr: `sum by (reason) (${increase('ballast_drain_closed_connections_total')})`, legend: '{{reason}}' }],
+      },
+      {
+        title: 'Seconds since the drain started',
+        unit: 's',
+        targets: [
+          {
+            expr: `max by (instance) (time() - ballast_drain_started_timestamp_seconds{${sel}} and ballast_drain_started_timestamp_seconds{${sel}} > 0)`,
+            legend: '{{instance}}',
+          },
+        ],
+      },
+    ],
+  },
+]
+
+let id = 1
+let y = 0
+const panels = []
+for (const section of sections) {
+  panels.push({ type: 'row', id: id++, title: section.title, collapsed: false, gridPos: { h: 1, w: 24, x: 0, y: y++ }, panels: [] })
+  let x = 0
+  for (const spec of section.panels) {
+    const w = spec.width ?? 8
+    if (x + w > 24) {
+      x = 0
+      y += 8
+    }
+    panels.push(panel(spec, { h: 8, w, x, y }))
+    x += w
+  }
+  y += 8
+}
+
+function panel(spec, gridPos) {
+  const targets = spec.targets.map((target, index) => ({
+    datasource: ds,
+    refId: String.fromCharCode(65 + index),
+    expr: target.expr,
+    legendFormat: target.legend,
+    range: true,
+    ...(target.format === undefined ? {} : { format: target.format }),
+  }))
+  const base = { id: id++, type: 'timeseries', title: spec.title, datasource: ds, gridPos, targets }
+  if (spec.description !== undefined) base.description = spec.description
+  if (spec.type === 'heatmap') {
+    return {
+      ...base,
+      type: 'heatmap',
+      options: {
+        calculate: false,
+        cellGap: 1,
+        color: { mode: 'scheme', scheme: 'Oranges', exponent: 0.5, steps: 64, fill: 'dark-orange', reverse: false },
+        yAxis: { axisPlacement: 'left', unit: 's' },
+        rowsFrame: { layout: 'auto' },
+        tooltip: { mode: 'single', yHistogram: true, showColorScale: false },
+        legend: { show: true },
+        exemplars: { color: 'rgba(255,0,255,0.7)' },
+      },
+      fieldConfig: { defaults: { custom: { scaleDistribution: { type: 'linear' } } }, overrides: [] },
+    }
+  }
+  if (spec.type === 'state-timeline') {
+    const options = {}
+    for (const [value, text, color] of spec.mappings) options[value] = { text, color, index: Number(value) }
+    return {
+      ...base,
+      type: 'state-timeline',
+      options: {
+        mergeValues: true,
+        showValue: 'auto',
+        alignValue: 'left',
+        rowHeight: 0.9,
+        legend: { showLegend: true, displayMode: 'list', placement: 'bottom' },
+      },
+      fieldConfig: {
+        defaults: {
+          color: { mode: 'thresholds' },
+          mappings: [{ type: 'value', options }],
+          thresholds: { mode: 'absolute', steps: [{ color: 'green', value: null }] },
+          custom: { fillOpacity: 80, lineWidth: 0 },
+        },
+        overrides: [],
+      },
+    }
+  }
+  const custom = {
+    drawStyle: spec.type === 'barchart-like' ? 'bars' : 'line',
+    lineWidth: 1,
+    fillOpacity: spec.stack || spec.type === 'barchart-like' ? 60 : 10,
+    showPoints: 'never',
+    spanNulls: false,
+    stacking: { mode: spec.stack || spec.type === 'barchart-like' ? 'normal' : 'none', group: 'A' },
+    ...(spec.thresholds === undefined ? {} : { thresholdsStyle: { mode: 'dashed' } }),
+  }
+  const steps = [{ color: 'green', value: null }, ...(spec.thresholds ?? []).map((value) => ({ color: 'red', value }))]
+  const overrides = spec.targets
+    .map((target, index) => ({ target, index }))
+    .filter(({ target }) => target.dashed)
+    .map(({ index }) => ({
+      matcher: { id: 'byFrameRefID', options: String.fromCharCode(65 + index) },
+      properties: [
+        { id: 'custom.lineStyle', value: { fill: 'dash', dash: [10, 10] } },
+        { id: 'color', value: { mode: 'fixed', fixedColor: 'red' } },
+      ],
+    }))
+  return {
+    ...base,
+    options: { legend: { showLegend: true, displayMode: 'list', placement: 'bottom' }, tooltip: { mode: 'multi', sort: 'desc' } },
+    fieldConfig: {
+      defaults: {
+        unit: spec.unit ?? 'short',
+        min: 0,
+        ...(spec.max === undefined ? {} : { max: spec.max }),
+        color: { mode: 'palette-classic' },
+        custom,
+        thresholds: { mode: 'absolute', steps },
+      },
+      overrides,
+    },
+  }
+}
+
+const variable = (name, label, query) => ({
+  name,
+  label,
+  type: 'query',
+  datasource: ds,
+  definition: query,
+  query: { query, refId: `${name}-variable` },
+  refresh: 2,
+  includeAll: true,
+  multi: true,
+  allValue: '.*',
+  current: { selected: true, text: ['All'], value: ['$__all'] },
+  sort: 1,
+  hide: 0,
+})
+
+const dashboard = {
+  uid: 'ballast-resilience',
+  title: 'ballast: deadlines, breakers, drain',
+  description:
+    "Resilience of Express services built with ballast. Metrics: see the packages' READMEs; alerts: examples/prometheus/alerts.yml.",
+  tags: ['ballast', 'resilience', 'nodejs'],
+  editable: true,
+  graphTooltip: 1,
+  schemaVersion: 39,
+  version: 1,
+  time: { from: 'now-15m', to: 'now' },
+  refresh: '10s',
+  timezone: 'browser',
+  fiscalYearStartMonth: 0,
+  liveNow: false,
+  links: [],
+  annotations: {
+    list: [
+      {
+        builtIn: 1,
+        datasource: { type: 'grafana', uid: '-- Grafana --' },
+        enable: true,
+        hide: true,
+        iconColor: 'rgba(0, 211, 255, 1)',
+        name: 'Annotations & Alerts',
+        type: 'dashboard',
+      },
+    ],
+  },
+  templating: {
+    list: [
+      {
+        name: 'datasource',
+        label: 'Data source',
+        type: 'datasource',
+        query: 'prometheus',
+        refresh: 1,
+        current: {},
+        hide: 0,
+        includeAll: false,
+        multi: false,
+        regex: '',
+      },
+      variable('job', 'Job', 'label_values(ballast_deadline_requests_total, job)'),
+      variable('instance', 'Instance', 'label_values(ballast_deadline_requests_total{job=~"$job"}, instance)'),
+    ],
+  },
+  panels,
+}
+
+const file = join(import.meta.dirname, 'ballast.json')
+const text = `${JSON.stringify(dashboard, null, 2)}\n`
+if (process.argv.includes('--check')) {
+  // CI: the committed JSON (formatted by Biome) must hold what this file generates.
+  if (JSON.stringify(JSON.parse(readFileSync(file, 'utf8'))) !== JSON.stringify(dashboard)) {
+    console.error('examples/grafana/ballast.json is stale: run node examples/grafana/generate.mjs')
+    process.exit(1)
+  }
+} else {
+  writeFileSync(file, text)
+}

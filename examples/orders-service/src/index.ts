@@ -1,0 +1,7 @@
+export { type InventoryConfig, loadInventoryConfig, loadOrdersConfig, type OrdersConfig } from './config.js'
+export { drawLatency, type Faults, HEALTHY, parseFaults } from './faults.js'
+export { createInventoryService, type InventoryService, type InventoryServiceOptions } from './inventory-service.js'
+export { createLogger, flushLogger } from './logger.js'
+export { type Order, type OrderStore, openOrderStore } from './order-store.js'
+export { createOrdersService, type OrdersService, type OrdersServiceOptions } from './orders-service.js'
+export { StockCache, type StockView } from './stock-cache.js'
