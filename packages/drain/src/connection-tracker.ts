@@ -2,6 +2,7 @@ import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node
 import type { Server as HttpsServer } from 'node:https'
 import { Server as NetServer, type Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
+import { ListenerProbe } from './listener-probe.js'
 
 /**
  * Why the drain saw a connection close.
@@ -24,6 +25,9 @@ export type CloseReason = 'idle' | 'after_response' | 'forced'
  */
 export type DrainableServer = HttpServer | HttpsServer
 
+/** A probe that was not accepted after this long is given up (the listener then closes anyway). */
+const PROBE_TIMEOUT_MS = 2_000
+
 interface SocketState {
   /** Requests received on the socket whose response has not finished. */
   active: number
@@ -36,6 +40,39 @@ interface SocketState {
   lingerTimer: NodeJS.Timeout | undefined
   lingerCheck: NodeJS.Immediate | undefined
   bytesAtIdle: number
+}
+
+/**
+ * What a tracker does once its listener's accept queue has been worked through:
+ * close the listener right now, or wait and probe again.
+ *
+ * @example
+ * ```ts
+ * const verdict: FlushVerdict = clean ? { close: true } : { close: false, retryInMs: 0 }
+ * ```
+ */
+export type FlushVerdict = { readonly close: true } | { readonly close: false; readonly retryInMs: number }
+
+/**
+ * Decides, each time the accept queue was flushed, whether the listener closes.
+ *
+ * @example
+ * ```ts
+ * tracker.closeListener({ flushed: ({ clean }) => (clean ? { close: true } : { close: false, retryInMs: 0 }) })
+ * ```
+ */
+export interface ListenerClosePolicy {
+  /**
+   * Runs in the callback that accepted the probe: every connection whose handshake
+   * completed before the probe's has been accepted. `clean` when no other
+   * connection was accepted since the probe was sent (the queue held only the probe).
+   * `probed` is false (and `clean` true) for a server that cannot be probed (a pipe,
+   * a cluster worker): the policy then decides on timing alone. A probe that cannot
+   * connect or is not accepted within 2 s closes the listener without asking.
+   */
+  flushed(result: { clean: boolean; probed: boolean }): FlushVerdict
+  /** Runs synchronously right after the listener closed. */
+  listenerClosed(): void
 }
 
 /** Callbacks from a tracker to its drain. */
@@ -58,24 +95,41 @@ export class ConnectionTracker {
   readonly #linger: number
   #draining = false
   #closing = false
-  /** `performance.now()` of the last accepted connection. */
-  lastConnectionAt = Number.NEGATIVE_INFINITY
+  /** `performance.now()` when the last connection (the probe excluded) was accepted. */
+  lastAcceptedAt = Number.NEGATIVE_INFINITY
+  /** `performance.now()` of the last response after which its connection ends: its client may be reconnecting. */
+  lastCloseAnnouncedAt = Number.NEGATIVE_INFINITY
+  /** TCP connections accepted, the probe excluded. */
+  #accepted = 0
+  #probe: { probe: ListenerProbe; acceptedBefore: number; timer: NodeJS.Timeout } | undefined
+  #retryTimer: NodeJS.Timeout | undefined
+  #retryCheck: NodeJS.Immediate | undefined
+  #listenerClosed: Promise<void> | undefined
+  #resolveListenerClosed: (() => void) | undefined
+  #policy: ListenerClosePolicy | undefined
   #closed: Promise<void> | undefined
   #emptied: (() => void) | undefined
-  readonly #onConnection = (socket: Socket) => this.#add(socket)
+  readonly #isTls: boolean
+  readonly #onRawConnection = (socket: Socket) => this.#rawConnection(socket)
+  readonly #onSecureConnection = (socket: Socket) => this.#add(socket)
+  readonly #onDrop = (data?: { remoteAddress?: string; remotePort?: number }) => {
+    if (data !== undefined) this.#probeArrived(data)
+  }
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse) => this.#request(req, res)
-  readonly #connectionEvent: 'connection' | 'secureConnection'
 
   constructor(server: DrainableServer, events: TrackerEvents, linger: number) {
     this.server = server
     this.#events = events
     this.#linger = linger
     // For TLS the HTTP layer (and req.socket) sees the TLSSocket of 'secureConnection',
-    // not the raw TCP socket of 'connection'.
-    this.#connectionEvent = server instanceof TlsServer ? 'secureConnection' : 'connection'
+    // not the raw TCP socket of 'connection'; the raw one still tells about the accept queue.
+    this.#isTls = server instanceof TlsServer
     // Prepended so the socket is known, and `Connection: close` set, before the
     // application's own listener runs and perhaps answers synchronously.
-    server.prependListener(this.#connectionEvent, this.#onConnection)
+    server.prependListener('connection', this.#onRawConnection)
+    if (this.#isTls) server.prependListener('secureConnection', this.#onSecureConnection)
+    // With maxConnections reached, Node drops accepted connections, the probe included.
+    server.on('drop', this.#onDrop)
     server.prependListener('request', this.#onRequest)
   }
 
@@ -84,9 +138,12 @@ export class ConnectionTracker {
     return this.#sockets.size
   }
 
-  /** Stops listening to the server's events. */
+  /** Stops listening to the server's events and drops a pending probe. */
   detach(): void {
-    this.server.removeListener(this.#connectionEvent, this.#onConnection)
+    this.#cancelProbe()
+    this.server.removeListener('connection', this.#onRawConnection)
+    this.server.removeListener('secureConnection', this.#onSecureConnection)
+    this.server.removeListener('drop', this.#onDrop)
     this.server.removeListener('request', this.#onRequest)
   }
 
@@ -112,13 +169,117 @@ export class ConnectionTracker {
   }
 
   /**
-   * Closes the listener (new connections are refused by the kernel), then the
+   * Closes the listener without resetting a connection the kernel already accepted
+   * for it. The kernel completes handshakes on its own and queues them until the
+   * process accepts them; closing the listener resets every queued one, request
+   * and all. libuv accepts one connection per event-loop iteration, so that queue
+   * can stay long. The tracker therefore connects to its own listener (a probe) and
+   * decides only once the probe is accepted, that is once everything queued before
+   * it was accepted: the policy says close (in that very callback) or probe again.
+   * Resolves once the listener is closed; {@link drained} tells when every
+   * connection is gone.
+   */
+  closeListener(policy: ListenerClosePolicy): Promise<void> {
+    this.#draining = true
+    if (this.#listenerClosed !== undefined) return this.#listenerClosed
+    this.#policy = policy
+    this.#listenerClosed = new Promise<void>((resolve) => {
+      this.#resolveListenerClosed = resolve
+    })
+    this.#sendProbe()
+    return this.#listenerClosed
+  }
+
+  /** Resolves once the listener is closed and every connection is gone. */
+  drained(): Promise<void> {
+    return this.#closed ?? this.#closeNow()
+  }
+
+  #sendProbe(): void {
+    this.#retryTimer = undefined
+    this.#retryCheck = undefined
+    if (this.#closing) return
+    const acceptedBefore = this.#accepted
+    const probe = ListenerProbe.open(this.server, () => {
+      // Could not connect to its own listener: nothing left to wait for.
+      if (this.#probe?.probe === probe) this.#giveUp()
+    })
+    if (probe === undefined) {
+      // A pipe or a cluster worker: the policy decides on timing alone.
+      this.#decide({ clean: true, probed: false })
+      return
+    }
+    // A probe that never arrives (a firewall, a saturated loop) must not hold the drain.
+    const timer = setTimeout(() => {
+      if (this.#probe?.probe === probe) this.#giveUp()
+    }, PROBE_TIMEOUT_MS)
+    this.#probe = { probe, acceptedBefore, timer }
+  }
+
+  #giveUp(): void {
+    this.#clearProbe()
+    this.#closeListenerNow()
+  }
+
+  /** Runs in the callback where Node accepted (or dropped) the probe. */
+  #probeArrived(peer: { remoteAddress?: string | undefined; remotePort?: number | undefined }): boolean {
+    const pending = this.#probe
+    if (pending === undefined || !pending.probe.matches(peer)) return false
+    this.#clearProbe()
+    this.#decide({ clean: this.#accepted === pending.acceptedBefore, probed: true })
+    return true
+  }
+
+  #decide(result: { clean: boolean; probed: boolean }): void {
+    const policy = this.#policy
+    if (policy === undefined || this.#closing) return
+    const verdict = policy.flushed(result)
+    if (verdict.close) {
+      // Synchronously, in the callback that accepted the probe: no loop iteration
+      // (and so no accept) between the flush and the close.
+      this.#closeListenerNow()
+      return
+    }
+    const probeAgain = () => {
+      // From the check phase: the probe queues behind whatever this iteration's poll
+      // phase left in the accept queue.
+      this.#retryCheck = setImmediate(() => this.#sendProbe())
+    }
+    if (verdict.retryInMs > 0) this.#retryTimer = setTimeout(probeAgain, verdict.retryInMs)
+    else probeAgain()
+  }
+
+  #closeListenerNow(): void {
+    if (this.#closing) return
+    void this.#closeNow()
+    this.#policy?.listenerClosed()
+  }
+
+  #clearProbe(): void {
+    const pending = this.#probe
+    if (pending === undefined) return
+    this.#probe = undefined
+    clearTimeout(pending.timer)
+    pending.probe.dispose()
+  }
+
+  #cancelProbe(): void {
+    this.#clearProbe()
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+    if (this.#retryCheck !== undefined) clearImmediate(this.#retryCheck)
+    this.#retryTimer = undefined
+    this.#retryCheck = undefined
+  }
+
+  /**
+   * Closes the listener now (new connections are refused by the kernel), then the
    * sockets as they become idle. Resolves once the server emitted `close`, that is
    * when every connection is gone.
    */
-  close(): Promise<void> {
+  #closeNow(): Promise<void> {
     this.#draining = true
     if (this.#closed !== undefined) return this.#closed
+    this.#cancelProbe()
     this.#closing = true
     this.#closed = new Promise<void>((resolve) => {
       // http.Server#close() would also destroy every idle keep-alive socket at this
@@ -132,7 +293,10 @@ export class ConnectionTracker {
         else this.#emptied = resolve
       })
     })
-    this.refreshAnnouncements()
+    const resolveListenerClosed = this.#resolveListenerClosed
+    this.#resolveListenerClosed = undefined
+    this.#listenerClosed ??= Promise.resolve()
+    resolveListenerClosed?.()
     for (const [socket, state] of this.#sockets) {
       if (state.active === 0) this.#scheduleIdleClose(socket, state)
     }
@@ -151,8 +315,26 @@ export class ConnectionTracker {
     }
     // Sockets the HTTP layer knows but this tracker never saw (a TLS handshake in progress).
     this.server.closeAllConnections()
-    if (!this.#closing) NetServer.prototype.close.call(this.server)
+    this.#cancelProbe()
+    if (!this.#closing) {
+      this.#closing = true
+      NetServer.prototype.close.call(this.server)
+    }
+    const resolveListenerClosed = this.#resolveListenerClosed
+    this.#resolveListenerClosed = undefined
+    resolveListenerClosed?.()
     return destroyed
+  }
+
+  #rawConnection(socket: Socket): void {
+    if (this.#probeArrived(socket)) {
+      // The probe never sends a request: end it before the HTTP layer parses anything.
+      socket.destroy()
+      return
+    }
+    this.#accepted++
+    this.lastAcceptedAt = performance.now()
+    if (!this.#isTls) this.#add(socket)
   }
 
   #add(socket: Socket): void {
@@ -166,7 +348,6 @@ export class ConnectionTracker {
       bytesAtIdle: 0,
     }
     this.#sockets.set(socket, state)
-    this.lastConnectionAt = performance.now()
     this.#events.connectionOpened()
     socket.once('close', () => {
       this.#clearLinger(state)
@@ -201,7 +382,10 @@ export class ConnectionTracker {
       done = true
       state.active--
       state.responses.delete(res)
-      if (res.getHeader('connection') === 'close' || !res.shouldKeepAlive) state.announcedClose = true
+      if (res.getHeader('connection') === 'close' || !res.shouldKeepAlive) {
+        state.announcedClose = true
+        this.lastCloseAnnouncedAt = performance.now()
+      }
       // Node ends a socket whose response said `Connection: close` in its own
       // 'finish' listener, which ran before this one.
       if (this.#closing && state.active === 0 && !socket.destroyed && !socket.writableEnded) this.#scheduleIdleClose(socket, state)

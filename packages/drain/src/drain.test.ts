@@ -253,6 +253,8 @@ describe('servers', () => {
     const server = https.createServer({ key, cert }, app(drain))
     drain.attach(server)
     const port = await listen(server)
+    const clientErrors: string[] = []
+    server.on('tlsClientError', (error: NodeJS.ErrnoException) => clientErrors.push(error.code ?? error.message))
     const agent = new https.Agent({ keepAlive: true, ca: cert })
     const request = (path: string) =>
       new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
@@ -278,6 +280,36 @@ describe('servers', () => {
     const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
     const byReason = Object.fromEntries((closed?.values ?? []).map(({ labels, value }) => [labels.reason, value]))
     expect(byReason).toEqual({ idle: 1, after_response: 1, forced: 0 })
+    // The documented trace of the listener probe on a TLS server: one ECONNRESET per probe.
+    expect(clientErrors.length).toBeGreaterThanOrEqual(1)
+    expect(new Set(clientErrors)).toEqual(new Set(['ECONNRESET']))
+    agent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('drains a server listening on a pipe (not probed: the listener closes on timing alone)', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const server = http.createServer(app(drain))
+    drain.attach(server)
+    const socketPath = join(dir, 'drain.sock')
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve))
+    const agent = new http.Agent({ keepAlive: true })
+    const request = (path: string) =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        http
+          .get({ socketPath, path, agent }, (res) => {
+            res.resume()
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }))
+          })
+          .on('error', reject)
+      })
+    expect(await request('/fast')).toEqual({ status: 200, connection: 'keep-alive' })
+    const slow = request('/slow')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const report = await drain.shutdown()
+    expect(await slow).toEqual({ status: 200, connection: 'close' })
+    expect(report.outcome).toBe('ok')
+    expect(server.listening).toBe(false)
     agent.destroy()
     drain[Symbol.dispose]()
   })

@@ -11,7 +11,7 @@ import {
   timerDelay,
 } from '@ballast/core'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
-import { type CloseReason, ConnectionTracker, type DrainableServer } from './connection-tracker.js'
+import { type CloseReason, ConnectionTracker, type DrainableServer, type FlushVerdict } from './connection-tracker.js'
 import { observeDrain } from './drain-metrics.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { DrainEvent } from './events.js'
@@ -176,10 +176,14 @@ interface Hook {
 }
 
 const OWNER = 'Drain'
-/** A listener closes only once no connection arrived for this long... */
-const LISTENER_QUIET_MS = 20
-/** ...or after this long, whatever clients do. */
+/**
+ * A listener closes only once, for this long, no connection was accepted and no
+ * response told a client to reconnect (`Connection: close`)...
+ */
+const LISTENER_QUIET_MS = 50
+/** ...or, if clients keep connecting, at the first flush after this long. */
 const SETTLE_MAX_MS = 250
+const CLOSE: FlushVerdict = { close: true }
 const HOOK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
 const SILENT: DrainLogger = { info() {}, warn() {}, error() {} }
 const CONSOLE: DrainLogger = {
@@ -235,6 +239,9 @@ export class Drain implements Disposable {
   #state: DrainState = 'serving'
   /** Whether responses carry `Connection: close` (see #closeGroup for when they do not). */
   #announce = false
+  /** While front listeners close, requests wait here instead of sending clients off to reconnect. */
+  #holding = false
+  #held: (() => void)[] = []
   #inflight = 0
   #tracked = 0
   #openConnections = 0
@@ -372,7 +379,8 @@ export class Drain implements Disposable {
 
   /**
    * Counts in-flight requests and, once draining, answers with `Connection: close` so
-   * clients stop reusing the connection. Mount it first.
+   * clients stop reusing the connection. While the listeners close it holds new
+   * requests and runs them right after (see #closeGroup). Mount it first.
    */
   middleware(): RequestHandler {
     return (req: Request, res: Response, next: NextFunction) => this.#handle(req, res, next)
@@ -493,6 +501,13 @@ export class Drain implements Disposable {
     }
     res.once('finish', finished)
     res.once('close', finished)
+    if (this.#holding) {
+      // A client that gave up meanwhile is not served.
+      this.#held.push(() => {
+        if (!done && !this.#finished) next()
+      })
+      return
+    }
     next()
   }
 
@@ -510,7 +525,7 @@ export class Drain implements Disposable {
       // Several servers: the last attached (metrics) keeps answering until the others drained.
       const last = this.#trackers.length > 1 ? this.#trackers.at(-1) : undefined
       const front = this.#trackers.filter((tracker) => tracker !== last)
-      await this.#closeGroup(front)
+      await this.#closeGroup(front, true)
       if (this.#finished) return
       await this.#idle()
       if (this.#finished) return
@@ -526,7 +541,7 @@ export class Drain implements Disposable {
         if (report.outcome !== 'ok') failed = true
       }
       // The last of several servers (metrics) answered scrapes through the whole drain.
-      if (last !== undefined) await this.#closeGroup([last])
+      if (last !== undefined) await this.#closeGroup([last], false)
       if (this.#finished) return
       this.#complete(failed ? 'hook_failed' : 'ok', startedAt)
     } catch (error) {
@@ -538,36 +553,65 @@ export class Drain implements Disposable {
 
   /**
    * Closes listeners so that no client is reset. The kernel completes TCP handshakes
-   * on its own and resets every connection still in the accept queue when the
-   * listener closes; while clients reconnect after `Connection: close` responses
-   * that queue is rarely empty. So while connections keep arriving, responses stop
-   * announcing `Connection: close` (clients settle on their keep-alive connections)
-   * until none arrived for LISTENER_QUIET_MS; the listener then closes right after a
-   * poll phase accepted whatever was queued, and announcing resumes.
+   * on its own and resets every connection still waiting in the accept queue when
+   * the listener closes; libuv accepts only one connection per loop iteration, so
+   * that queue can be long, and a client that was just told `Connection: close`
+   * reconnects within a millisecond. So, for the front servers (`settle`):
+   * - requests reaching the middleware are held (not answered) and responses stop
+   *   announcing `Connection: close`: no client is sent off to reconnect;
+   * - each tracker closes its listener only right after its own probe connection
+   *   went through the accept queue (see ConnectionTracker#closeListener), when
+   *   that flush was clean (nothing else was queued) and no connection was
+   *   accepted and no client told to reconnect during the last LISTENER_QUIET_MS
+   *   (at the first flush after SETTLE_MAX_MS whatever clients do);
+   * - then announcing resumes and the held requests run: their responses carry
+   *   `Connection: close`, and their clients' reconnections are refused.
    */
-  async #closeGroup(trackers: readonly ConnectionTracker[]): Promise<void> {
-    const settleStart = performance.now()
-    const lastConnection = () => Math.max(...trackers.map((tracker) => tracker.lastConnectionAt))
-    for (;;) {
-      // Judge in the check phase, right after a poll phase accepted every connection
-      // the kernel had queued: a lagging event loop must not look quiet.
-      await new Promise<void>((resolve) => setImmediate(resolve))
-      if (this.#finished) return
-      const now = performance.now()
-      const quietFor = now - lastConnection()
-      if (quietFor >= LISTENER_QUIET_MS || now - settleStart >= SETTLE_MAX_MS) break
-      if (this.#announce) {
-        this.#announce = false
-        for (const tracker of this.#trackers) tracker.refreshAnnouncements()
-      }
-      await this.#sleep(Math.min(LISTENER_QUIET_MS - quietFor, SETTLE_MAX_MS - (now - settleStart)) + 1)
-      if (this.#finished) return
+  async #closeGroup(trackers: readonly ConnectionTracker[], settle: boolean): Promise<void> {
+    const settleUntil = performance.now() + SETTLE_MAX_MS
+    if (settle) {
+      this.#holding = true
+      this.#announce = false
+      for (const tracker of this.#trackers) tracker.refreshAnnouncements()
     }
-    // Still in the same check-phase callback as the decision.
-    this.#announce = true
-    const closed = trackers.map((tracker) => tracker.close())
-    for (const tracker of this.#trackers) tracker.refreshAnnouncements()
-    await Promise.all(closed)
+    let open = trackers.length
+    const policy = {
+      flushed: ({ clean }: { clean: boolean; probed: boolean }): FlushVerdict => {
+        if (this.#finished) return CLOSE
+        const now = performance.now()
+        const last = Math.max(...trackers.map((tracker) => Math.max(tracker.lastAcceptedAt, tracker.lastCloseAnnouncedAt)))
+        const quietFor = now - last
+        if ((clean && quietFor >= LISTENER_QUIET_MS) || now >= settleUntil) return CLOSE
+        if (!clean) return { close: false, retryInMs: 0 }
+        return { close: false, retryInMs: Math.max(1, Math.min(LISTENER_QUIET_MS - quietFor, settleUntil - now)) }
+      },
+      listenerClosed: () => {
+        open--
+        if (open === 0 && settle) this.#endSettle()
+      },
+    }
+    try {
+      await Promise.all(trackers.map((tracker) => tracker.closeListener(policy)))
+    } finally {
+      if (settle) this.#endSettle()
+    }
+    if (this.#finished) return
+    await Promise.all(trackers.map((tracker) => tracker.drained()))
+  }
+
+  /** Announces `Connection: close` again and lets the held requests run (on the next loop turn). */
+  #endSettle(): void {
+    if (!this.#announce) {
+      this.#announce = true
+      for (const tracker of this.#trackers) tracker.refreshAnnouncements()
+    }
+    this.#holding = false
+    const held = this.#held.splice(0)
+    if (held.length === 0) return
+    // Not inside the server's `connection` callback that closed the listener.
+    setImmediate(() => {
+      for (const run of held) run()
+    })
   }
 
   async #runHook(hook: Hook): Promise<HookReport> {

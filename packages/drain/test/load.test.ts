@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { startChildServer } from './support/child-server.js'
-import { type ClientKind, runLoad } from './support/load.js'
+import { type ClientKind, emptyLoadResult, loadWarmedUp, runLoad } from './support/load.js'
 
 interface Scenario {
   kind: ClientKind
@@ -28,7 +28,9 @@ describe('load across SIGTERM', () => {
     async ({ kind, readinessDelay, slowShare, express }) => {
       const server = await startChildServer({ readinessDelay, gracePeriod: 10_000, express })
       let signalAt: number | undefined
+      const live = emptyLoadResult()
       const load = runLoad({
+        result: live,
         port: server.port,
         kind,
         loops: 32,
@@ -37,7 +39,7 @@ describe('load across SIGTERM', () => {
         maxDurationMs: 15_000,
         signalAt: () => signalAt,
       })
-      await new Promise((resolve) => setTimeout(resolve, 400))
+      await loadWarmedUp(live, { minMs: 400, minOk: 150, maxMs: 5_000 })
       signalAt = server.kill('SIGTERM')
       const [result, exit] = await Promise.all([load, server.exited])
       const exitAfterMs = Math.round(exit.at - signalAt)

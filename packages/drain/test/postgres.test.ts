@@ -2,7 +2,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ExitCode } from '../src/exit-codes.js'
 import { startChildServer } from './support/child-server.js'
-import { runLoad } from './support/load.js'
+import { emptyLoadResult, loadWarmedUp, runLoad } from './support/load.js'
 import { startPostgres, type TestPostgres } from './support/postgres.js'
 
 let database: TestPostgres
@@ -26,7 +26,9 @@ afterAll(async () => {
 it('a pg pool closed by a hook: rows = 2xx responses, pool ended after in-flight requests, no pool error', async () => {
   const server = await startChildServer({ readinessDelay: 150, gracePeriod: 10_000, postgres: database.connectionString })
   let signalAt: number | undefined
+  const live = emptyLoadResult()
   const load = runLoad({
+    result: live,
     port: server.port,
     kind: 'http',
     loops: 32,
@@ -35,7 +37,7 @@ it('a pg pool closed by a hook: rows = 2xx responses, pool ended after in-flight
     signalAt: () => signalAt,
     path: (loop, index) => ({ method: 'POST', path: `/insert/${loop}-${index}?ms=${index % 5 === 0 ? 300 : 5}` }),
   })
-  await new Promise((resolve) => setTimeout(resolve, 500))
+  await loadWarmedUp(live, { minMs: 500, minOk: 150, maxMs: 5_000 })
   signalAt = server.kill('SIGTERM')
   const [result, exit] = await Promise.all([load, server.exited])
 
