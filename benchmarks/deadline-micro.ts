@@ -8,8 +8,9 @@
 // such as p-timeout's stack traces, is not collected on another's time) doing a
 // 50,000-call warm-up then 200,000 sequential awaited calls (~60 s). The work is an already resolved promise, so what is measured is the
 // wrapper: arming and clearing one timer, the signal, the AsyncLocalStorage
-// scope, the race. Reported: median ns per call, and the same minus the bare
-// `await` of the work. `nested` runs inside a request-like deadline, so each call
+// scope, the race. Time is the child's CPU time (user + system, process.cpuUsage),
+// not wall time, so other load on a shared machine does not count. Reported:
+// median ns per call, and the same minus the bare `await` of the work. `nested` runs inside a request-like deadline, so each call
 // is a child of `Deadline.current()`. Target: withDeadline < 1 µs per call.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { spawnSync } from 'node:child_process'
@@ -53,9 +54,10 @@ const subjects: Subject[] = [
 async function loop(subject: Subject): Promise<number> {
   const run = async () => {
     for (let i = 0; i < WARMUP; i++) await subject.call()
-    const started = process.hrtime.bigint()
+    const started = process.cpuUsage()
     for (let i = 0; i < CALLS; i++) await subject.call()
-    return Number(process.hrtime.bigint() - started) / CALLS
+    const { user, system } = process.cpuUsage(started)
+    return ((user + system) * 1_000) / CALLS
   }
   return subject.scope === undefined ? run() : subject.scope(run)
 }
@@ -87,7 +89,9 @@ async function main(): Promise<void> {
     for (const subject of subjects) results.get(subject.name)?.push(measure(subject.name))
   }
   const bare = median(results.get('bare await') ?? [])
-  console.log(`node ${process.version}, ${CALLS.toLocaleString('en')} calls × ${ROUNDS} rounds (fresh process each), median ns per call`)
+  console.log(
+    `node ${process.version}, ${CALLS.toLocaleString('en')} calls × ${ROUNDS} rounds (fresh process each), median CPU ns per call`,
+  )
   console.log('| subject | ns/call | minus bare await | min..max over rounds |')
   console.log('|---|---:|---:|---:|')
   for (const [name, values] of results) {

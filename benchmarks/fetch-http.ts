@@ -1,29 +1,34 @@
-// Throughput of an Express route making one outbound call through a
-// @ballast/fetch client (breaker, per-attempt budget, propagation header,
-// covered body read, metrics) against the same route calling bare `fetch`, and
-// bare `fetch` with a hand-written 1 s timeout, measured in the same run, in
-// interleaved rounds.
+// Throughput and server CPU of an Express route making one outbound call through
+// a @ballast/fetch client (breaker, per-attempt budget, propagation header,
+// metrics) against the same route calling bare `fetch`, and bare `fetch` with a
+// hand-written 1 s timeout (an AbortController + setTimeout), measured in the
+// same run, in interleaved rounds.
 //
 //   node --experimental-strip-types benchmarks/fetch-http.ts
 //
 // Bounded: a 2 s warm-up per route + 12 measured rounds × 3 routes × 2 s with
-// 20 connections (~80 s), then ~10 s of stub calls. Many short rounds with the
-// order rotated, because the machine is shared: the median of per-round ratios
-// resists a noisy neighbour. The upstream runs in a child process so that it is
-// the same for every route; autocannon and the Express app share this one.
-// Reported: req/s per route (median over rounds), the median of the per-round
-// ratios client / bare (target >= 0.95) and client / bare-with-timeout; then the
-// per-call cost of the client with a stub fetch, to show where the time goes.
+// 20 connections (~80 s), then ~15 s of stub calls. The Express app runs in its
+// own child process (all three routes), the upstream in another, autocannon in
+// this one, so the app's CPU time per request (user + system, read from the app
+// process around each round) is measured apart from the load generator: on a
+// shared machine req/s moves with whatever else runs, CPU per request much less.
+// Many short rounds with the order rotated; the median of per-round ratios
+// resists a noisy neighbour. Reported: req/s per route (median over rounds), the
+// medians of the per-round ratios client / bare (target >= 0.95) and client /
+// bare-with-timeout, in req/s and in server CPU per request; then the per-call
+// cost of the client with a stub fetch, to show where the time goes.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { Deadline } from '@ballast/deadline'
 import { createClient } from '@ballast/fetch'
-import express from 'express'
 import { Registry } from 'prom-client'
 
 const require = createRequire(import.meta.url)
-const autocannon = require('autocannon') as (options: object) => Promise<{ requests: { average: number }; non2xx: number; errors: number }>
+type Result = { requests: { average: number; total: number }; non2xx: number; errors: number }
+const autocannon = require('autocannon') as (options: object) => Promise<Result>
 
 const ROUNDS = 12
 const DURATION = 2
@@ -38,11 +43,9 @@ server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address()
 process.on('disconnect', () => process.exit(0))
 `
 
-async function main(): Promise<void> {
-  const child = spawn(process.execPath, ['-e', upstreamSource], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
-  const [chunk] = (await once(child.stdout, 'data')) as [Buffer]
-  const upstream = `http://127.0.0.1:${chunk.toString().trim()}`
-
+/** The Express app, in its own process: `serve <upstream>`; answers 'cpu' messages with its CPU time in µs. */
+async function serve(upstream: string): Promise<void> {
+  const { default: express } = await import('express')
   const client = createClient({ name: 'bench', baseUrl: upstream, timeout: 1_000, registry: new Registry() })
   const app = express()
   app.get('/bare', async (_req, res, next) => {
@@ -75,29 +78,66 @@ async function main(): Promise<void> {
     }
   })
   const server = app.listen(0, '127.0.0.1')
+  server.keepAliveTimeout = 60_000
   await once(server, 'listening')
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  process.stdout.write(`${(server.address() as AddressInfo).port}\n`)
+  process.on('message', () => {
+    const { user, system } = process.cpuUsage()
+    process.send?.(user + system)
+  })
+  process.on('disconnect', () => {
+    server.close()
+    server.closeAllConnections()
+    client[Symbol.dispose]()
+    process.exit(0)
+  })
+}
 
-  async function round(path: string, duration: number): Promise<number> {
+async function main(): Promise<void> {
+  const upstreamChild = spawn(process.execPath, ['-e', upstreamSource], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+  const [chunk] = (await once(upstreamChild.stdout, 'data')) as [Buffer]
+  const upstream = `http://127.0.0.1:${chunk.toString().trim()}`
+  const appChild = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), 'serve', upstream], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  })
+  const [portChunk] = (await once(appChild.stdout, 'data')) as [Buffer]
+  const base = `http://127.0.0.1:${portChunk.toString().trim()}`
+  const cpu = async (): Promise<number> => {
+    appChild.send('cpu')
+    const [micros] = (await once(appChild, 'message')) as [number]
+    return micros
+  }
+
+  async function round(path: string, duration: number): Promise<{ rps: number; cpu: number }> {
+    const before = await cpu()
     const result = await autocannon({ url: `${base}${path}`, connections: CONNECTIONS, duration })
+    const after = await cpu()
     if (result.non2xx !== 0 || result.errors !== 0) throw new Error(`${path}: ${result.non2xx} non-2xx, ${result.errors} errors`)
-    return result.requests.average
+    return { rps: result.requests.average, cpu: (after - before) / result.requests.total }
   }
 
   const paths = ['/bare', '/bare-timeout', '/client'] as const
+  type Path = (typeof paths)[number]
   for (const path of paths) await round(path, 2)
-  const rps: Record<(typeof paths)[number], number[]> = { '/bare': [], '/bare-timeout': [], '/client': [] }
-  const ratios: number[] = []
-  const timeoutRatios: number[] = []
+  const rps: Record<Path, number[]> = { '/bare': [], '/bare-timeout': [], '/client': [] }
+  const cpuPer: Record<Path, number[]> = { '/bare': [], '/bare-timeout': [], '/client': [] }
+  const ratios = { bare: [] as number[], timeout: [] as number[], cpuBare: [] as number[], cpuTimeout: [] as number[] }
   for (let i = 0; i < ROUNDS; i++) {
     // Rotate which route goes first so drift (other load, JIT) hits all alike.
     const order = [...paths.slice(i % 3), ...paths.slice(0, i % 3)]
-    const result: Record<string, number> = {}
+    const result = {} as Record<Path, { rps: number; cpu: number }>
     for (const path of order) result[path] = await round(path, DURATION)
-    for (const path of paths) rps[path].push(result[path] as number)
-    ratios.push((result['/client'] as number) / (result['/bare'] as number))
-    timeoutRatios.push((result['/client'] as number) / (result['/bare-timeout'] as number))
-    console.log(`round ${i + 1}: ${paths.map((path) => `${path} ${Math.round(result[path] as number)}`).join(', ')} req/s`)
+    for (const path of paths) {
+      rps[path].push(result[path].rps)
+      cpuPer[path].push(result[path].cpu)
+    }
+    ratios.bare.push(result['/client'].rps / result['/bare'].rps)
+    ratios.timeout.push(result['/client'].rps / result['/bare-timeout'].rps)
+    ratios.cpuBare.push(result['/bare'].cpu / result['/client'].cpu)
+    ratios.cpuTimeout.push(result['/bare-timeout'].cpu / result['/client'].cpu)
+    console.log(
+      `round ${i + 1}: ${paths.map((path) => `${path} ${Math.round(result[path].rps)} req/s ${result[path].cpu.toFixed(1)} µs`).join(', ')}`,
+    )
   }
   const median = (values: number[]) => {
     const sorted = [...values].sort((a, b) => a - b)
@@ -105,28 +145,32 @@ async function main(): Promise<void> {
     return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
   }
   const spread = (values: number[]) => `min ${Math.min(...values).toFixed(3)}, max ${Math.max(...values).toFixed(3)}`
+  const line = (label: string, path: Path) =>
+    `${label.padEnd(27)}${String(Math.round(median(rps[path]))).padStart(6)} req/s   server CPU ${median(cpuPer[path]).toFixed(1)} µs/request (medians)`
   console.log(`\nExpress route + one outbound call, ${CONNECTIONS} connections, ${ROUNDS} × ${DURATION} s rounds (node ${process.version})`)
-  console.log(`bare fetch                 ${Math.round(median(rps['/bare']))} req/s (median)`)
-  console.log(`bare fetch + 1 s timeout   ${Math.round(median(rps['/bare-timeout']))} req/s (median)`)
-  console.log(`@ballast/fetch             ${Math.round(median(rps['/client']))} req/s (median)`)
-  console.log(`ratio client/bare          ${median(ratios).toFixed(3)} (median of per-round ratios; ${spread(ratios)})`)
-  console.log(`ratio client/bare+timeout  ${median(timeoutRatios).toFixed(3)} (median of per-round ratios; ${spread(timeoutRatios)})`)
+  console.log(line('bare fetch', '/bare'))
+  console.log(line('bare fetch + 1 s timeout', '/bare-timeout'))
+  console.log(line('@ballast/fetch', '/client'))
+  console.log(`ratio client/bare          ${median(ratios.bare).toFixed(3)} req/s (median of per-round ratios; ${spread(ratios.bare)})`)
+  console.log(
+    `ratio client/bare+timeout  ${median(ratios.timeout).toFixed(3)} req/s (median of per-round ratios; ${spread(ratios.timeout)})`,
+  )
+  console.log(`CPU ratio bare/client      ${median(ratios.cpuBare).toFixed(3)} (median of per-round ratios; ${spread(ratios.cpuBare)})`)
+  console.log(
+    `CPU ratio bare+timeout/client ${median(ratios.cpuTimeout).toFixed(3)} (median of per-round ratios; ${spread(ratios.cpuTimeout)})`,
+  )
 
   // autocannon stops at its deadline with requests still in flight: let them finish before the
-  // client (and its breaker, which cancels in-flight attempts) is disposed.
-  server.close()
-  server.closeIdleConnections()
+  // app (and its client's breaker, which cancels in-flight attempts) goes away.
   await new Promise((resolve) => setTimeout(resolve, 500))
-  server.closeAllConnections()
-  client[Symbol.dispose]()
-  child.disconnect()
-  child.kill()
+  appChild.disconnect()
+  upstreamChild.disconnect()
 }
 
 /**
  * Where the cost is: the same JSON call with a stub fetch (no network), so what
- * is left is the client itself. Best of 8 interleaved rounds of 20,000
- * sequential calls per variant (the minimum resists a noisy neighbour).
+ * is left is the client itself. Median CPU time (user + system) of 8 interleaved
+ * rounds of 20,000 sequential calls per variant.
  */
 async function overhead(): Promise<void> {
   const body = '{"sku":"A-1","stock":42}'
@@ -136,32 +180,47 @@ async function overhead(): Promise<void> {
   const plain = make({ breaker: false, propagate: false })
   const propagating = make({ breaker: false })
   const full = make({})
+  // As in a request under deadline(): the client links every attempt to this deadline.
+  const request = Deadline.after(3_600_000)
   const variants: Record<string, () => Promise<unknown>> = {
     'stub fetch + json()': async () => (await stub('http://stub/x')).json(),
     'client, no breaker, no header': () => plain.json('/x'),
     'client, no breaker': () => propagating.json('/x'),
     'client (breaker + header)': () => full.json('/x'),
+    'client (breaker + header), in a Deadline': () => request.run(() => full.json('/x')),
   }
   const run = async (call: () => Promise<unknown>, n: number) => {
-    const started = performance.now()
+    const started = process.cpuUsage()
     for (let i = 0; i < n; i++) await call()
-    return ((performance.now() - started) * 1000) / n
+    const { user, system } = process.cpuUsage(started)
+    return (user + system) / n
   }
   for (const call of Object.values(variants)) await run(call, 20_000)
-  const best: Record<string, number> = {}
+  const rounds: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((name) => [name, []]))
   for (let round = 0; round < 8; round++) {
-    for (const [name, call] of Object.entries(variants))
-      best[name] = Math.min(best[name] ?? Number.POSITIVE_INFINITY, await run(call, 20_000))
+    for (const [name, call] of Object.entries(variants)) rounds[name]?.push(await run(call, 20_000))
   }
-  console.log('\nPer-call cost with a stub fetch (best of 8 rounds × 20,000 sequential calls):')
-  const base = best['stub fetch + json()'] as number
-  for (const [name, us] of Object.entries(best)) console.log(`${name.padEnd(32)} ${us.toFixed(2)} µs  (+${(us - base).toFixed(2)} µs)`)
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] as number
+  console.log('\nPer-call CPU cost with a stub fetch (median of 8 rounds × 20,000 sequential calls):')
+  const base = median(rounds['stub fetch + json()'] ?? [])
+  for (const [name, values] of Object.entries(rounds)) {
+    const us = median(values)
+    console.log(`${name.padEnd(42)} ${us.toFixed(2)} µs  (+${(us - base).toFixed(2)} µs)`)
+  }
   for (const client of [plain, propagating, full]) client[Symbol.dispose]()
+  request[Symbol.dispose]()
 }
 
-main()
-  .then(overhead)
-  .catch((error: unknown) => {
+if (process.argv[2] === 'serve') {
+  serve(process.argv[3] as string).catch((error: unknown) => {
     console.error(error)
     process.exit(1)
   })
+} else {
+  main()
+    .then(overhead)
+    .catch((error: unknown) => {
+      console.error(error)
+      process.exit(1)
+    })
+}

@@ -66,6 +66,9 @@ export class Attempt implements CallContext {
   #resolve: ((value: unknown) => void) | undefined = undefined
   #reject: ((error: unknown) => void) | undefined = undefined
   #started = 0
+  // The link to the caller's deadline, through its cheap onAbort hook rather than an
+  // abort listener on its signal (which would also create the deadline's AbortController).
+  #link: Disposable | undefined = undefined
 
   constructor(
     host: AttemptHost,
@@ -105,12 +108,12 @@ export class Attempt implements CallContext {
       this.#started = performance.now()
       const deadline = this.#deadline
       if (deadline !== undefined) {
-        if (deadline.signal.aborted) {
+        if (deadline.expired) {
           this.#host.workSettled(this)
           this.handleEvent()
           return
         }
-        deadline.signal.addEventListener('abort', this)
+        this.#link = deadline.onAbort(() => this.handleEvent())
       }
       if (this.#timeouts !== undefined) {
         this.expiresAt = this.#started + this.#budget
@@ -171,7 +174,7 @@ export class Attempt implements CallContext {
     }
     this.error = result
     const deadline = this.#deadline
-    if (deadline !== undefined && (deadline.signal.aborted || deadline.expired)) this.#finish('ignored')
+    if (deadline?.expired === true) this.#finish('ignored')
     else this.#finish(this.#host.isFailure(result) ? 'failure' : 'filtered')
   }
 
@@ -182,7 +185,11 @@ export class Attempt implements CallContext {
       this.#queued = false
       ;(this.#timeouts as AttemptTimeouts<Attempt>).ended()
     }
-    this.#deadline?.signal.removeEventListener('abort', this)
+    const link = this.#link
+    if (link !== undefined) {
+      this.#link = undefined
+      link[Symbol.dispose]()
+    }
     const resolve = this.#resolve
     const reject = this.#reject
     this.#resolve = undefined

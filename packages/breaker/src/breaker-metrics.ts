@@ -1,7 +1,6 @@
-import { addCollector, counter, gauge, histogram, type MetricsTarget, zeroSeries } from '@ballast/core'
+import { addCollector, counter, FastCounter, FastHistogram, gauge, histogram, type MetricsTarget, zeroSeries } from '@ballast/core'
 import type { Counter, Gauge, Histogram } from 'prom-client'
 import type { RejectionReason } from './errors.js'
-import { FastCounter, FastHistogram } from './fast-series.js'
 
 /** Outcome of one attempt (or refused call) as counted by `ballast_breaker_calls_total`. */
 export type CallOutcome = 'success' | 'failure' | 'timeout' | 'rejected' | 'ignored'

@@ -1,4 +1,5 @@
 export { BallastError, type BallastErrorOptions, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
+export { FastCounter, FastHistogram } from './fast-series.js'
 export {
   addCollector,
   counter,
@@ -26,3 +27,4 @@ export {
   timerDelay,
 } from './options.js'
 export { methodLabel, OTHER_METHOD, type RoutedRequest, routeLabel, UNMATCHED_ROUTE } from './route-label.js'
+export { type QueueHooks, TimerQueue, TimerQueues } from './timer-queue.js'

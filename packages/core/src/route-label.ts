@@ -45,6 +45,8 @@ export function routeLabel(req: RoutedRequest): string {
 
 /** The method label: the standard methods as they are, anything else `_OTHER`. */
 export function methodLabel(method: string | undefined): string {
+  // Node's parser hands the standard methods over upper-case already: no copy for them.
+  if (method !== undefined && KNOWN_METHODS.has(method)) return method
   const upper = method?.toUpperCase() ?? ''
   return KNOWN_METHODS.has(upper) ? upper : OTHER_METHOD
 }

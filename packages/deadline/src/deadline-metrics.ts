@@ -1,13 +1,13 @@
-import { counter, histogram, labelProduct, type MetricsTarget, zeroSeries } from '@ballast/core'
+import { counter, FastCounter, FastHistogram, histogram, labelProduct, type MetricsTarget, zeroSeries } from '@ballast/core'
 import type { Counter, Histogram } from 'prom-client'
 
 /** Why a request deadline ran out, as the `reason` label says it. */
 export type ExceededReason = 'deadline' | 'inherited'
 
 interface RouteSeries {
-  readonly requests: { inc(): void }
-  readonly budgetDefault: { observe(value: number): void }
-  readonly budgetHeader: { observe(value: number): void }
+  readonly requests: FastCounter
+  readonly budgetDefault: FastHistogram
+  readonly budgetHeader: FastHistogram
 }
 
 const BUDGET_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
@@ -27,9 +27,9 @@ export class DeadlineMetrics {
   readonly #lateWrites: Counter<'route'>
   readonly #clientClosed: Counter<'route' | 'method'>
   readonly #headerRejected: Counter<'reason'>
-  // Per (method, route): the label-bound children used on every request, so the
-  // hot path skips prom-client's label hashing.
-  readonly #seen = new Map<string, RouteSeries>()
+  // Per method, then per route: the series bound once and updated on every request
+  // without prom-client's label hashing (nor a key string built per request).
+  readonly #seen = new Map<string, Map<string, RouteSeries>>()
 
   constructor(target: MetricsTarget) {
     this.#requests = counter(target, {
@@ -74,8 +74,8 @@ export class DeadlineMetrics {
 
   /** Creates every series of a (route, method) at 0, once. */
   #see(route: string, method: string): RouteSeries {
-    const key = `${method} ${route}`
-    const known = this.#seen.get(key)
+    let routes = this.#seen.get(method)
+    const known = routes?.get(route)
     if (known !== undefined) return known
     zeroSeries(this.#requests, [{ route, method }])
     zeroSeries(this.#exceeded, labelProduct({ route: [route], method: [method], reason: ['deadline', 'inherited'] }))
@@ -84,11 +84,15 @@ export class DeadlineMetrics {
     zeroSeries(this.#budget, labelProduct({ route: [route], source: ['default', 'header'] }))
     zeroSeries(this.#overrun, [{ route }])
     const series: RouteSeries = {
-      requests: this.#requests.labels({ route, method }),
-      budgetDefault: this.#budget.labels({ route, source: 'default' }),
-      budgetHeader: this.#budget.labels({ route, source: 'header' }),
+      requests: new FastCounter(this.#requests, { route, method }),
+      budgetDefault: new FastHistogram(this.#budget, { route, source: 'default' }),
+      budgetHeader: new FastHistogram(this.#budget, { route, source: 'header' }),
     }
-    this.#seen.set(key, series)
+    if (routes === undefined) {
+      routes = new Map()
+      this.#seen.set(method, routes)
+    }
+    routes.set(route, series)
     return series
   }
 

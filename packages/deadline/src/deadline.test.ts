@@ -69,9 +69,10 @@ describe('Deadline', () => {
     expect(timers()).toBe(before)
     const parentLeft = parent.remaining()
     expect(clipped.remaining()).toBeLessThanOrEqual(parentLeft)
-    const shorter = parent.child(10)
+    // Deadlines of one delay share a Node timer: 13 ms is a delay no other live deadline here has.
+    const shorter = parent.child(13)
     expect(timers()).toBe(before + 1)
-    expect(shorter.remaining()).toBeLessThanOrEqual(10)
+    expect(shorter.remaining()).toBeLessThanOrEqual(13)
     parent[Symbol.dispose]()
     shorter[Symbol.dispose]()
     expect(timers()).toBe(before - 1)
@@ -311,6 +312,67 @@ describe('properties', () => {
       ),
       { numRuns: 40 },
     )
+  })
+})
+
+describe('onAbort', () => {
+  it('calls each listener once with the reason, in order with children, until disposed', async () => {
+    const parent = Deadline.after(10)
+    const child = parent.child(1_000)
+    const seen: unknown[] = []
+    const kept = parent.onAbort((reason) => seen.push(['parent', reason]))
+    const dropped = parent.onAbort((reason) => seen.push(['dropped', reason]))
+    const fromChild = child.onAbort((reason) => seen.push(['child', reason]))
+    dropped[Symbol.dispose]()
+    dropped[Symbol.dispose]()
+    await new Promise((resolve) => parent.signal.addEventListener('abort', resolve))
+    const reason = parent.signal.reason as DeadlineExceededError
+    expect(seen).toEqual([
+      ['parent', reason],
+      ['child', child.signal.reason],
+    ])
+    expect((child.signal.reason as DeadlineExceededError).cause).toBe(reason)
+    kept[Symbol.dispose]()
+    fromChild[Symbol.dispose]()
+  })
+
+  it('calls at once on an aborted deadline, never after dispose, and leaves no timer or waiter behind', () => {
+    const before = timers()
+    const gone = Deadline.after(0)
+    const now: unknown[] = []
+    gone.onAbort((reason) => now.push(reason))
+    expect(now).toEqual([gone.signal.reason])
+
+    const deadline = Deadline.after(1_000)
+    const calls: unknown[] = []
+    for (let i = 0; i < 10_000; i++) deadline.onAbort((reason) => calls.push(reason))[Symbol.dispose]()
+    const last = deadline.onAbort((reason) => calls.push(reason))
+    deadline.cancel(new Error('stop'))
+    expect(calls).toHaveLength(1)
+    expect((calls[0] as Error).message).toBe('stop')
+    last[Symbol.dispose]()
+    expect(timers()).toBe(before)
+  })
+
+  it('a throwing listener neither stops the others nor the abort, and is reported as uncaught', () => {
+    const deadline = Deadline.after(1_000)
+    const child = deadline.child(500)
+    const reported: (() => void)[] = []
+    const nextTick = vi.spyOn(process, 'nextTick').mockImplementation(((callback: () => void) => {
+      reported.push(callback)
+    }) as typeof process.nextTick)
+    const after: unknown[] = []
+    deadline.onAbort(() => {
+      throw new Error('listener bug')
+    })
+    deadline.onAbort((reason) => after.push(reason))
+    const why = new Error('cancelled')
+    expect(() => deadline.cancel(why)).not.toThrow()
+    nextTick.mockRestore()
+    expect(after).toEqual([why])
+    expect(child.expired).toBe(true)
+    expect(reported).toHaveLength(1)
+    expect(() => reported[0]?.()).toThrow('listener bug')
   })
 })
 

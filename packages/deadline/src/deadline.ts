@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
-import { describeValue, MAX_TIMER_DELAY } from '@ballast/core'
+import { describeValue, MAX_TIMER_DELAY, type TimerQueue, TimerQueues } from '@ballast/core'
 import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError } from './errors.js'
 
 // One store per process, shared by every copy of this package an application
@@ -41,9 +41,48 @@ function inheritedReason(reason: unknown, timeout: number): unknown {
   return new DeadlineCancelledError('the parent deadline was cancelled', { cause: reason })
 }
 
-type Waiter = (reason: unknown) => void
+// A pending race's reject or the middleware's watcher (functions), or an `onAbort` subscription.
+type Waiter = ((reason: unknown) => void) | AbortSubscription
 type Work<T> = PromiseLike<T> | ((signal: AbortSignal) => PromiseLike<T>)
 function ignore(): void {}
+const unsubscribed: Disposable = { [Symbol.dispose]: ignore }
+
+/** Calls an `onAbort` listener; what it throws is reported as uncaught, as EventTarget does, never to the aborting code. */
+function callListener(listener: (reason: unknown) => void, reason: unknown): void {
+  try {
+    listener(reason)
+  } catch (error) {
+    process.nextTick(() => {
+      throw error
+    })
+  }
+}
+
+function notify(waiter: Waiter, reason: unknown): void {
+  if (typeof waiter === 'function') waiter(reason)
+  else callListener(waiter.listener, reason)
+}
+
+// Set in a static block of Deadline: an AbortSubscription's dispose reaches the deadline's waiters.
+let unsubscribe: (deadline: Deadline, subscription: AbortSubscription) => void
+
+/** What {@link Deadline.onAbort} returns: one object per subscription, no closure. */
+class AbortSubscription implements Disposable {
+  readonly listener: (reason: unknown) => void
+  #deadline: Deadline | undefined
+
+  constructor(deadline: Deadline, listener: (reason: unknown) => void) {
+    this.#deadline = deadline
+    this.listener = listener
+  }
+
+  [Symbol.dispose](): void {
+    const deadline = this.#deadline
+    if (deadline === undefined) return
+    this.#deadline = undefined
+    unsubscribe(deadline, this)
+  }
+}
 // Set in a static block of Deadline: `withDeadline` races and disposes in one step.
 let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
 let watchAbort: (deadline: Deadline, listener: (reason: unknown) => void) => void
@@ -59,6 +98,9 @@ export function onDeadlineAbort(deadline: Deadline, listener: (reason: unknown) 
 
 // Deadlines linked to an outside signal, fanned out from a single listener per signal.
 const externalLinks = new WeakMap<AbortSignal, Set<Deadline>>()
+// The timers of all deadlines, one queue (and one Node timer) per whole-millisecond
+// delay; made in a static block of Deadline (its hooks read private fields).
+let timerQueues: TimerQueues<Deadline>
 
 /**
  * A point in time after which work should stop, like Go's `context.WithTimeout`.
@@ -90,7 +132,7 @@ export class Deadline implements Disposable {
   #controller: AbortController | undefined
   #aborted = false
   #reason: unknown
-  #timer: NodeJS.Timeout | undefined
+  #queue: TimerQueue<Deadline> | undefined
   #parent: Deadline | undefined
   #external: AbortSignal | undefined
   #children: Set<Deadline> | undefined
@@ -107,10 +149,10 @@ export class Deadline implements Disposable {
     this.#inherited = inherited
     if (delay === undefined) return
     if (delay <= 0) this.#expire()
-    // Whole milliseconds: Node keeps one timer list per distinct delay, and a
-    // fractional delay would create a new list (a priority-queue insert) per deadline.
-    // Rounding up never fires early; `expired` reads the clock for the sub-ms rest.
-    else if (delay <= MAX_TIMER_DELAY) this.#timer = setTimeout(Deadline.#fire, Math.ceil(delay), this)
+    // Whole milliseconds: deadlines of one delay share a queue and its one Node
+    // timer (see TimerQueue); rounding up never fires early, and `expired` reads
+    // the clock for the sub-millisecond rest.
+    else if (delay <= MAX_TIMER_DELAY) this.#queue = timerQueues.add(Math.ceil(delay), this)
   }
 
   /**
@@ -252,6 +294,31 @@ export class Deadline implements Disposable {
   }
 
   /**
+   * Calls `listener` once with the abort reason when this deadline aborts (at
+   * once if it already has), until the returned Disposable is disposed. Unlike
+   * an `abort` listener on {@link Deadline.signal}, it creates no AbortController
+   * and no event listener: a few words per subscription, for code that links
+   * every call to the caller's deadline (breakers, clients). Like the signal, it
+   * does not read the clock: check {@link Deadline.expired} first. A listener
+   * that throws is reported as an uncaught exception, as EventTarget does.
+   *
+   * @example
+   * ```ts
+   * using _link = deadline.onAbort((reason) => attempt.abort(reason))
+   * return await attempt.run()
+   * ```
+   */
+  onAbort(listener: (reason: unknown) => void): Disposable {
+    if (this.#aborted) {
+      callListener(listener, this.#reason)
+      return unsubscribed
+    }
+    const subscription = new AbortSubscription(this, listener)
+    this.#addWaiter(subscription)
+    return subscription
+  }
+
+  /**
    * Runs `fn` with this deadline as {@link Deadline.current}, for `fn` and
    * everything it awaits.
    *
@@ -325,6 +392,12 @@ export class Deadline implements Disposable {
   }
 
   static {
+    unsubscribe = (deadline, subscription) => deadline.#removeWaiter(subscription)
+    timerQueues = new TimerQueues<Deadline>({
+      expiresAt: (deadline) => deadline.#expiresAt,
+      queued: (deadline, queue) => deadline.#queue === queue,
+      fire: (deadline) => deadline.#expire(),
+    })
     raceAndDispose = (deadline, work) => deadline.#race(work, true)
     watchAbort = (deadline, listener) => {
       if (!(#waiter in deadline)) {
@@ -364,9 +437,10 @@ export class Deadline implements Disposable {
   [Symbol.dispose](): void {
     if (this.#disposed) return
     this.#disposed = true
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
+    const queue = this.#queue
+    if (queue !== undefined) {
+      this.#queue = undefined
+      queue.removed()
     }
     this.#unlink()
     const children = this.#children
@@ -377,11 +451,6 @@ export class Deadline implements Disposable {
       child.#parent = undefined
       child.#abort(reason)
     }
-  }
-
-  static #fire(this: void, deadline: Deadline): void {
-    deadline.#timer = undefined
-    deadline.#expire()
   }
 
   static #onExternalAbort(this: void, event: Event): void {
@@ -442,21 +511,22 @@ export class Deadline implements Disposable {
     if (this.#aborted) return
     this.#aborted = true
     this.#reason = reason
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
+    const queue = this.#queue
+    if (queue !== undefined) {
+      this.#queue = undefined
+      queue.removed()
     }
     this.#unlink()
     this.#controller?.abort(reason)
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
-      waiter(reason)
+      notify(waiter, reason)
     }
     const waiters = this.#waiters
     if (waiters !== undefined) {
       this.#waiters = undefined
-      for (const each of waiters) each(reason)
+      for (const each of waiters) notify(each, reason)
     }
     const children = this.#children
     if (children === undefined) return

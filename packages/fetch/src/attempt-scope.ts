@@ -1,40 +1,58 @@
-import { timerDelay } from '@ballast/core'
+import { type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
+import type { Deadline } from '@ballast/deadline'
 
 /** What ended an attempt early. */
 export type AbortSource = 'timer' | 'deadline' | 'caller' | 'breaker'
 
-interface Link {
-  readonly signal: AbortSignal
-  readonly source: AbortSource
-  readonly listener: () => void
-}
+/** Builds the reason of an attempt that ran out of budget; one per client, not per attempt. */
+export type TimeoutReason = (budget: number, deadlineBound: boolean, deadline: Deadline | undefined) => unknown
 
-function fire(scope: AttemptScope): void {
-  scope.timedOut()
-}
+// Attempt budgets on shared timers (one per whole-millisecond budget), made in a
+// static block of AttemptScope (the hooks read private fields).
+let budgetTimers: TimerQueues<AttemptScope>
 
 /**
  * The lifetime of one attempt: its own AbortController, its budget timer and its
- * links to the caller's deadline, the caller's `init.signal` and the breaker's
- * attempt signal. It outlives the response headers on purpose: the timer and
- * the links are released only when the body has been read (or cancelled) or the
- * attempt aborts, so a slow body is cut at the same budget as slow headers.
- * Every release is idempotent; nothing is left behind after it.
+ * links to the caller's deadline and the caller's `init.signal`. It outlives the
+ * response headers on purpose: the timer and the links are released only when
+ * the body has been read (or cancelled) or the attempt aborts, so a slow body is
+ * cut at the same budget as slow headers. Every release is idempotent; nothing is
+ * left behind after it.
+ *
+ * The deadline is watched through `Deadline.onAbort` (no AbortController on the
+ * deadline, no event listener); only an outside `init.signal` gets a listener.
  */
 export class AttemptScope {
   readonly #controller = new AbortController()
-  readonly #links: Link[] = []
-  readonly #timeoutReason: () => unknown
+  readonly #budget: number
+  readonly #deadlineBound: boolean
+  readonly #deadline: Deadline | undefined
+  readonly #timeoutReason: TimeoutReason
   readonly #expiresAt: number
-  #timer: NodeJS.Timeout | undefined
+  #timer: TimerQueue<AttemptScope> | undefined
   #source: AbortSource | undefined
   #released = false
+  #deadlineLink: Disposable | undefined = undefined
+  #callerSignal: AbortSignal | undefined = undefined
+  #callerListener: (() => void) | undefined = undefined
 
-  constructor(budget: number, timeoutReason: () => unknown) {
+  constructor(budget: number, deadlineBound: boolean, deadline: Deadline | undefined, timeoutReason: TimeoutReason) {
+    this.#budget = budget
+    this.#deadlineBound = deadlineBound
+    this.#deadline = deadline
     this.#timeoutReason = timeoutReason
     this.#expiresAt = performance.now() + budget
     const delay = timerDelay(budget)
-    if (delay !== undefined) this.#timer = setTimeout(fire, delay, this)
+    // Whole milliseconds, rounded up: never early; one shared timer per distinct budget.
+    this.#timer = delay === undefined ? undefined : budgetTimers.add(Math.max(1, Math.ceil(delay)), this)
+  }
+
+  static {
+    budgetTimers = new TimerQueues<AttemptScope>({
+      expiresAt: (scope) => scope.#expiresAt,
+      queued: (scope, queue) => scope.#timer === queue,
+      fire: (scope) => scope.timedOut(),
+    })
   }
 
   /** The signal handed to fetch. */
@@ -52,33 +70,57 @@ export class AttemptScope {
     return Math.max(0, this.#expiresAt - performance.now())
   }
 
-  /** Aborts this attempt when `signal` aborts, with its reason. */
-  link(signal: AbortSignal | undefined, source: AbortSource): void {
-    if (signal === undefined || this.#released) return
-    if (signal.aborted) {
-      this.#abort(source, signal.reason)
+  /** Aborts this attempt when the caller's deadline aborts, with its reason. */
+  linkDeadline(): void {
+    const deadline = this.#deadline
+    if (deadline === undefined || this.#released) return
+    if (deadline.expired) {
+      this.#abort('deadline', deadline.signal.reason)
       return
     }
-    const listener = () => this.#abort(source, signal.reason)
+    this.#deadlineLink = deadline.onAbort((reason) => this.#abort('deadline', reason))
+  }
+
+  /** Aborts this attempt when the caller's own `signal` aborts, with its reason. */
+  linkCaller(signal: AbortSignal | undefined): void {
+    if (signal === undefined || this.#released) return
+    if (signal.aborted) {
+      this.#abort('caller', signal.reason)
+      return
+    }
+    const listener = () => this.#abort('caller', signal.reason)
     signal.addEventListener('abort', listener, { once: true })
-    this.#links.push({ signal, source, listener })
+    this.#callerSignal = signal
+    this.#callerListener = listener
   }
 
   timedOut(): void {
+    const timer = this.#timer
     this.#timer = undefined
-    if (!this.#released) this.#abort('timer', this.#timeoutReason())
+    timer?.removed()
+    if (!this.#released) this.#abort('timer', this.#timeoutReason(this.#budget, this.#deadlineBound, this.#deadline))
   }
 
   /** Clears the timer and every link. The signal stays as it is. */
   release(): void {
     if (this.#released) return
     this.#released = true
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
+    const timer = this.#timer
+    if (timer !== undefined) {
       this.#timer = undefined
+      timer.removed()
     }
-    for (const { signal, listener } of this.#links) signal.removeEventListener('abort', listener)
-    this.#links.length = 0
+    const link = this.#deadlineLink
+    if (link !== undefined) {
+      this.#deadlineLink = undefined
+      link[Symbol.dispose]()
+    }
+    const signal = this.#callerSignal
+    if (signal !== undefined) {
+      signal.removeEventListener('abort', this.#callerListener as () => void)
+      this.#callerSignal = undefined
+      this.#callerListener = undefined
+    }
   }
 
   #abort(source: AbortSource, reason: unknown): void {

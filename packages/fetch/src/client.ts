@@ -1,7 +1,7 @@
 import { BREAKER_NAME, Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
 import { describeValue, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
 import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout } from '@ballast/deadline'
-import { AttemptScope } from './attempt-scope.js'
+import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
 import { backoff, retryAfterMs } from './backoff.js'
 import { coverBody, discard } from './covered-body.js'
 import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
@@ -143,6 +143,12 @@ interface Target {
 }
 
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
+const NO_INIT: RequestInit = Object.freeze({})
+
+function withoutOwn(init: ClientRequestInit): RequestInit {
+  const { fallback: _fallback, timeout: _timeout, ...rest } = init
+  return rest
+}
 
 class ResilientClient implements Client {
   readonly name: string
@@ -151,6 +157,7 @@ class ResilientClient implements Client {
   readonly #options: ResolvedOptions
   readonly #observer: FetchObserver
   readonly #basePrefix: string
+  readonly #timeoutReason: TimeoutReason
 
   constructor(options: ClientOptions) {
     const o = resolveOptions(options)
@@ -158,6 +165,13 @@ class ResilientClient implements Client {
     const base = o.baseUrl
     this.#basePrefix = base === undefined ? '' : base.origin + (base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname)
     this.name = o.name
+    this.#timeoutReason = (budget, deadlineBound, deadline) =>
+      deadlineBound
+        ? new DeadlineExceededError(
+            `deadline exceeded: no budget left to wait for "${this.name}"`,
+            deadline === undefined ? {} : { timeout: deadline.timeout },
+          )
+        : new FetchTimeoutError(this.name, budget)
     this.#observer = new FetchMetrics(o.metrics, o.name)
     if (o.breaker === false) {
       this.breaker = undefined
@@ -224,15 +238,11 @@ class ResilientClient implements Client {
     return { href: url.href, host: url.host }
   }
 
-  /** Attempt budget now: min(timeout, deadline remaining − margin), and whether the deadline is the bound. */
-  #budget(timeout: number, deadline: Deadline | undefined): { ms: number; deadlineBound: boolean } {
-    if (deadline === undefined) return { ms: timeout, deadlineBound: false }
-    const left = deadline.remaining() - this.#options.margin
-    return left < timeout ? { ms: Math.max(0, left), deadlineBound: true } : { ms: timeout, deadlineBound: false }
-  }
-
   async #call(input: string | URL, init: ClientRequestInit | undefined, mode: Mode): Promise<unknown> {
-    const { fallback, timeout: callTimeout, ...rest } = init ?? {}
+    const fallback = init?.fallback
+    const callTimeout = init?.timeout
+    // What fetch gets: the caller's init minus ballast's own options (copied only when they are there).
+    const rest: RequestInit = init === undefined ? NO_INIT : fallback === undefined && callTimeout === undefined ? init : withoutOwn(init)
     if (fallback !== undefined && typeof fallback !== 'function') {
       throw new TypeError(`${this.name}.fetch: option "fallback" must be a function, got ${describeValue(fallback)}`)
     }
@@ -304,12 +314,21 @@ class ResilientClient implements Client {
     let lastError: unknown
     for (let n = 0; ; n++) {
       if (callerSignal?.aborted === true) throw callerSignal.reason
-      const budget = this.#budget(timeout, deadline)
-      if (budget.ms < o.minBudget || budget.ms <= 0) {
+      // Attempt budget now: min(timeout, deadline remaining − margin), and whether the deadline is the bound.
+      let budget = timeout
+      let deadlineBound = false
+      if (deadline !== undefined) {
+        const left = deadline.remaining() - o.margin
+        if (left < timeout) {
+          budget = Math.max(0, left)
+          deadlineBound = true
+        }
+      }
+      if (budget < o.minBudget || budget <= 0) {
         if (n > 0) break
         this.#observer.failFast()
         if (deadline !== undefined && (deadline.expired as boolean)) throw deadline.signal.reason
-        throw new FetchBudgetError(this.name, budget.ms, o.minBudget)
+        throw new FetchBudgetError(this.name, budget, o.minBudget)
       }
       if (last !== undefined) discard(last.response, last.scope)
       last = undefined
@@ -317,7 +336,7 @@ class ResilientClient implements Client {
       try {
         // The breaker's own attempt signal is not read: it has no timer here (the scope times the
         // attempt, body included) and the caller's deadline is linked to the scope directly.
-        const send = () => this.#attempt(url, init, budget, deadline, callerSignal, mode)
+        const send = () => this.#attempt(url, init, budget, deadlineBound, deadline, callerSignal, mode)
         const value = breaker === undefined ? await send() : await breaker.execute(send)
         const status = mode === 'json' ? '2xx' : statusClass((value as Response).status)
         if (mode === 'json' && typeof value === 'object' && value !== null && 'notOk' in value) {
@@ -359,22 +378,16 @@ class ResilientClient implements Client {
   async #attempt(
     url: Target,
     init: RequestInit,
-    budget: { ms: number; deadlineBound: boolean },
+    budget: number,
+    deadlineBound: boolean,
     deadline: Deadline | undefined,
     callerSignal: AbortSignal | undefined,
     mode: Mode,
   ): Promise<unknown> {
     const o = this.#options
-    const scope = new AttemptScope(budget.ms, () =>
-      budget.deadlineBound
-        ? new DeadlineExceededError(
-            `deadline exceeded: no budget left to wait for "${this.name}"`,
-            deadline === undefined ? {} : { timeout: deadline.timeout },
-          )
-        : new FetchTimeoutError(this.name, budget.ms),
-    )
-    scope.link(deadline?.signal, 'deadline')
-    scope.link(callerSignal, 'caller')
+    const scope = new AttemptScope(budget, deadlineBound, deadline, this.#timeoutReason)
+    scope.linkDeadline()
+    scope.linkCaller(callerSignal)
     let headers: RequestInit['headers'] = init.headers
     if (o.header !== undefined) {
       // Measured now, at send time, so the callee is never promised more than is left.
@@ -388,7 +401,16 @@ class ResilientClient implements Client {
     }
     let response: Response
     try {
-      response = await o.fetch(url.href, { ...init, ...(headers === undefined ? {} : { headers }), signal: scope.signal })
+      const signal = scope.signal
+      const sent: RequestInit =
+        init === NO_INIT
+          ? headers === undefined
+            ? { signal }
+            : { headers, signal }
+          : headers === undefined
+            ? { ...init, signal }
+            : { ...init, headers, signal }
+      response = await o.fetch(url.href, sent)
     } catch (error) {
       scope.release()
       throw this.#translate(error, scope, true)

@@ -1,4 +1,4 @@
-import { counter, labelProduct, type MetricsTarget, zeroSeries } from '@ballast/core'
+import { counter, FastCounter, type MetricsTarget } from '@ballast/core'
 import type { Counter } from 'prom-client'
 
 /**
@@ -37,9 +37,12 @@ export interface FetchObserver {
  */
 export class FetchMetrics implements FetchObserver {
   readonly #requests: Counter<'client' | 'method' | 'status_class'>
-  readonly #failFast: Counter<'client'>
-  readonly #retries: Counter<'client'>
   readonly #client: string
+  // Every series of this client, bound once (created at 0 here) and counted
+  // without prom-client's per-call label hashing.
+  readonly #bound = new Map<string, Record<StatusClass, FastCounter>>()
+  readonly #failFast: FastCounter
+  readonly #retries: FastCounter
 
   constructor(target: MetricsTarget, client: string) {
     this.#client = client
@@ -48,30 +51,44 @@ export class FetchMetrics implements FetchObserver {
       help: 'Outbound calls made through each ballast fetch client, by method and final status class (error: no response; fallback: served by the fallback).',
       labelNames: ['client', 'method', 'status_class'],
     })
-    this.#failFast = counter(target, {
+    const failFast = counter(target, {
       name: 'fetch_fail_fast_total',
       help: "Outbound calls refused without opening a socket because the caller's deadline left less than minBudget.",
       labelNames: ['client'],
     })
-    this.#retries = counter(target, {
+    const retries = counter(target, {
       name: 'fetch_retries_total',
       help: 'Retries made by each ballast fetch client (attempts after the first).',
       labelNames: ['client'],
     })
-    zeroSeries(this.#requests, labelProduct({ client: [client], method: METHODS, status_class: STATUS_CLASSES }))
-    zeroSeries(this.#failFast, [{ client }])
-    zeroSeries(this.#retries, [{ client }])
+    for (const method of METHODS) this.#bound.set(method, this.#seriesOf(method))
+    this.#failFast = new FastCounter(failFast, { client })
+    this.#retries = new FastCounter(retries, { client })
+  }
+
+  #seriesOf(method: string): Record<StatusClass, FastCounter> {
+    const series = {} as Record<StatusClass, FastCounter>
+    for (const status of STATUS_CLASSES) {
+      series[status] = new FastCounter(this.#requests, { client: this.#client, method, status_class: status })
+    }
+    return series
   }
 
   request(method: string, status: StatusClass): void {
-    this.#requests.inc({ client: this.#client, method, status_class: status })
+    let series = this.#bound.get(method)
+    if (series === undefined) {
+      // Not a method label this client knows (the caller passed the label through unfolded): bound on first use.
+      series = this.#seriesOf(method)
+      this.#bound.set(method, series)
+    }
+    series[status].inc()
   }
 
   failFast(): void {
-    this.#failFast.inc({ client: this.#client })
+    this.#failFast.inc()
   }
 
   retry(): void {
-    this.#retries.inc({ client: this.#client })
+    this.#retries.inc()
   }
 }

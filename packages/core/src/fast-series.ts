@@ -1,11 +1,12 @@
 import type { Counter, Histogram } from 'prom-client'
 
 // prom-client hashes the label object on every `inc`/`observe` (a sort, a join and
-// a validation: most of a breaker call's cost). A breaker's label sets are fixed
-// at construction, so these helpers find the series entry once and update it in
-// place. The entry is re-checked on every call; when prom-client's storage is not
-// what is expected (another version, `reset()`, `remove()`), the public API is
-// used instead, so a value is never lost.
+// a validation), and its `labels()` children do the same on each call. When a
+// component's label sets are known up front, these helpers find the series entry
+// once and update it in place. The entry is re-checked on every call; when
+// prom-client's storage is not what is expected (another version, `reset()`,
+// `remove()`), the public API is used instead and the entry found again, so a
+// value is never lost.
 
 interface Entry {
   labels?: Record<string, string | number>
@@ -18,6 +19,7 @@ interface Entry {
 interface Stored {
   hashMap?: Record<string, Entry>
   upperBounds?: readonly number[]
+  sortedLabelNames?: readonly string[]
 }
 
 function sameLabels(a: Record<string, string | number> | undefined, b: Record<string, string>): boolean {
@@ -26,9 +28,28 @@ function sameLabels(a: Record<string, string | number> | undefined, b: Record<st
   return Object.keys(a).length === keys.length && keys.every((key) => String(a[key]) === b[key])
 }
 
+/** prom-client 15's series key: `name:value,` for each label name in sorted order. */
+function seriesKey(metric: Stored, labels: Record<string, string>): string | undefined {
+  const names = metric.sortedLabelNames
+  if (!Array.isArray(names)) return undefined
+  let key = ''
+  for (const name of names) {
+    const value = labels[name]
+    if (value !== undefined) key += `${name}:${value},`
+  }
+  return key
+}
+
 function locate(metric: Stored, labels: Record<string, string>): { key: string; entry: Entry } | undefined {
   const map = metric.hashMap
   if (typeof map !== 'object' || map === null) return undefined
+  // The direct key first: a scan per new series made creating many keyed
+  // breakers quadratic in the number of series.
+  const direct = seriesKey(metric, labels)
+  const candidate = direct === undefined ? undefined : map[direct]
+  if (direct !== undefined && typeof candidate === 'object' && candidate !== null && sameLabels(candidate.labels, labels)) {
+    return { key: direct, entry: candidate }
+  }
   for (const key of Object.keys(map)) {
     const entry = map[key]
     if (typeof entry === 'object' && entry !== null && sameLabels(entry.labels, labels)) return { key, entry }
@@ -36,7 +57,20 @@ function locate(metric: Stored, labels: Record<string, string>): { key: string; 
   return undefined
 }
 
-/** One counter series, incremented by 1 without label hashing. */
+/**
+ * One series of a prom-client counter, bound at construction (and created at 0
+ * there), incremented without hashing its labels: for hot paths whose label
+ * sets are known up front. Values stay exactly those the public API would give;
+ * after a `reset()` or `remove()` of the metric it falls back to the public API
+ * and binds again.
+ *
+ * @example
+ * ```ts
+ * const requests = counter(target, { name: 'fetch_requests_total', help: '…', labelNames: ['client', 'status_class'] })
+ * const ok = new FastCounter(requests, { client: 'inventory', status_class: '2xx' }) // series exists at 0
+ * ok.inc() // per request: no label object, no hashing
+ * ```
+ */
 export class FastCounter {
   readonly #metric: Counter<string>
   readonly #labels: Record<string, string>
@@ -45,7 +79,7 @@ export class FastCounter {
 
   constructor(metric: Counter<string>, labels: Record<string, string>) {
     this.#metric = metric
-    this.#labels = labels
+    this.#labels = { ...labels }
     this.#locate()
   }
 
@@ -57,6 +91,7 @@ export class FastCounter {
     this.#entry = usable ? found.entry : undefined
   }
 
+  /** Adds 1 to the series. */
   inc(): void {
     const key = this.#key
     if (key !== undefined) {
@@ -71,7 +106,19 @@ export class FastCounter {
   }
 }
 
-/** One histogram series, observed without label hashing. */
+/**
+ * One series of a prom-client histogram, bound at construction (and created at
+ * 0 there), observed without hashing its labels. Non-finite values (which
+ * prom-client refuses with a TypeError) and a metric whose storage changed
+ * (`reset()`, `remove()`) go through the public API.
+ *
+ * @example
+ * ```ts
+ * const duration = histogram(target, { name: 'call_duration_seconds', help: '…', labelNames: ['outcome'], buckets: [0.01, 0.1, 1] })
+ * const ok = new FastHistogram(duration, { outcome: 'success' })
+ * ok.observe(0.042)
+ * ```
+ */
 export class FastHistogram {
   readonly #metric: Histogram<string>
   readonly #labels: Record<string, string>
@@ -84,14 +131,19 @@ export class FastHistogram {
 
   constructor(metric: Histogram<string>, labels: Record<string, string>) {
     this.#metric = metric
-    this.#labels = labels
+    this.#labels = { ...labels }
     this.#locate()
   }
 
   #locate(): void {
-    this.#metric.zero(this.#labels)
     const stored = this.#metric as unknown as Stored
-    const found = locate(stored, this.#labels)
+    let existing = locate(stored, this.#labels)
+    if (existing === undefined) {
+      // Only a missing series is created at 0: after a fallback `observe` the series holds that value.
+      this.#metric.zero(this.#labels)
+      existing = locate(stored, this.#labels)
+    }
+    const found = existing
     const bounds = stored.upperBounds
     const usable =
       found !== undefined &&
@@ -106,6 +158,7 @@ export class FastHistogram {
     this.#boundKeys = this.#bounds.map(String)
   }
 
+  /** Records one observation (in the metric's unit, seconds for durations). */
   observe(value: number): void {
     const key = this.#key
     if (key !== undefined && Number.isFinite(value)) {

@@ -1,0 +1,69 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { type QueueHooks, type TimerQueue, TimerQueues } from './timer-queue.js'
+
+const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+
+/** A minimal item: due at `dueAt`, `fired` once expired, taken out of its queue on expiry or cancel. */
+class Job {
+  readonly dueAt: number
+  queue: TimerQueue<Job> | undefined
+  fired = false
+  constructor(queues: TimerQueues<Job>, ms: number) {
+    this.dueAt = performance.now() + ms
+    this.queue = queues.add(ms, this)
+  }
+  leave(): void {
+    const queue = this.queue
+    this.queue = undefined
+    queue?.removed()
+  }
+}
+
+const hooks: QueueHooks<Job> = {
+  expiresAt: (job) => job.dueAt,
+  queued: (job, queue) => job.queue === queue,
+  fire: (job) => {
+    job.fired = true
+    job.leave()
+  },
+}
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+describe('TimerQueues', () => {
+  it('fires every item of a delay in order on one Node timer, skipping cancelled ones', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
+    const queues = new TimerQueues(hooks)
+    const jobs: Job[] = []
+    for (let i = 0; i < 100; i++) {
+      jobs.push(new Job(queues, 50))
+      vi.advanceTimersByTime(1)
+    }
+    // Created 1 ms apart: at t = 100 the first 51 are due (t0 + 50 .. t0 + 100).
+    expect(jobs.filter((job) => job.fired).length).toBe(51)
+    for (const job of jobs.filter((_, i) => i % 2 === 1)) job.leave()
+    vi.advanceTimersByTime(10)
+    expect(jobs.filter((job) => job.fired).length).toBe(51 + 5)
+    vi.advanceTimersByTime(200)
+    expect(jobs.map((job) => job.fired)).toEqual(jobs.map((_, i) => i <= 50 || i % 2 === 0))
+    expect(jobs.every((job) => job.queue === undefined)).toBe(true)
+  })
+
+  it('holds one active timer per delay while items are queued and none once they are gone', async () => {
+    const queues = new TimerQueues(hooks)
+    const before = timers()
+    const a = Array.from({ length: 500 }, () => new Job(queues, 1_000))
+    const b = Array.from({ length: 500 }, () => new Job(queues, 2_000))
+    expect(timers()).toBe(before + 2)
+    for (const job of a) job.leave()
+    expect(timers()).toBe(before + 1)
+    for (const job of b) job.leave()
+    expect(timers()).toBe(before)
+    const due = new Job(queues, 5)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    expect(due.fired).toBe(true)
+    expect(timers()).toBeLessThanOrEqual(before)
+  })
+})
