@@ -40,6 +40,7 @@ function shortWhere(url: string, line: number): string {
     .replace(/^file:\/\//, '')
     .replace(/^.*\/node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?/, '')
     .replace(/^.*\/packages\//, 'packages/')
+    .replace(/^.*\/benchmarks\//, 'benchmarks/')
   return `${trimmed}:${line + 1}`
 }
 

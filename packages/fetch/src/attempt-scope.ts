@@ -60,6 +60,11 @@ export class AttemptScope {
     return this.#controller.signal
   }
 
+  /** Whether the caller's deadline, not the client's `timeout`, set this attempt's budget. */
+  get deadlineBound(): boolean {
+    return this.#deadlineBound
+  }
+
   /** What aborted the attempt, if anything did. */
   get source(): AbortSource | undefined {
     return this.#source

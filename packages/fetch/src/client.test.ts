@@ -23,6 +23,7 @@ beforeAll(async () => {
       )
     },
     '/500': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(500).end('down'),
+    '/504': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(504).end('out of budget'),
     '/missing': (_req: unknown, res: import('node:http').ServerResponse) =>
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no such thing"}'),
     '/drip': (_req: unknown, res: import('node:http').ServerResponse) => {
@@ -236,6 +237,25 @@ describe('retries and failures', () => {
     expect(c.breaker?.state).toBe('closed')
     expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(2)
     expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: '4xx' })).toBe(2)
+    c[Symbol.dispose]()
+  })
+
+  it('a 504 under the caller deadline is the caller running out of time, not a dependency failure', async () => {
+    const registry = new Registry()
+    const breaker = { volumeThreshold: 1, errorThresholdPercentage: 1 }
+    const c = createClient({ name: 'bounded', baseUrl: a.url, registry, timeout: 5_000, breaker })
+    // The callee answers 504 because the budget we sent it ran out: the budget was the caller's.
+    using deadline = Deadline.after(1_000)
+    const response = await deadline.run(() => c.fetch('/504'))
+    expect(response.status).toBe(504)
+    await response.arrayBuffer()
+    expect(c.breaker?.state).toBe('closed')
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: 'bounded', outcome: 'ignored' })).toBe(1)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: 'bounded', outcome: 'failure' })).toBe(0)
+    // Without a deadline that bounds the attempt, a 504 is the dependency's own failure.
+    const unbounded = await c.fetch('/504')
+    await unbounded.arrayBuffer()
+    expect(c.breaker?.state).toBe('open')
     c[Symbol.dispose]()
   })
 

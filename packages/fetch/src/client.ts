@@ -180,6 +180,10 @@ class ResilientClient implements Client {
     }
     const isFailure = (error: unknown): boolean => {
       if (error instanceof CallerAbort) return false
+      // A 504 to an attempt whose budget was the caller's deadline: the callee ran out of the
+      // budget we sent it (request-timeout-ms), a hair before our own timer would have. That is
+      // the caller's deadline expiring, not the dependency failing.
+      if (error instanceof FailureResponse && error.response.status === 504 && error.scope.deadlineBound) return false
       return isDependencyFailure(error)
     }
     const shared = { ...o.breaker, timeout: false as const, isFailure, registry: o.metrics.registry, prefix: o.metrics.prefix }
