@@ -287,7 +287,8 @@ function allocationSites(profile: { head: HeapNode }, requests: number) {
         : `${frame.url
             .replace(/^file:\/\//, '')
             .replace(/^.*\/node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?/, '')
-            .replace(/^.*\/packages\//, 'packages/')}:${frame.lineNumber + 1}`
+            .replace(/^.*\/packages\//, 'packages/')
+            .replace(/^.*\/benchmarks\//, 'benchmarks/')}:${frame.lineNumber + 1}`
     const key = `${name}@${where}`
     const site = sites.get(key) ?? { name, where, area: areaOf(frame.url, name), bytes: 0 }
     site.bytes += node.selfSize
