@@ -1,11 +1,16 @@
 // Throughput of an Express 5 app with the `deadline()` middleware against the
 // same app bare, and against connect-timeout for reference, measured in the same
-// run, in interleaved rounds.
+// run, in interleaved rounds. Two more apps show the floor any per-request
+// deadline middleware stands on: `empty-middleware` (one `app.use` that only calls
+// `next()`: what Express charges for a layer) and `als-close` (an empty
+// middleware that enters an AsyncLocalStorage for the chain and listens for the
+// response's 'close', the two things implicit propagation and client-disconnect
+// cancellation cannot do without).
 //
 //   node --experimental-strip-types benchmarks/deadline-http.ts
 //
-// Bounded: 1 warm-up round + 10 measured rounds × 3 apps × 2.5 s with 20
-// keep-alive connections (~85 s). Each app runs in its own child process (one core for the
+// Bounded: 1 warm-up round + 10 measured rounds × 5 apps × 2.5 s with 20
+// keep-alive connections (~140 s). Each app runs in its own child process (one core for the
 // app, autocannon in this process); the round order rotates so no app always
 // goes first. The route answers a small JSON body at once, so what is measured is
 // the per-request overhead: deadline() arms and clears one timer, creates the
@@ -28,7 +33,7 @@ const autocannon = require('autocannon') as (options: object) => Promise<Result>
 const ROUNDS = 10
 const DURATION = 2.5
 const CONNECTIONS = 20
-const APPS = ['bare', 'deadline', 'connect-timeout'] as const
+const APPS = ['bare', 'empty-middleware', 'als-close', 'deadline', 'connect-timeout'] as const
 type App = (typeof APPS)[number]
 
 async function serve(kind: App): Promise<void> {
@@ -38,6 +43,16 @@ async function serve(kind: App): Promise<void> {
     const { deadline } = await import('@ballast/deadline')
     const { Registry } = await import('prom-client')
     app.use(deadline({ timeout: 2_000, registry: new Registry() }))
+  } else if (kind === 'empty-middleware') {
+    app.use((_req, _res, next) => next())
+  } else if (kind === 'als-close') {
+    const { AsyncLocalStorage } = await import('node:async_hooks')
+    const storage = new AsyncLocalStorage<object>()
+    const onClose = () => {}
+    app.use((req, res, next) => {
+      res.on('close', onClose)
+      storage.run(req, next)
+    })
   } else if (kind === 'connect-timeout') {
     const timeout = require('connect-timeout') as (time: string) => import('express').RequestHandler
     app.use(timeout('2s'))
@@ -83,6 +98,7 @@ async function main(): Promise<void> {
   const ratios = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   const cpuPerRequest = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   const cpuRatios = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
+  const cpuAdded = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   try {
     for (let round = 0; round <= ROUNDS; round++) {
       const order = APPS.map((_, i) => APPS[(i + round) % APPS.length] as App)
@@ -106,6 +122,7 @@ async function main(): Promise<void> {
         ratios.get(kind)?.push(value / bare)
         cpuPerRequest.get(kind)?.push(thisCpu.get(kind) as number)
         cpuRatios.get(kind)?.push((thisCpu.get('bare') as number) / (thisCpu.get(kind) as number))
+        cpuAdded.get(kind)?.push((thisCpu.get(kind) as number) - (thisCpu.get('bare') as number))
       }
       console.error(`round ${round}: ${order.map((kind) => `${kind} ${thisRound.get(kind)?.toFixed(0)}`).join(', ')}`)
     }
@@ -113,13 +130,16 @@ async function main(): Promise<void> {
     for (const { kill } of children.values()) kill()
   }
   console.log(`node ${process.version}, express 5, ${ROUNDS} rounds × ${DURATION} s × ${CONNECTIONS} connections`)
-  console.log('| app | median req/s | median req/s ratio to bare | server CPU µs/request | median CPU ratio bare / app |')
-  console.log('|---|---:|---:|---:|---:|')
+  console.log(
+    '| app | median req/s | median req/s ratio to bare | server CPU µs/request | CPU µs added to bare | median CPU ratio bare / app |',
+  )
+  console.log('|---|---:|---:|---:|---:|---:|')
   for (const kind of APPS) {
     const cells = [
       median(rps.get(kind) ?? []).toFixed(0),
       median(ratios.get(kind) ?? []).toFixed(3),
       median(cpuPerRequest.get(kind) ?? []).toFixed(1),
+      median(cpuAdded.get(kind) ?? []).toFixed(1),
       median(cpuRatios.get(kind) ?? []).toFixed(3),
     ]
     console.log(`| ${kind} | ${cells.join(' | ')} |`)

@@ -1,13 +1,58 @@
-import { counter, FastCounter, FastHistogram, histogram, labelProduct, type MetricsTarget, zeroSeries } from '@ballast/core'
+import {
+  counter,
+  FastCounter,
+  FastHistogram,
+  histogram,
+  labelProduct,
+  type MetricsTarget,
+  methodLabel,
+  type RoutedRequest,
+  routeLabel,
+  zeroSeries,
+} from '@ballast/core'
 import type { Counter, Histogram } from 'prom-client'
 
 /** Why a request deadline ran out, as the `reason` label says it. */
 export type ExceededReason = 'deadline' | 'inherited'
 
-interface RouteSeries {
-  readonly requests: FastCounter
-  readonly budgetDefault: FastHistogram
-  readonly budgetHeader: FastHistogram
+/** The series of one (route, method), bound once: what a finished request updates. */
+export class RouteSeries {
+  readonly #requests: FastCounter
+  readonly #budgetDefault: FastHistogram
+  readonly #budgetHeader: FastHistogram
+  readonly #exceeded: Counter<'route' | 'method' | 'reason'>
+  readonly #clientClosed: Counter<'route' | 'method'>
+  readonly #labels: { readonly route: string; readonly method: string }
+
+  constructor(metrics: Metrics, route: string, method: string) {
+    this.#labels = { route, method }
+    this.#requests = new FastCounter(metrics.requests, { route, method })
+    this.#budgetDefault = new FastHistogram(metrics.budget, { route, source: 'default' })
+    this.#budgetHeader = new FastHistogram(metrics.budget, { route, source: 'header' })
+    this.#exceeded = metrics.exceeded
+    this.#clientClosed = metrics.clientClosed
+  }
+
+  /** A request finished (or was abandoned); called once per request. */
+  finished(budgetMs: number, fromHeader: boolean): void {
+    this.#requests.inc()
+    if (Number.isFinite(budgetMs)) (fromHeader ? this.#budgetHeader : this.#budgetDefault).observe(budgetMs / 1_000)
+  }
+
+  exceeded(reason: ExceededReason): void {
+    this.#exceeded.inc({ ...this.#labels, reason })
+  }
+
+  clientClosed(): void {
+    this.#clientClosed.inc(this.#labels)
+  }
+}
+
+interface Metrics {
+  readonly requests: Counter<'route' | 'method'>
+  readonly exceeded: Counter<'route' | 'method' | 'reason'>
+  readonly clientClosed: Counter<'route' | 'method'>
+  readonly budget: Histogram<'route' | 'source'>
 }
 
 const BUDGET_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
@@ -30,6 +75,7 @@ export class DeadlineMetrics {
   // Per method, then per route: the series bound once and updated on every request
   // without prom-client's label hashing (nor a key string built per request).
   readonly #seen = new Map<string, Map<string, RouteSeries>>()
+  #last: { route: object; base: string | undefined; method: string | undefined; series: RouteSeries } | undefined
 
   constructor(target: MetricsTarget) {
     this.#requests = counter(target, {
@@ -83,11 +129,11 @@ export class DeadlineMetrics {
     zeroSeries(this.#lateWrites, [{ route }])
     zeroSeries(this.#budget, labelProduct({ route: [route], source: ['default', 'header'] }))
     zeroSeries(this.#overrun, [{ route }])
-    const series: RouteSeries = {
-      requests: new FastCounter(this.#requests, { route, method }),
-      budgetDefault: new FastHistogram(this.#budget, { route, source: 'default' }),
-      budgetHeader: new FastHistogram(this.#budget, { route, source: 'header' }),
-    }
+    const series = new RouteSeries(
+      { requests: this.#requests, exceeded: this.#exceeded, clientClosed: this.#clientClosed, budget: this.#budget },
+      route,
+      method,
+    )
     if (routes === undefined) {
       routes = new Map()
       this.#seen.set(method, routes)
@@ -101,21 +147,20 @@ export class DeadlineMetrics {
     this.#see(route, method)
   }
 
-  /** A request finished (or was abandoned); called once per request. */
-  finished(route: string, method: string, budgetMs: number, fromHeader: boolean): void {
-    const series = this.#see(route, method)
-    series.requests.inc()
-    if (Number.isFinite(budgetMs)) (fromHeader ? series.budgetHeader : series.budgetDefault).observe(budgetMs / 1_000)
-  }
-
-  exceeded(route: string, method: string, reason: ExceededReason): void {
-    this.#see(route, method)
-    this.#exceeded.inc({ route, method, reason })
-  }
-
-  clientClosed(route: string, method: string): void {
-    this.#see(route, method)
-    this.#clientClosed.inc({ route, method })
+  /**
+   * The series of a finished request. Most traffic repeats the route just seen:
+   * for it, the Express route object, mount path and method are compared
+   * instead of building the label.
+   */
+  seriesOf(req: RoutedRequest): RouteSeries {
+    const route = req.route
+    const last = this.#last
+    if (route !== undefined && last !== undefined && last.route === route && last.base === req.baseUrl && last.method === req.method) {
+      return last.series
+    }
+    const series = this.#see(routeLabel(req), methodLabel(req.method))
+    if (route !== undefined) this.#last = { route, base: req.baseUrl, method: req.method, series }
+    return series
   }
 
   lateWrite(route: string): void {

@@ -11,7 +11,7 @@ import {
   routeLabel,
   stringOption,
 } from '@ballast/core'
-import { Deadline, onDeadlineAbort } from './deadline.js'
+import { type AbortWatcher, Deadline, onDeadlineAbort } from './deadline.js'
 import { DeadlineMetrics, type ExceededReason } from './deadline-metrics.js'
 import { ClientClosedError, DeadlineExceededError, rootDeadlineSource } from './errors.js'
 import { DEFAULT_TIMEOUT_HEADER, parseTimeout } from './timeout-header.js'
@@ -75,11 +75,16 @@ const STATE = Symbol.for('ballast.deadline.request')
 /**
  * Per-request bookkeeping: the deadlines (outermost first), the settings of the
  * innermost deadline() that set one, and what happened, reported on 'close'.
+ * It is its deadlines' abort watcher and is found from the response on 'close',
+ * so a request costs this one object and no closure.
  */
-class RequestState {
+class RequestState implements AbortWatcher {
   readonly req: DeadlineRequest
   readonly res: ServerResponse
-  readonly deadlines: Deadline[]
+  readonly root: Deadline
+  // The innermost deadline, and the ones nested deadline()s added below the root.
+  current: Deadline
+  nested: Deadline[] | undefined = undefined
   readonly metrics: DeadlineMetrics
   readonly budget: number
   readonly fromHeader: boolean
@@ -87,15 +92,14 @@ class RequestState {
   answered = false
   answeredAt = 0
   overrunSeen = false
-  exceeded: ExceededReason | undefined
+  exceeded: ExceededReason | undefined = undefined
   clientClosed = false
-  readonly onAbort = (reason: unknown): void => this.#onAbort(reason)
-  readonly onClose = (): void => this.#onClose()
 
   constructor(req: DeadlineRequest, res: ServerResponse, root: Deadline, settings: Settings, budget: number, fromHeader: boolean) {
     this.req = req
     this.res = res
-    this.deadlines = [root]
+    this.root = root
+    this.current = root
     this.settings = settings
     this.metrics = settings.metrics
     this.budget = budget
@@ -104,13 +108,17 @@ class RequestState {
 
   /** Watches `deadline` and makes it the request's deadline. */
   adopt(deadline: Deadline, settings: Settings): void {
-    if (this.deadlines.at(-1) !== deadline) this.deadlines.push(deadline)
+    if (deadline !== this.current) {
+      this.current = deadline
+      this.nested ??= []
+      this.nested.push(deadline)
+    }
     this.settings = settings
     this.req.deadline = deadline
-    onDeadlineAbort(deadline, this.onAbort)
+    onDeadlineAbort(deadline, this)
   }
 
-  #onAbort(reason: unknown): void {
+  deadlineAborted(reason: unknown): void {
     // A client that went away is reported on 'close'; any other cancel is the handler's business.
     if (this.answered || !(reason instanceof DeadlineExceededError)) return
     this.answered = true
@@ -187,20 +195,27 @@ class RequestState {
     Object.defineProperty(res, 'headersSent', { configurable: true, get: () => false })
   }
 
-  #onClose(): void {
+  /** The response closed: finished, or abandoned by the client. */
+  closed(): void {
     const { req, res, metrics } = this
-    const root = this.deadlines[0] as Deadline
     if (!this.answered && !res.writableEnded) {
       this.clientClosed = true
-      root.cancel(new ClientClosedError())
+      this.root.cancel(new ClientClosedError())
     }
-    const route = routeLabel(req)
-    const method = methodLabel(req.method)
-    metrics.finished(route, method, this.budget, this.fromHeader)
-    if (this.exceeded !== undefined) metrics.exceeded(route, method, this.exceeded)
-    if (this.clientClosed) metrics.clientClosed(route, method)
-    for (let i = this.deadlines.length - 1; i >= 0; i--) this.deadlines[i]?.[Symbol.dispose]()
+    const series = metrics.seriesOf(req)
+    series.finished(this.budget, this.fromHeader)
+    if (this.exceeded !== undefined) series.exceeded(this.exceeded)
+    if (this.clientClosed) series.clientClosed()
+    const nested = this.nested
+    if (nested !== undefined) for (let i = nested.length - 1; i >= 0; i--) nested[i]?.[Symbol.dispose]()
+    this.root[Symbol.dispose]()
   }
+}
+
+// One listener function for every response ('close' comes once, after 'finish'
+// or on an early disconnect); Node links each response to its request.
+function onResponseClose(this: ServerResponse): void {
+  ;(this.req as DeadlineRequest & { [STATE]?: RequestState })[STATE]?.closed()
 }
 
 /**
@@ -217,7 +232,7 @@ class RequestState {
  * ```
  */
 export function requestDeadline(req: object): Deadline | undefined {
-  return (req as { [STATE]?: RequestState })[STATE]?.deadlines.at(-1)
+  return (req as { [STATE]?: RequestState })[STATE]?.current
 }
 
 /**
@@ -290,8 +305,7 @@ export function deadline(options: DeadlineMiddlewareOptions): (req: IncomingMess
     const root = enclosing === undefined ? Deadline.after(budget, options) : enclosing.child(budget, options)
     const created = new RequestState(req, res, root, settings, budget, fromHeader)
     req[STATE] = created
-    // 'close' comes once per response, after 'finish' or on an early disconnect.
-    res.on('close', created.onClose)
+    res.on('close', onResponseClose)
     created.adopt(root, settings)
     // A spent budget has been answered by adopt(): the rest of the chain never runs.
     // A deadline aborted for another reason (an enclosing one cancelled) is the handler's to see.
@@ -300,7 +314,7 @@ export function deadline(options: DeadlineMiddlewareOptions): (req: IncomingMess
 }
 
 function nest(state: RequestState, settings: Settings, next: Next): void {
-  const current = state.deadlines.at(-1) as Deadline
+  const current = state.current
   if (state.answered || settings.timeout >= current.remaining()) {
     // Not shorter: keep the enclosing deadline, but restore it as current, which
     // an event-driven middleware in between (a body parser) may have lost.

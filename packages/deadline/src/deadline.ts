@@ -41,8 +41,13 @@ function inheritedReason(reason: unknown, timeout: number): unknown {
   return new DeadlineCancelledError('the parent deadline was cancelled', { cause: reason })
 }
 
-// A pending race's reject or the middleware's watcher (functions), or an `onAbort` subscription.
-type Waiter = ((reason: unknown) => void) | AbortSubscription
+/** Told once when a deadline aborts: the middleware's per-request state is one, so it needs no closure. */
+export interface AbortWatcher {
+  deadlineAborted(reason: unknown): void
+}
+
+// A pending race's reject, or an object told of the abort (an `onAbort` subscription, the middleware's request state).
+type Waiter = ((reason: unknown) => void) | AbortWatcher
 type Work<T> = PromiseLike<T> | ((signal: AbortSignal) => PromiseLike<T>)
 function ignore(): void {}
 const unsubscribed: Disposable = { [Symbol.dispose]: ignore }
@@ -60,20 +65,24 @@ function callListener(listener: (reason: unknown) => void, reason: unknown): voi
 
 function notify(waiter: Waiter, reason: unknown): void {
   if (typeof waiter === 'function') waiter(reason)
-  else callListener(waiter.listener, reason)
+  else waiter.deadlineAborted(reason)
 }
 
 // Set in a static block of Deadline: an AbortSubscription's dispose reaches the deadline's waiters.
 let unsubscribe: (deadline: Deadline, subscription: AbortSubscription) => void
 
 /** What {@link Deadline.onAbort} returns: one object per subscription, no closure. */
-class AbortSubscription implements Disposable {
-  readonly listener: (reason: unknown) => void
+class AbortSubscription implements Disposable, AbortWatcher {
+  readonly #listener: (reason: unknown) => void
   #deadline: Deadline | undefined
 
   constructor(deadline: Deadline, listener: (reason: unknown) => void) {
     this.#deadline = deadline
-    this.listener = listener
+    this.#listener = listener
+  }
+
+  deadlineAborted(reason: unknown): void {
+    callListener(this.#listener, reason)
   }
 
   [Symbol.dispose](): void {
@@ -85,15 +94,15 @@ class AbortSubscription implements Disposable {
 }
 // Set in a static block of Deadline: `withDeadline` races and disposes in one step.
 let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
-let watchAbort: (deadline: Deadline, listener: (reason: unknown) => void) => void
+let watchAbort: (deadline: Deadline, watcher: AbortWatcher) => void
 
 /**
- * Calls `listener` once with the abort reason when `deadline` aborts (at once if
- * it already has), without creating its signal or an event listener: the
+ * Tells `watcher` once when `deadline` aborts (at once if it already has),
+ * without creating its signal, an event listener or a subscription object: the
  * middleware watches every request's deadline this way. Internal to the package.
  */
-export function onDeadlineAbort(deadline: Deadline, listener: (reason: unknown) => void): void {
-  watchAbort(deadline, listener)
+export function onDeadlineAbort(deadline: Deadline, watcher: AbortWatcher): void {
+  watchAbort(deadline, watcher)
 }
 
 // Deadlines linked to an outside signal, fanned out from a single listener per signal.
@@ -399,14 +408,14 @@ export class Deadline implements Disposable {
       fire: (deadline) => deadline.#expire(),
     })
     raceAndDispose = (deadline, work) => deadline.#race(work, true)
-    watchAbort = (deadline, listener) => {
+    watchAbort = (deadline, watcher) => {
       if (!(#waiter in deadline)) {
         // A deadline from another copy of this package: its public signal will do.
         const signal = (deadline as Deadline).signal
-        if (signal.aborted) listener(signal.reason)
-        else signal.addEventListener('abort', () => listener(signal.reason), { once: true })
-      } else if (deadline.#aborted) listener(deadline.#reason)
-      else deadline.#addWaiter(listener)
+        if (signal.aborted) watcher.deadlineAborted(signal.reason)
+        else signal.addEventListener('abort', () => watcher.deadlineAborted(signal.reason), { once: true })
+      } else if (deadline.#aborted) watcher.deadlineAborted(deadline.#reason)
+      else deadline.#addWaiter(watcher)
     }
   }
 
