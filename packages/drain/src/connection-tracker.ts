@@ -376,10 +376,9 @@ export class ConnectionTracker {
     state.responses.add(res)
     this.#clearLinger(state)
     if (this.#events.announcing()) announceClose(res)
-    let done = false
-    const finished = () => {
-      if (done) return
-      done = true
+    // Node emits 'close' exactly once per response, after 'finish' (in the same
+    // tick's next-tick queue, so no request can come in between) or on a disconnect.
+    res.on('close', () => {
       state.active--
       state.responses.delete(res)
       if (res.getHeader('connection') === 'close' || !res.shouldKeepAlive) {
@@ -389,9 +388,7 @@ export class ConnectionTracker {
       // Node ends a socket whose response said `Connection: close` in its own
       // 'finish' listener, which ran before this one.
       if (this.#closing && state.active === 0 && !socket.destroyed && !socket.writableEnded) this.#scheduleIdleClose(socket, state)
-    }
-    res.once('finish', finished)
-    res.once('close', finished)
+    })
   }
 
   #scheduleIdleClose(socket: Socket, state: SocketState): void {

@@ -479,6 +479,11 @@ export class Drain implements Disposable {
     this.#abort('second_signal', performance.now(), new GracePeriodExceededError(this.gracePeriod))
   }
 
+  readonly #onResponseClose = (): void => {
+    this.#inflight--
+    this.#checkIdle()
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
     if (this.#httpDrained || this.#finished) {
       this.#reject.emit({ reason: this.#reason })
@@ -492,19 +497,13 @@ export class Drain implements Disposable {
     }
     this.#inflight++
     if (this.#announce && !res.headersSent) res.setHeader('connection', 'close')
-    let done = false
-    const finished = () => {
-      if (done) return
-      done = true
-      this.#inflight--
-      this.#checkIdle()
-    }
-    res.once('finish', finished)
-    res.once('close', finished)
+    // 'close' comes once per response, after 'finish' or on a disconnect: one
+    // listener, shared by every request.
+    res.on('close', this.#onResponseClose)
     if (this.#holding) {
       // A client that gave up meanwhile is not served.
       this.#held.push(() => {
-        if (!done && !this.#finished) next()
+        if (!res.destroyed && !res.writableEnded && !this.#finished) next()
       })
       return
     }
