@@ -1,21 +1,23 @@
 // Throughput and server CPU of an Express route making one outbound call through
 // a @ballast/fetch client (breaker, per-attempt budget, propagation header,
-// metrics) against the same route calling bare `fetch`, and bare `fetch` with a
-// hand-written 1 s timeout (an AbortController + setTimeout), measured in the
-// same run, in interleaved rounds.
+// metrics) against the same route calling bare `fetch`, measured in the same
+// run, in interleaved rounds. Two more routes show the floor any client with a
+// timeout and deadline propagation stands on: bare `fetch` with a hand-written
+// 1 s timeout (an AbortController + setTimeout: undici charges for the signal
+// itself), and the same plus a `request-timeout-ms` header.
 //
 //   node --experimental-strip-types benchmarks/fetch-http.ts
 //
-// Bounded: a 2 s warm-up per route + 12 measured rounds × 3 routes × 2 s with
-// 20 connections (~80 s), then ~15 s of stub calls. The Express app runs in its
-// own child process (all three routes), the upstream in another, autocannon in
+// Bounded: a 2 s warm-up per route + 12 measured rounds × 4 routes × 2 s with
+// 20 connections (~110 s), then ~15 s of stub calls. The Express app runs in its
+// own child process (all four routes), the upstream in another, autocannon in
 // this one, so the app's CPU time per request (user + system, read from the app
 // process around each round) is measured apart from the load generator: on a
 // shared machine req/s moves with whatever else runs, CPU per request much less.
 // Many short rounds with the order rotated; the median of per-round ratios
 // resists a noisy neighbour. Reported: req/s per route (median over rounds), the
 // medians of the per-round ratios client / bare (target >= 0.95) and client /
-// bare-with-timeout, in req/s and in server CPU per request; then the per-call
+// each floor route, in req/s and in server CPU per request; then the per-call
 // cost of the client with a stub fetch, to show where the time goes.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -70,6 +72,19 @@ async function serve(upstream: string): Promise<void> {
       clearTimeout(timer)
     }
   })
+  // The same, also propagating the budget as the client does: the floor for a client that cancels and propagates.
+  app.get('/bare-timeout-header', async (_req, res, next) => {
+    const controller = new AbortController()
+    const timer = setTimeout(() => controller.abort(), 1_000)
+    try {
+      const response = await fetch(`${upstream}/stock/A-1`, { signal: controller.signal, headers: { 'request-timeout-ms': '1000' } })
+      res.json(await response.json())
+    } catch (error) {
+      next(error)
+    } finally {
+      clearTimeout(timer)
+    }
+  })
   app.get('/client', async (_req, res, next) => {
     try {
       res.json(await client.json('/stock/A-1'))
@@ -116,25 +131,25 @@ async function main(): Promise<void> {
     return { rps: result.requests.average, cpu: (after - before) / result.requests.total }
   }
 
-  const paths = ['/bare', '/bare-timeout', '/client'] as const
+  const paths = ['/bare', '/bare-timeout', '/bare-timeout-header', '/client'] as const
   type Path = (typeof paths)[number]
   for (const path of paths) await round(path, 2)
-  const rps: Record<Path, number[]> = { '/bare': [], '/bare-timeout': [], '/client': [] }
-  const cpuPer: Record<Path, number[]> = { '/bare': [], '/bare-timeout': [], '/client': [] }
-  const ratios = { bare: [] as number[], timeout: [] as number[], cpuBare: [] as number[], cpuTimeout: [] as number[] }
+  const rps = Object.fromEntries(paths.map((path) => [path, [] as number[]])) as Record<Path, number[]>
+  const cpuPer = Object.fromEntries(paths.map((path) => [path, [] as number[]])) as Record<Path, number[]>
+  // Per round: client / route in req/s, route / client in CPU per request.
+  const ratios = Object.fromEntries(paths.map((path) => [path, [] as number[]])) as Record<Path, number[]>
+  const cpuRatios = Object.fromEntries(paths.map((path) => [path, [] as number[]])) as Record<Path, number[]>
   for (let i = 0; i < ROUNDS; i++) {
     // Rotate which route goes first so drift (other load, JIT) hits all alike.
-    const order = [...paths.slice(i % 3), ...paths.slice(0, i % 3)]
+    const order = [...paths.slice(i % paths.length), ...paths.slice(0, i % paths.length)]
     const result = {} as Record<Path, { rps: number; cpu: number }>
     for (const path of order) result[path] = await round(path, DURATION)
     for (const path of paths) {
       rps[path].push(result[path].rps)
       cpuPer[path].push(result[path].cpu)
+      ratios[path].push(result['/client'].rps / result[path].rps)
+      cpuRatios[path].push(result[path].cpu / result['/client'].cpu)
     }
-    ratios.bare.push(result['/client'].rps / result['/bare'].rps)
-    ratios.timeout.push(result['/client'].rps / result['/bare-timeout'].rps)
-    ratios.cpuBare.push(result['/bare'].cpu / result['/client'].cpu)
-    ratios.cpuTimeout.push(result['/bare-timeout'].cpu / result['/client'].cpu)
     console.log(
       `round ${i + 1}: ${paths.map((path) => `${path} ${Math.round(result[path].rps)} req/s ${result[path].cpu.toFixed(1)} µs`).join(', ')}`,
     )
@@ -146,19 +161,23 @@ async function main(): Promise<void> {
   }
   const spread = (values: number[]) => `min ${Math.min(...values).toFixed(3)}, max ${Math.max(...values).toFixed(3)}`
   const line = (label: string, path: Path) =>
-    `${label.padEnd(27)}${String(Math.round(median(rps[path]))).padStart(6)} req/s   server CPU ${median(cpuPer[path]).toFixed(1)} µs/request (medians)`
+    `${label.padEnd(34)}${String(Math.round(median(rps[path]))).padStart(6)} req/s   server CPU ${median(cpuPer[path]).toFixed(1)} µs/request (medians)`
   console.log(`\nExpress route + one outbound call, ${CONNECTIONS} connections, ${ROUNDS} × ${DURATION} s rounds (node ${process.version})`)
   console.log(line('bare fetch', '/bare'))
   console.log(line('bare fetch + 1 s timeout', '/bare-timeout'))
+  console.log(line('bare fetch + 1 s timeout + header', '/bare-timeout-header'))
   console.log(line('@ballast/fetch', '/client'))
-  console.log(`ratio client/bare          ${median(ratios.bare).toFixed(3)} req/s (median of per-round ratios; ${spread(ratios.bare)})`)
-  console.log(
-    `ratio client/bare+timeout  ${median(ratios.timeout).toFixed(3)} req/s (median of per-round ratios; ${spread(ratios.timeout)})`,
-  )
-  console.log(`CPU ratio bare/client      ${median(ratios.cpuBare).toFixed(3)} (median of per-round ratios; ${spread(ratios.cpuBare)})`)
-  console.log(
-    `CPU ratio bare+timeout/client ${median(ratios.cpuTimeout).toFixed(3)} (median of per-round ratios; ${spread(ratios.cpuTimeout)})`,
-  )
+  const compare = (label: string, path: Path) => {
+    console.log(
+      `ratio client/${label.padEnd(24)} ${median(ratios[path]).toFixed(3)} req/s (median of per-round ratios; ${spread(ratios[path])})`,
+    )
+    console.log(
+      `CPU ratio ${`${label}/client`.padEnd(31)} ${median(cpuRatios[path]).toFixed(3)} (median of per-round ratios; ${spread(cpuRatios[path])})`,
+    )
+  }
+  compare('bare', '/bare')
+  compare('bare+timeout', '/bare-timeout')
+  compare('bare+timeout+header', '/bare-timeout-header')
 
   // autocannon stops at its deadline with requests still in flight: let them finish before the
   // app (and its client's breaker, which cancels in-flight attempts) goes away.
