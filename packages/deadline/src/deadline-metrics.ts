@@ -163,6 +163,19 @@ export class DeadlineMetrics {
     return series
   }
 
+  /** A request finished (or was abandoned); called once per request. */
+  finished(route: string, method: string, budgetMs: number, fromHeader: boolean): void {
+    this.#see(route, method).finished(budgetMs, fromHeader)
+  }
+
+  exceeded(route: string, method: string, reason: ExceededReason): void {
+    this.#see(route, method).exceeded(reason)
+  }
+
+  clientClosed(route: string, method: string): void {
+    this.#see(route, method).clientClosed()
+  }
+
   lateWrite(route: string): void {
     this.#lateWrites.inc({ route })
   }

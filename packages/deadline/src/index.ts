@@ -1,5 +1,5 @@
 export { Deadline, type DeadlineOptions, withDeadline } from './deadline.js'
-export { DeadlineMetrics, type ExceededReason } from './deadline-metrics.js'
+export { DeadlineMetrics, type ExceededReason, type RouteSeries } from './deadline-metrics.js'
 export { type DeadlineMiddlewareOptions, deadline, type TimeoutHandler } from './deadline-middleware.js'
 export {
   ClientClosedError,
