@@ -57,6 +57,52 @@ describe.each(expressVersions)('deadline() metrics on %s', (_name, express) => {
       await server.close()
     }
   })
+
+  it('counts each (route, method) apart when requests alternate between routes, methods and mounts', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 1_000, registry }))
+    // One route object answers two methods, and one router is mounted twice: the
+    // series must follow the method and the mount path, not only the route object.
+    const items = express.Router()
+    items
+      .route('/items/:id')
+      .get((_req, res) => {
+        res.json({ get: true })
+      })
+      .post((_req, res) => {
+        res.json({ post: true })
+      })
+    app.use('/a', items)
+    app.use('/b', items)
+    const kinds = [
+      { method: 'GET', path: '/a/items/1', route: '/a/items/:id' },
+      { method: 'POST', path: '/a/items/2', route: '/a/items/:id' },
+      { method: 'GET', path: '/b/items/3', route: '/b/items/:id' },
+      { method: 'POST', path: '/b/items/4', route: '/b/items/:id' },
+      { method: 'GET', path: '/nowhere', route: '<unmatched>' },
+    ]
+    const sent = new Map<string, number>()
+    const order: (typeof kinds)[number][] = []
+    let seed = 7
+    for (let i = 0; i < 60; i++) {
+      seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0
+      const kind = kinds[seed % kinds.length] as (typeof kinds)[number]
+      order.push(kind)
+      const key = `ballast_deadline_requests_total{route="${kind.route}",method="${kind.method}"}`
+      sent.set(key, (sent.get(key) ?? 0) + 1)
+    }
+    const server = await listen(app as never)
+    try {
+      for (const kind of order) await (await fetch(`${server.origin}${kind.path}`, { method: kind.method })).arrayBuffer()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const after = await registry.metrics()
+      expect(sent.size).toBe(kinds.length)
+      for (const [series, count] of sent) expect(value(after, series), series).toBe(count)
+    } finally {
+      await server.close()
+    }
+  })
 })
 
 describe('deadline() options', () => {
