@@ -64,6 +64,34 @@ describe('leaks', () => {
     }
   })
 
+  it("a request's deadline kept after its response closed does not keep the request alive", async () => {
+    const app = express()
+    app.use(deadline({ timeout: 60_000, registry: new Registry() }))
+    // What outlives a request in real code: its deadline, held by a timer queue, a
+    // cache or a closure. It must not hold the request's objects with it.
+    const kept: Deadline[] = []
+    const requests: WeakRef<object>[] = []
+    app.get('/r', (req, res) => {
+      kept.push(req.deadline as Deadline)
+      requests.push(new WeakRef(req))
+      res.json({ ok: true })
+    })
+    const server = await listen(app as never)
+    const client = new Client(server.origin, { pipelining: 1 })
+    try {
+      for (let i = 0; i < 20; i++) await (await client.request({ path: '/r', method: 'GET' })).body.json()
+      await client.close()
+      await sleep(20)
+      gc()
+      await sleep(0)
+      gc()
+      expect(kept).toHaveLength(20)
+      expect(requests.filter((ref) => ref.deref() !== undefined)).toHaveLength(0)
+    } finally {
+      await server.close()
+    }
+  })
+
   it('200,000 deadlines linked to one long-lived parent leave < 2 MB of heap and no MaxListenersExceededWarning', async () => {
     const warnings: Error[] = []
     const onWarning = (warning: Error) => warnings.push(warning)

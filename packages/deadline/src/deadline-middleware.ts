@@ -11,7 +11,7 @@ import {
   routeLabel,
   stringOption,
 } from '@ballast/core'
-import { type AbortWatcher, Deadline, onDeadlineAbort } from './deadline.js'
+import { type AbortWatcher, Deadline, offDeadlineAbort, onDeadlineAbort } from './deadline.js'
 import { DeadlineMetrics, type ExceededReason } from './deadline-metrics.js'
 import { ClientClosedError, DeadlineExceededError, rootDeadlineSource } from './errors.js'
 import { DEFAULT_TIMEOUT_HEADER, parseTimeout } from './timeout-header.js'
@@ -207,8 +207,15 @@ class RequestState implements AbortWatcher {
     if (this.exceeded !== undefined) series.exceeded(this.exceeded)
     if (this.clientClosed) series.clientClosed()
     const nested = this.nested
-    if (nested !== undefined) for (let i = nested.length - 1; i >= 0; i--) nested[i]?.[Symbol.dispose]()
+    if (nested !== undefined) {
+      for (let i = nested.length - 1; i >= 0; i--) {
+        const deadline = nested[i] as Deadline
+        deadline[Symbol.dispose]()
+        offDeadlineAbort(deadline, this)
+      }
+    }
     this.root[Symbol.dispose]()
+    offDeadlineAbort(this.root, this)
   }
 }
 

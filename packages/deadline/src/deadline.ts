@@ -95,6 +95,7 @@ class AbortSubscription implements Disposable, AbortWatcher {
 // Set in a static block of Deadline: `withDeadline` races and disposes in one step.
 let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
 let watchAbort: (deadline: Deadline, watcher: AbortWatcher) => void
+let unwatchAbort: (deadline: Deadline, watcher: AbortWatcher) => void
 
 /**
  * Tells `watcher` once when `deadline` aborts (at once if it already has),
@@ -103,6 +104,16 @@ let watchAbort: (deadline: Deadline, watcher: AbortWatcher) => void
  */
 export function onDeadlineAbort(deadline: Deadline, watcher: AbortWatcher): void {
   watchAbort(deadline, watcher)
+}
+
+/**
+ * Stops telling `watcher` about `deadline`. The middleware calls it when a
+ * response closes: a disposed deadline may stay referenced a little longer (a
+ * timer queue drops it lazily), and must not keep the request's objects alive
+ * through a garbage collection with it. Internal to the package.
+ */
+export function offDeadlineAbort(deadline: Deadline, watcher: AbortWatcher): void {
+  unwatchAbort(deadline, watcher)
 }
 
 // Deadlines linked to an outside signal, fanned out from a single listener per signal.
@@ -416,6 +427,9 @@ export class Deadline implements Disposable {
         else signal.addEventListener('abort', () => watcher.deadlineAborted(signal.reason), { once: true })
       } else if (deadline.#aborted) watcher.deadlineAborted(deadline.#reason)
       else deadline.#addWaiter(watcher)
+    }
+    unwatchAbort = (deadline, watcher) => {
+      if (#waiter in deadline) deadline.#removeWaiter(watcher)
     }
   }
 
