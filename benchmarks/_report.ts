@@ -364,7 +364,7 @@ say('### Package benchmarks: `deadline()` alone and the fetch client')
 if (logs.deadlineHttp === undefined) notRun('deadline-http.ts')
 else
   say(
-    `[deadline-http.ts](deadline-http.ts) (same method, 10 rounds × 2.5 s; taken ${logs.deadlineHttp.takenAt}):`,
+    `[deadline-http.ts](deadline-http.ts) (7 rounds × 2.5 s after a 3 s warm-up, every app in a fresh process each round; taken ${logs.deadlineHttp.takenAt}):`,
     quotable(logs.deadlineHttp.text),
   )
 if (logs.fetchHttp === undefined) notRun('fetch-http.ts')

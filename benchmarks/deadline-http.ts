@@ -9,11 +9,12 @@
 //
 //   node --experimental-strip-types benchmarks/deadline-http.ts
 //
-// Bounded: 1 warm-up round + 10 measured rounds × 5 apps × 2.5 s with 20
-// keep-alive connections (~140 s). Each app runs in its own child process (one core for the
-// app, autocannon in this process); the round order rotates so no app always
+// Bounded: 7 rounds × 5 apps × (3 s warm-up + 2.5 s measured) with 20
+// keep-alive connections (~200 s). Each app runs in a child process of its own,
+// started afresh for every round (one core for the app, autocannon in this
+// process); the round order rotates so no app always
 // goes first. The route answers a small JSON body at once, so what is measured is
-// the per-request overhead: deadline() arms and clears one timer, creates the
+// the per-request overhead: deadline() queues and removes one timer entry, creates the
 // request's Deadline, sets AsyncLocalStorage for the chain, reads the header and
 // counts metrics. Reported: median req/s per app and the median of the per-round
 // ratios app / bare (target for deadline() >= 0.97), and, because req/s on a
@@ -28,10 +29,13 @@ import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 type Result = { requests: { average: number }; non2xx: number; errors: number; timeouts: number }
-const autocannon = require('autocannon') as (options: object) => Promise<Result>
+// Loaded by the load generator only: the app processes must not pay for its start-up
+// (it inflates a WebAssembly module), whose garbage would be collected during a round.
+const autocannon = (options: object): Promise<Result> => (require('autocannon') as (options: object) => Promise<Result>)(options)
 
-const ROUNDS = 10
+const ROUNDS = 7
 const DURATION = 2.5
+const WARMUP = 3
 const CONNECTIONS = 20
 const APPS = ['bare', 'empty-middleware', 'als-close', 'deadline', 'connect-timeout'] as const
 type App = (typeof APPS)[number]
@@ -81,8 +85,12 @@ async function main(): Promise<void> {
   const mode = process.argv[2]
   if (mode === 'serve') return serve(process.argv[3] as App)
 
-  const children = new Map<App, { url: string; kill: () => void; cpu: () => Promise<number> }>()
-  for (const kind of APPS) {
+  // A fresh process per app and round: one process's JIT and heap layout can sit a
+  // couple of µs per request above or below another's for its whole life, so one
+  // process per app for the whole run would hand that luck to every round. The
+  // warm-up is long enough for the optimizing compiler to be done (after 1 s,
+  // background compilation still showed in the measured CPU time).
+  const start = async (kind: App) => {
     const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), 'serve', kind], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     })
@@ -92,42 +100,48 @@ async function main(): Promise<void> {
       const [micros] = (await once(child, 'message')) as [number]
       return micros
     }
-    children.set(kind, { url: `http://127.0.0.1:${chunk.toString().trim()}/orders/42`, kill: () => child.disconnect(), cpu })
+    const stop = async () => {
+      const exited = once(child, 'exit')
+      child.disconnect()
+      await exited
+    }
+    return { url: `http://127.0.0.1:${chunk.toString().trim()}/orders/42`, stop, cpu }
   }
   const rps = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   const ratios = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   const cpuPerRequest = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   const cpuRatios = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
   const cpuAdded = new Map<App, number[]>(APPS.map((kind) => [kind, []]))
-  try {
-    for (let round = 0; round <= ROUNDS; round++) {
-      const order = APPS.map((_, i) => APPS[(i + round) % APPS.length] as App)
-      const thisRound = new Map<App, number>()
-      const thisCpu = new Map<App, number>()
-      for (const kind of order) {
-        const app = children.get(kind) as { url: string; cpu: () => Promise<number> }
-        const cpuBefore = await app.cpu()
-        const result = (await autocannon({ url: app.url, connections: CONNECTIONS, duration: DURATION })) as Result & {
-          requests: { total: number }
-        }
-        const cpuAfter = await app.cpu()
-        if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) throw new Error(`${kind}: ${JSON.stringify(result)}`)
-        thisRound.set(kind, result.requests.average)
-        thisCpu.set(kind, (cpuAfter - cpuBefore) / result.requests.total)
+  for (let round = 1; round <= ROUNDS; round++) {
+    const order = APPS.map((_, i) => APPS[(i + round) % APPS.length] as App)
+    const thisRound = new Map<App, number>()
+    const thisCpu = new Map<App, number>()
+    for (const kind of order) {
+      const app = await start(kind)
+      let result: Result & { requests: { total: number } }
+      let cpuBefore: number
+      let cpuAfter: number
+      try {
+        await autocannon({ url: app.url, connections: CONNECTIONS, duration: WARMUP })
+        cpuBefore = await app.cpu()
+        result = (await autocannon({ url: app.url, connections: CONNECTIONS, duration: DURATION })) as typeof result
+        cpuAfter = await app.cpu()
+      } finally {
+        await app.stop()
       }
-      if (round === 0) continue // warm-up
-      const bare = thisRound.get('bare') as number
-      for (const [kind, value] of thisRound) {
-        rps.get(kind)?.push(value)
-        ratios.get(kind)?.push(value / bare)
-        cpuPerRequest.get(kind)?.push(thisCpu.get(kind) as number)
-        cpuRatios.get(kind)?.push((thisCpu.get('bare') as number) / (thisCpu.get(kind) as number))
-        cpuAdded.get(kind)?.push((thisCpu.get(kind) as number) - (thisCpu.get('bare') as number))
-      }
-      console.error(`round ${round}: ${order.map((kind) => `${kind} ${thisRound.get(kind)?.toFixed(0)}`).join(', ')}`)
+      if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) throw new Error(`${kind}: ${JSON.stringify(result)}`)
+      thisRound.set(kind, result.requests.average)
+      thisCpu.set(kind, (cpuAfter - cpuBefore) / result.requests.total)
     }
-  } finally {
-    for (const { kill } of children.values()) kill()
+    const bare = thisRound.get('bare') as number
+    for (const [kind, value] of thisRound) {
+      rps.get(kind)?.push(value)
+      ratios.get(kind)?.push(value / bare)
+      cpuPerRequest.get(kind)?.push(thisCpu.get(kind) as number)
+      cpuRatios.get(kind)?.push((thisCpu.get('bare') as number) / (thisCpu.get(kind) as number))
+      cpuAdded.get(kind)?.push((thisCpu.get(kind) as number) - (thisCpu.get('bare') as number))
+    }
+    console.error(`round ${round}: ${order.map((kind) => `${kind} ${thisRound.get(kind)?.toFixed(0)}`).join(', ')}`)
   }
   console.log(`node ${process.version}, express 5, ${ROUNDS} rounds × ${DURATION} s × ${CONNECTIONS} connections`)
   console.log(

@@ -30,7 +30,9 @@ import { Registry } from 'prom-client'
 
 const require = createRequire(import.meta.url)
 type Result = { requests: { average: number; total: number }; non2xx: number; errors: number }
-const autocannon = require('autocannon') as (options: object) => Promise<Result>
+// Loaded by the load generator only: the app processes must not pay for its start-up
+// (it inflates a WebAssembly module), whose garbage would be collected during a round.
+const autocannon = (options: object): Promise<Result> => (require('autocannon') as (options: object) => Promise<Result>)(options)
 
 const ROUNDS = 12
 const DURATION = 2
