@@ -108,9 +108,10 @@ export function onDeadlineAbort(deadline: Deadline, watcher: AbortWatcher): void
 
 /**
  * Stops telling `watcher` about `deadline`. The middleware calls it when a
- * response closes: a disposed deadline may stay referenced a little longer (a
- * timer queue drops it lazily), and must not keep the request's objects alive
- * through a garbage collection with it. Internal to the package.
+ * response closes: a disposed deadline may stay referenced longer (by user
+ * code, by the async context of work the request started, by a timer queue that
+ * drops entries lazily), and must not keep the request's objects alive with it.
+ * Internal to the package.
  */
 export function offDeadlineAbort(deadline: Deadline, watcher: AbortWatcher): void {
   unwatchAbort(deadline, watcher)
