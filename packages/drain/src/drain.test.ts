@@ -336,6 +336,41 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  it('while front listeners close, a held request is served, and one whose client left is not', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const application = express()
+    application.use(drain.middleware())
+    const served: string[] = []
+    application.get('/:name', (req, res) => {
+      served.push(req.params.name as string)
+      res.json({ ok: true })
+    })
+    const main = http.createServer(application)
+    const last = http.createServer(application)
+    drain.attach(main).attach(last)
+    const [mainPort] = await Promise.all([listen(main), listen(last)])
+    // Two keep-alive connections accepted just now: the front listener waits for a
+    // quiet spell before it closes, and requests meanwhile are held, not answered.
+    const keptAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const leftAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    await Promise.all([get(mainPort, '/warm', keptAgent), get(mainPort, '/warm', leftAgent)])
+    const shutdown = drain.shutdown()
+    const kept = get(mainPort, '/kept', keptAgent)
+    const left = http.get({ host: '127.0.0.1', port: mainPort, path: '/left', agent: leftAgent })
+    left.on('error', () => {})
+    // Its client leaves once the request is in the server (and held by the middleware).
+    main.on('request', (req: http.IncomingMessage) => {
+      if (req.url === '/left') setImmediate(() => left.destroy())
+    })
+    const report = await shutdown
+    expect(report.outcome).toBe('ok')
+    expect((await kept).status).toBe(200)
+    expect(served).toEqual(['warm', 'warm', 'kept'])
+    keptAgent.destroy()
+    leftAgent.destroy()
+    drain[Symbol.dispose]()
+  })
+
   it('two drains on one registry share the series instead of throwing', () => {
     const registry = new Registry()
     const one = new Drain({ ...QUIET, registry })
