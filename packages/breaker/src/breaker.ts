@@ -488,11 +488,15 @@ export class Breaker<F = never> implements Disposable {
         this.#observer.call('ignored', 0)
         return this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
       }
-      const attempt = this.#attempt(work, n, deadline)
-      try {
-        await this.#circuit.fire(attempt)
-      } catch {
-        // The attempt holds its outcome and error.
+      const closed = this.#circuit.closed
+      const attempt = this.#attempt(work, n, deadline, closed)
+      if (closed) await this.#runClosed(attempt)
+      else {
+        try {
+          await this.#circuit.fire(attempt)
+        } catch {
+          // The attempt holds its outcome and error.
+        }
       }
       this.#unlink(attempt)
       const outcome = attempt.outcome
@@ -513,7 +517,7 @@ export class Breaker<F = never> implements Disposable {
     }
   }
 
-  #attempt(work: Work, n: number, deadline: Deadline | undefined): Attempt {
+  #attempt(work: Work, n: number, deadline: Deadline | undefined, closed: boolean): Attempt {
     let timeouts = this.#timeouts
     // The caller's deadline caps the attempt; when it binds, its expiry is the
     // caller's problem (ignored), so no attempt timeout races it.
@@ -522,12 +526,31 @@ export class Breaker<F = never> implements Disposable {
     const circuit = this.#circuit
     this.#running++
     attempt.trial = circuit.halfOpen
-    attempt.bucket = this.#opened.currentBucket()
+    // Closed, the attempt is counted here and run by #runClosed; otherwise opossum's fire() counts and runs it.
+    attempt.bucket = closed ? this.#opened.fired() : this.#opened.currentBucket()
     const head = this.#live
     if (head !== undefined) head.previous = attempt
     attempt.next = head
     this.#live = attempt
     return attempt
+  }
+
+  /**
+   * Runs an attempt admitted while the circuit was closed, the usual case,
+   * without opossum's `fire()`: its promise chain, events and clock reads cost
+   * more than the rest of the call. The window is counted and the circuit trips
+   * exactly as `fire()` would do it; opossum still owns the state machine, the
+   * window's rotation and the reset timer.
+   */
+  async #runClosed(attempt: Attempt): Promise<void> {
+    try {
+      await attempt.run()
+    } catch {
+      // The attempt holds its outcome and error.
+    }
+    const outcome = attempt.outcome
+    if (outcome === 'success') this.#opened.succeeded()
+    else if (outcome === 'failure' || outcome === 'timeout') this.#opened.failed(attempt.error)
   }
 
   #unlink(attempt: Attempt): void {

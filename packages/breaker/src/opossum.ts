@@ -50,6 +50,11 @@ export interface OpossumCircuit<A> {
   readonly isShutdown: boolean
   readonly status: OpossumStatus
   readonly semaphore: { release(): void }
+  readonly warmUp: boolean
+  readonly volumeThreshold: number
+  readonly stats: { fires: number; failures: number }
+  readonly options: { errorThresholdPercentage: number }
+  open(): void
 }
 
 type OpossumConstructor = new <A>(action: (arg: A) => PromiseLike<unknown>, options: OpossumOptions) => OpossumCircuit<A>
@@ -78,6 +83,15 @@ export interface OpenedCircuit<A> {
   rearmTrial(): void
   /** Zeroes every bucket (used when the circuit closes). */
   resetWindow(): void
+  /**
+   * Counts a call that ran outside `fire()` while the circuit was closed, as
+   * `fire()` would have at its start (`fire` event).
+   */
+  fired(): OpossumBucket
+  /** The outside call succeeded: counted as `fire()` counts it (and a half-open circuit closes). */
+  succeeded(): void
+  /** The outside call failed or timed out: counted, and the circuit trips, as `fire()` would do it. */
+  failed(error: unknown): void
 }
 
 /** Creates an opossum circuit with ballast's settings. Loads opossum on first use, never on import. */
@@ -117,6 +131,24 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
         for (const bucket of window) {
           for (const key of Object.keys(bucket)) if (typeof bucket[key] === 'number') bucket[key] = 0
         }
+      },
+      fired: () => {
+        const bucket = window[0] as OpossumBucket
+        bucket.fires++
+        return bucket
+      },
+      succeeded: () => {
+        // Closed, a success only counts; otherwise opossum's own listeners run (a half-open circuit closes).
+        if (circuit.closed) (window[0] as OpossumBucket).successes++
+        else circuit.emit('success', undefined, 0)
+      },
+      failed: (error: unknown) => {
+        // opossum 10.0.0's fail(): count, then open past the threshold (or at once when half-open).
+        circuit.emit('failure', error, 0, [])
+        if (circuit.warmUp) return
+        const { fires, failures } = circuit.stats
+        if (fires < circuit.volumeThreshold && !circuit.halfOpen) return
+        if ((failures / fires) * 100 > circuit.options.errorThresholdPercentage || circuit.halfOpen) circuit.open()
       },
     }
   } catch (error) {
