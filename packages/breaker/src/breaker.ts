@@ -490,14 +490,13 @@ export class Breaker<F = never> implements Disposable {
       }
       const closed = this.#circuit.closed
       const attempt = this.#attempt(work, n, deadline, closed)
-      if (closed) await this.#runClosed(attempt)
-      else {
-        try {
-          await this.#circuit.fire(attempt)
-        } catch {
-          // The attempt holds its outcome and error.
-        }
+      try {
+        // Closed, the usual case, the attempt runs outside opossum's fire() (see #countClosed).
+        await (closed ? attempt.run() : this.#circuit.fire(attempt))
+      } catch {
+        // The attempt holds its outcome and error.
       }
+      if (closed) this.#countClosed(attempt)
       this.#unlink(attempt)
       const outcome = attempt.outcome
       // opossum refused without running the action: only once shut down.
@@ -536,18 +535,13 @@ export class Breaker<F = never> implements Disposable {
   }
 
   /**
-   * Runs an attempt admitted while the circuit was closed, the usual case,
+   * Counts the end of an attempt admitted while the circuit was closed, which ran
    * without opossum's `fire()`: its promise chain, events and clock reads cost
    * more than the rest of the call. The window is counted and the circuit trips
-   * exactly as `fire()` would do it; opossum still owns the state machine, the
-   * window's rotation and the reset timer.
+   * exactly as `fire()` would do it (the start was counted by #attempt); opossum
+   * still owns the state machine, the window's rotation and the reset timer.
    */
-  async #runClosed(attempt: Attempt): Promise<void> {
-    try {
-      await attempt.run()
-    } catch {
-      // The attempt holds its outcome and error.
-    }
+  #countClosed(attempt: Attempt): void {
     const outcome = attempt.outcome
     if (outcome === 'success') this.#opened.succeeded()
     else if (outcome === 'failure' || outcome === 'timeout') this.#opened.failed(attempt.error)
