@@ -31,7 +31,7 @@ interface OverheadRow {
 interface Overhead {
   context: RunContext
   seconds: number
-  settings: { rounds: number; duration: number; connections: number; scrapeEveryMs: number }
+  settings: { rounds: number; duration: number; warmup?: number; connections: number; scrapeEveryMs: number }
   rows: OverheadRow[]
   profiles: { kind: string; label: string; requests?: number; summary: ProfileSummary }[]
 }
@@ -259,7 +259,7 @@ if (overhead === undefined) notRun('overhead-http.ts')
 else {
   const s = overhead.settings
   say(
-    `From [overhead-http.ts](overhead-http.ts), taken ${overhead.context.startedAt}: ${s.rounds} interleaved rounds × ${s.duration} s × ${s.connections} keep-alive connections per app (autocannon in the parent process, each app in its own child process), after a 1 s warm-up. Layers are cumulative, as an app adopts them: drain, then deadline, then metrics (\`GET /metrics\` mounted and scraped every ${s.scrapeEveryMs / 1000} s during the load, 15 times a usual scrape rate), then the whole of design section 5 (probes, app and route deadlines, an in-process dependency behind a \`Breaker\` with retry and fallback). The per-layer target (≥ 0.97) is judged on the ratio to the layer below, i.e. on what that layer adds; the full stack (≥ 0.95) on its ratio to bare Express. The async-handler reference is bare Express with the full stack's handler shape (dependency awaited, no breaker). Peers run alone on bare Express.`,
+    `From [overhead-http.ts](overhead-http.ts), taken ${overhead.context.startedAt}: ${s.rounds} interleaved rounds × ${s.duration} s × ${s.connections} keep-alive connections per app (autocannon in the parent process), each app started in a fresh child process every round and warmed up for ${s.warmup ?? 1} s before it is measured. Layers are cumulative, as an app adopts them: drain, then deadline, then metrics (\`GET /metrics\` mounted and scraped every ${s.scrapeEveryMs / 1000} s during the load, 15 times a usual scrape rate), then the whole of design section 5 (probes, app and route deadlines, an in-process dependency behind a \`Breaker\` with retry and fallback). The per-layer target (≥ 0.97) is judged on the ratio to the layer below, i.e. on what that layer adds; the full stack (≥ 0.95) on its ratio to bare Express. The async-handler reference is bare Express with the full stack's handler shape (dependency awaited, no breaker). Peers run alone on bare Express.`,
     table(
       [
         'app',

@@ -12,23 +12,26 @@
 // (the in-process dependency awaited, no breaker). Peers alone on bare Express: express-prom-bundle (also scraped every
 // second), connect-timeout, @godaddy/terminus.
 //
-// Bounded: 9 apps × (1 s warm-up + 8 rounds × 2 s) with 20 keep-alive connections
-// (~2.5 min), then up to 4 profiled runs of 4 s, then the in-process cost table
-// (5 apps × 5 rounds × 20,000 requests over in-memory sockets, ~20 s). Each app runs in its own child
-// process (one core), autocannon in this one; the order rotates every round.
+// Bounded: 6 rounds × 9 apps × (3 s warm-up + 2 s measured) with 20 keep-alive
+// connections (~4.5 min), then up to 4 profiled runs of 4 s, then the in-process cost
+// table (5 apps × 5 rounds × 20,000 requests over in-memory sockets, ~20 s). Each app
+// starts in a fresh child process (one core) every round, autocannon runs in this
+// one; the order rotates every round.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { type AppKind, type BuiltApp, buildApp } from './_lib/apps.ts'
-import { type LoadResult, load, type RunningApp, startApp } from './_lib/http.ts'
+import { type LoadResult, load, startApp } from './_lib/http.ts'
 import { inject } from './_lib/inject.ts'
 import { areaOf, type ProfileSummary, profileMarkdown, summarizeProfile } from './_lib/profile.ts'
 import { QUICK, RESULTS_DIR, writeResult } from './_lib/results.ts'
 import { describeContext, formatSummary, roundOrder, runContext, summarize, table } from './_lib/stats.ts'
 
-const ROUNDS = QUICK ? 2 : 8
+const ROUNDS = QUICK ? 2 : 6
 const DURATION = QUICK ? 1 : 2
-const WARMUP = 1
+// Long enough for the optimizing compiler to be done: after 1 s, background
+// compilation still showed in the measured CPU time.
+const WARMUP = QUICK ? 1 : 3
 const CONNECTIONS = 20
 const SCRAPE_EVERY_MS = 1_000
 const PROFILE_SECONDS = QUICK ? 1 : 4
@@ -59,24 +62,26 @@ async function main(): Promise<void> {
   const context = runContext()
   const started = performance.now()
   console.log(describeContext(context))
-  const apps = new Map<AppKind, RunningApp>()
   const rounds: Map<AppKind, LoadResult>[] = []
-  try {
-    for (const spec of APPS) apps.set(spec.kind, await startApp(spec.kind))
-    for (const spec of APPS) await load(apps.get(spec.kind) as RunningApp, WARMUP, CONNECTIONS, spec.scraped ? SCRAPE_EVERY_MS : undefined)
-    for (let round = 0; round < ROUNDS; round++) {
-      const results = new Map<AppKind, LoadResult>()
-      for (const spec of roundOrder(APPS, round)) {
-        const app = apps.get(spec.kind) as RunningApp
-        results.set(spec.kind, await load(app, DURATION, CONNECTIONS, spec.scraped ? SCRAPE_EVERY_MS : undefined))
+  for (let round = 0; round < ROUNDS; round++) {
+    const results = new Map<AppKind, LoadResult>()
+    for (const spec of roundOrder(APPS, round)) {
+      // A fresh process per app and round: one process's JIT and heap layout can sit a
+      // couple of µs per request above or below another's for its whole life, and one
+      // process per app for the whole run handed that luck to every round.
+      const app = await startApp(spec.kind)
+      try {
+        const scrapeEvery = spec.scraped ? SCRAPE_EVERY_MS : undefined
+        await load(app, WARMUP, CONNECTIONS, scrapeEvery)
+        results.set(spec.kind, await load(app, DURATION, CONNECTIONS, scrapeEvery))
+      } finally {
+        await app.close()
       }
-      rounds.push(results)
-      console.error(
-        `round ${round + 1}/${ROUNDS}: ${APPS.map((spec) => `${spec.kind} ${results.get(spec.kind)?.rps.toFixed(0)}`).join(', ')}`,
-      )
     }
-  } finally {
-    for (const app of apps.values()) await app.close()
+    rounds.push(results)
+    console.error(
+      `round ${round + 1}/${ROUNDS}: ${APPS.map((spec) => `${spec.kind} ${results.get(spec.kind)?.rps.toFixed(0)}`).join(', ')}`,
+    )
   }
 
   const pick = (kind: AppKind, field: keyof LoadResult) => rounds.map((round) => (round.get(kind) as LoadResult)[field])
@@ -154,7 +159,7 @@ async function main(): Promise<void> {
   writeResult('overhead-http', {
     context,
     seconds,
-    settings: { rounds: ROUNDS, duration: DURATION, connections: CONNECTIONS, scrapeEveryMs: SCRAPE_EVERY_MS },
+    settings: { rounds: ROUNDS, duration: DURATION, warmup: WARMUP, connections: CONNECTIONS, scrapeEveryMs: SCRAPE_EVERY_MS },
     rows,
     profiles,
     inProcess,
