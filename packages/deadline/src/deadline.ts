@@ -156,6 +156,8 @@ export class Deadline implements Disposable {
   #queue: TimerQueue<Deadline> | undefined
   #parent: Deadline | undefined
   #external: AbortSignal | undefined
+  // Linked children: one slot for the usual single child (a route deadline, a withDeadline call), a set beyond.
+  #child: Deadline | undefined
   #children: Set<Deadline> | undefined
   #disposed = false
   // Pending races, rejected on abort: one slot for the usual single race, a set beyond.
@@ -294,8 +296,11 @@ export class Deadline implements Disposable {
     if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms))
     else if (linked && !child.#aborted) {
       child.#parent = this
-      this.#children ??= new Set()
-      this.#children.add(child)
+      if (this.#child === undefined) this.#child = child
+      else {
+        this.#children ??= new Set()
+        this.#children.add(child)
+      }
     }
     return child
   }
@@ -467,13 +472,25 @@ export class Deadline implements Disposable {
       queue.removed()
     }
     this.#unlink()
-    const children = this.#children
-    if (children === undefined || children.size === 0) return
-    this.#children = undefined
+    if (this.#child === undefined && (this.#children === undefined || this.#children.size === 0)) return
     const reason = new DeadlineCancelledError('the parent deadline was disposed')
-    for (const child of children) {
+    this.#abortChildren(() => reason)
+  }
+
+  /** Unlinks every child and aborts it with `reasonFor(child)`. */
+  #abortChildren(reasonFor: (child: Deadline) => unknown): void {
+    const first = this.#child
+    const rest = this.#children
+    this.#child = undefined
+    this.#children = undefined
+    if (first !== undefined) {
+      first.#parent = undefined
+      first.#abort(reasonFor(first))
+    }
+    if (rest === undefined) return
+    for (const child of rest) {
       child.#parent = undefined
-      child.#abort(reason)
+      child.#abort(reasonFor(child))
     }
   }
 
@@ -518,7 +535,8 @@ export class Deadline implements Disposable {
     const parent = this.#parent
     if (parent !== undefined) {
       this.#parent = undefined
-      parent.#children?.delete(this)
+      if (parent.#child === this) parent.#child = undefined
+      else parent.#children?.delete(this)
     }
     const external = this.#external
     if (external !== undefined) {
@@ -552,12 +570,8 @@ export class Deadline implements Disposable {
       this.#waiters = undefined
       for (const each of waiters) notify(each, reason)
     }
-    const children = this.#children
-    if (children === undefined) return
-    this.#children = undefined
-    for (const child of children) {
-      child.#parent = undefined
-      child.#abort(inheritedReason(reason, child.#timeout))
+    if (this.#child !== undefined || this.#children !== undefined) {
+      this.#abortChildren((child) => inheritedReason(reason, child.#timeout))
     }
   }
 }
