@@ -26,5 +26,6 @@ export {
   stringOption,
   timerDelay,
 } from './options.js'
+export { propertyKey } from './property-key.js'
 export { methodLabel, OTHER_METHOD, type RoutedRequest, routeLabel, UNMATCHED_ROUTE } from './route-label.js'
 export { type QueueHooks, TimerQueue, TimerQueues } from './timer-queue.js'

@@ -8,6 +8,7 @@ import {
   numberOption,
   objectOption,
   oneOfOption,
+  propertyKey,
   routeLabel,
   stringOption,
 } from '@ballast/core'
@@ -271,7 +272,9 @@ export function deadline(options: DeadlineMiddlewareOptions): (req: IncomingMess
   if (given.timeout === undefined) throw new TypeError(`${OWNER}: option "timeout" must be a number >= 1, got undefined`)
   const timeout = numberOption(OWNER, 'timeout', given.timeout, 0, { min: 1 })
   const header =
-    given.header === false ? false : stringOption(OWNER, 'header', given.header, DEFAULT_TIMEOUT_HEADER, HEADER_NAME).toLowerCase()
+    given.header === false
+      ? false
+      : propertyKey(stringOption(OWNER, 'header', given.header, DEFAULT_TIMEOUT_HEADER, HEADER_NAME).toLowerCase())
   const status = oneOfOption(OWNER, 'status', given.status, [503, 504] as const, 504)
   const onTimeout = functionOption<TimeoutHandler>(OWNER, 'onTimeout', given.onTimeout)
   const target = metricsTarget(OWNER, given)

@@ -8,6 +8,7 @@ import {
   metricsTarget,
   numberOption,
   objectOption,
+  propertyKey,
   stringOption,
 } from '@ballast/core'
 import { DEFAULT_TIMEOUT_HEADER } from '@ballast/deadline'
@@ -211,7 +212,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   let margin = 10
   if (opts.propagate !== false) {
     const propagate = objectOption<PropagateOptions>(OWNER, 'propagate', opts.propagate)
-    header = stringOption(OWNER, 'propagate.header', propagate?.header, DEFAULT_TIMEOUT_HEADER, TOKEN).toLowerCase()
+    header = propertyKey(stringOption(OWNER, 'propagate.header', propagate?.header, DEFAULT_TIMEOUT_HEADER, TOKEN).toLowerCase())
     margin = numberOption(OWNER, 'propagate.margin', propagate?.margin, 10, { min: 0, max: MAX_TIMER_DELAY })
   }
   const minBudget = numberOption(OWNER, 'minBudget', opts.minBudget, 1, { min: 0, max: MAX_TIMER_DELAY })
