@@ -525,7 +525,7 @@ export class Breaker<F = never> implements Disposable {
     const circuit = this.#circuit
     this.#running++
     attempt.trial = circuit.halfOpen
-    // Closed, the attempt is counted here and run by #runClosed; otherwise opossum's fire() counts and runs it.
+    // Closed, the attempt is counted here (its end by #countClosed); otherwise opossum's fire() counts it.
     attempt.bucket = closed ? this.#opened.fired() : this.#opened.currentBucket()
     const head = this.#live
     if (head !== undefined) head.previous = attempt

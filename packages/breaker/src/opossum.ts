@@ -52,7 +52,6 @@ export interface OpossumCircuit<A> {
   readonly semaphore: { release(): void }
   readonly warmUp: boolean
   readonly volumeThreshold: number
-  readonly stats: { fires: number; failures: number }
   readonly options: { errorThresholdPercentage: number }
   open(): void
 }
@@ -146,7 +145,7 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
         // opossum 10.0.0's fail(): count, then open past the threshold (or at once when half-open).
         circuit.emit('failure', error, 0, [])
         if (circuit.warmUp) return
-        const { fires, failures } = circuit.stats
+        const { fires, failures } = circuit.status.stats
         if (fires < circuit.volumeThreshold && !circuit.halfOpen) return
         if ((failures / fires) * 100 > circuit.options.errorThresholdPercentage || circuit.halfOpen) circuit.open()
       },
