@@ -5,11 +5,14 @@
 // `next()`: what Express charges for a layer) and `als-close` (an empty
 // middleware that enters an AsyncLocalStorage for the chain and listens for the
 // response's 'close', the two things implicit propagation and client-disconnect
-// cancellation cannot do without).
+// cancellation cannot do without). A calibration app, an `app.use` that
+// busy-waits 1 µs, shows what work of a known size scores in this harness; with
+// `empty-middleware` as its 0 µs point, the report maps each app's added CPU onto
+// that scale (overhead-http.ts has a 4 µs point on its own route).
 //
 //   node --experimental-strip-types benchmarks/deadline-http.ts
 //
-// Bounded: 7 rounds × 5 apps × (3 s warm-up + 2.5 s measured) with 20
+// Bounded: 6 rounds × 6 apps × (3 s warm-up + 2 s measured) with 20
 // keep-alive connections (~200 s). Each app runs in a child process of its own,
 // started afresh for every round (one core for the app, autocannon in this
 // process); the round order rotates so no app always
@@ -33,11 +36,16 @@ type Result = { requests: { average: number }; non2xx: number; errors: number; t
 // (it inflates a WebAssembly module), whose garbage would be collected during a round.
 const autocannon = (options: object): Promise<Result> => (require('autocannon') as (options: object) => Promise<Result>)(options)
 
-const ROUNDS = 7
-const DURATION = 2.5
+const ROUNDS = 6
+const DURATION = 2
 const WARMUP = 3
 const CONNECTIONS = 20
-const APPS = ['bare', 'empty-middleware', 'als-close', 'deadline', 'connect-timeout'] as const
+const APPS = ['bare', 'empty-middleware', 'busy-1us', 'als-close', 'deadline', 'connect-timeout'] as const
+// The calibration apps and the µs each busy-waits; `empty-middleware` is the same layer waiting 0 µs.
+const CALIBRATION: readonly (readonly [App, number])[] = [
+  ['empty-middleware', 0],
+  ['busy-1us', 1],
+]
 type App = (typeof APPS)[number]
 
 async function serve(kind: App): Promise<void> {
@@ -49,6 +57,12 @@ async function serve(kind: App): Promise<void> {
     app.use(deadline({ timeout: 2_000, registry: new Registry() }))
   } else if (kind === 'empty-middleware') {
     app.use((_req, _res, next) => next())
+  } else if (kind === 'busy-1us') {
+    const { busyWait } = await import('./_lib/busy.ts')
+    app.use((_req, _res, next) => {
+      busyWait(1)
+      next()
+    })
   } else if (kind === 'als-close') {
     const { AsyncLocalStorage } = await import('node:async_hooks')
     const storage = new AsyncLocalStorage<object>()
@@ -158,6 +172,24 @@ async function main(): Promise<void> {
     ]
     console.log(`| ${kind} | ${cells.join(' | ')} |`)
   }
+  const added = (kind: App) => median(cpuAdded.get(kind) ?? [])
+  const scale = CALIBRATION.map(([kind, micros]) => [micros, added(kind)] as const)
+  console.log(
+    `\nCalibration: an app.use that busy-waits ${scale.map(([micros, cpu]) => `${micros} µs adds ${cpu.toFixed(1)}`).join(', ')} µs of server CPU per request here.`,
+  )
+  for (const kind of ['als-close', 'deadline', 'connect-timeout'] as const) {
+    console.log(`${kind}: adds the CPU of a ${busyEquivalent(added(kind), scale).toFixed(1)} µs busy-wait`)
+  }
+}
+
+/** The busy-wait whose added CPU equals `cpu`, read off the calibration points (straight lines between them, and beyond the last). */
+function busyEquivalent(cpu: number, scale: readonly (readonly [number, number])[]): number {
+  for (let i = 1; i < scale.length; i++) {
+    const [x0, y0] = scale[i - 1] as readonly [number, number]
+    const [x1, y1] = scale[i] as readonly [number, number]
+    if (cpu <= y1 || i === scale.length - 1) return y1 === y0 ? x1 : Math.max(0, x0 + ((cpu - y0) * (x1 - x0)) / (y1 - y0))
+  }
+  return Number.NaN
 }
 
 main().catch((error: unknown) => {

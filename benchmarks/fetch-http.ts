@@ -4,12 +4,14 @@
 // run, in interleaved rounds. Two more routes show the floor any client with a
 // timeout and deadline propagation stands on: bare `fetch` with a hand-written
 // 1 s timeout (an AbortController + setTimeout: undici charges for the signal
-// itself), and the same plus a `request-timeout-ms` header.
+// itself), and the same plus a `request-timeout-ms` header. A calibration route,
+// bare `fetch` after a 4 µs busy-wait, shows what work of a known size costs in
+// this harness, so the client's added CPU can be read as µs of work.
 //
 //   node --experimental-strip-types benchmarks/fetch-http.ts
 //
-// Bounded: a 2 s warm-up per route + 12 measured rounds × 4 routes × 2 s with
-// 20 connections (~110 s), then ~15 s of stub calls. The Express app runs in its
+// Bounded: a 2 s warm-up per route + 10 measured rounds × 5 routes × 2 s with
+// 20 connections (~115 s), then ~15 s of stub calls. The Express app runs in its
 // own child process (all four routes), the upstream in another, autocannon in
 // this one, so the app's CPU time per request (user + system, read from the app
 // process around each round) is measured apart from the load generator: on a
@@ -27,6 +29,7 @@ import { fileURLToPath } from 'node:url'
 import { Deadline } from '@ballast/deadline'
 import { createClient } from '@ballast/fetch'
 import { Registry } from 'prom-client'
+import { busyWait } from './_lib/busy.ts'
 
 const require = createRequire(import.meta.url)
 type Result = { requests: { average: number; total: number }; non2xx: number; errors: number }
@@ -34,9 +37,10 @@ type Result = { requests: { average: number; total: number }; non2xx: number; er
 // (it inflates a WebAssembly module), whose garbage would be collected during a round.
 const autocannon = (options: object): Promise<Result> => (require('autocannon') as (options: object) => Promise<Result>)(options)
 
-const ROUNDS = 12
+const ROUNDS = 10
 const DURATION = 2
 const CONNECTIONS = 20
+const BUSY_MICROS = 4
 
 const upstreamSource = `
 const http = require('node:http')
@@ -53,6 +57,16 @@ async function serve(upstream: string): Promise<void> {
   const client = createClient({ name: 'bench', baseUrl: upstream, timeout: 1_000, registry: new Registry() })
   const app = express()
   app.get('/bare', async (_req, res, next) => {
+    try {
+      const response = await fetch(`${upstream}/stock/A-1`)
+      res.json(await response.json())
+    } catch (error) {
+      next(error)
+    }
+  })
+  // Calibration: the bare call after work of a known size.
+  app.get('/bare-busy', async (_req, res, next) => {
+    busyWait(BUSY_MICROS)
     try {
       const response = await fetch(`${upstream}/stock/A-1`)
       res.json(await response.json())
@@ -133,7 +147,7 @@ async function main(): Promise<void> {
     return { rps: result.requests.average, cpu: (after - before) / result.requests.total }
   }
 
-  const paths = ['/bare', '/bare-timeout', '/bare-timeout-header', '/client'] as const
+  const paths = ['/bare', '/bare-busy', '/bare-timeout', '/bare-timeout-header', '/client'] as const
   type Path = (typeof paths)[number]
   for (const path of paths) await round(path, 2)
   const rps = Object.fromEntries(paths.map((path) => [path, [] as number[]])) as Record<Path, number[]>
@@ -168,6 +182,7 @@ async function main(): Promise<void> {
   console.log(line('bare fetch', '/bare'))
   console.log(line('bare fetch + 1 s timeout', '/bare-timeout'))
   console.log(line('bare fetch + 1 s timeout + header', '/bare-timeout-header'))
+  console.log(line(`bare fetch after a ${BUSY_MICROS} µs busy-wait`, '/bare-busy'))
   console.log(line('@ballast/fetch', '/client'))
   const compare = (label: string, path: Path) => {
     console.log(
@@ -180,6 +195,19 @@ async function main(): Promise<void> {
   compare('bare', '/bare')
   compare('bare+timeout', '/bare-timeout')
   compare('bare+timeout+header', '/bare-timeout-header')
+  // CPU added per request, median of the per-round differences, read against the busy-wait.
+  const added = (path: Path, to: Path) => median(cpuPer[path].map((value, i) => value - (cpuPer[to][i] as number)))
+  const perMicro = added('/bare-busy', '/bare') / BUSY_MICROS
+  console.log(
+    `\nCalibration: a ${BUSY_MICROS} µs busy-wait adds ${added('/bare-busy', '/bare').toFixed(1)} µs of server CPU per request here (${perMicro.toFixed(1)} per µs of work).`,
+  )
+  for (const [label, to] of [
+    ['bare fetch', '/bare'],
+    ['bare fetch + timeout + header', '/bare-timeout-header'],
+  ] as const) {
+    const cpu = added('/client', to)
+    console.log(`client over ${label}: +${cpu.toFixed(1)} µs of server CPU, the CPU of a ${(cpu / perMicro).toFixed(1)} µs busy-wait`)
+  }
 
   // autocannon stops at its deadline with requests still in flight: let them finish before the
   // app (and its client's breaker, which cancels in-flight attempts) goes away.

@@ -10,24 +10,25 @@
 // route deadline, an in-process dependency behind a Breaker with retry and
 // fallback); for reference, bare Express with the full stack's handler shape
 // (the in-process dependency awaited, no breaker). Peers alone on bare Express: express-prom-bundle (also scraped every
-// second), connect-timeout, @godaddy/terminus.
+// second), connect-timeout, @godaddy/terminus. A calibration app, bare Express plus a
+// middleware that busy-waits 4 µs, shows what work of a known size costs in each table.
 //
-// Bounded: 6 rounds × 9 apps × (3 s warm-up + 2 s measured) with 20 keep-alive
-// connections (~4.5 min), then up to 4 profiled runs of 4 s, then the in-process cost
-// table (5 apps × 5 rounds × 20,000 requests over in-memory sockets, ~20 s). Each app
+// Bounded: 5 rounds × 10 apps × (3 s warm-up + 2 s measured) with 20 keep-alive
+// connections (~4.5 min), then 2 profiled runs of 4 s, then the in-process cost
+// table (6 apps × 5 rounds × 20,000 requests over in-memory sockets, ~25 s). Each app
 // starts in a fresh child process (one core) every round, autocannon runs in this
 // one; the order rotates every round.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
-import { type AppKind, type BuiltApp, buildApp } from './_lib/apps.ts'
+import { type AppKind, BUSY_MICROS, type BuiltApp, buildApp } from './_lib/apps.ts'
 import { type LoadResult, load, startApp } from './_lib/http.ts'
 import { inject } from './_lib/inject.ts'
 import { areaOf, type ProfileSummary, profileMarkdown, summarizeProfile } from './_lib/profile.ts'
 import { QUICK, RESULTS_DIR, writeResult } from './_lib/results.ts'
 import { describeContext, formatSummary, roundOrder, runContext, summarize, table } from './_lib/stats.ts'
 
-const ROUNDS = QUICK ? 2 : 6
+const ROUNDS = QUICK ? 2 : 5
 const DURATION = QUICK ? 1 : 2
 // Long enough for the optimizing compiler to be done: after 1 s, background
 // compilation still showed in the measured CPU time.
@@ -49,6 +50,7 @@ interface AppSpec {
 const APPS: AppSpec[] = [
   { kind: 'bare', label: 'bare Express 5', group: 'baseline' },
   { kind: 'bare-async', label: 'bare Express 5, async handler (reference)', group: 'baseline' },
+  { kind: 'busy', label: `bare Express 5 + ${BUSY_MICROS} µs busy-wait (calibration)`, group: 'baseline' },
   { kind: 'drain', label: '+ drain.middleware()', group: 'ballast', below: 'bare', target: 0.97 },
   { kind: 'deadline', label: '+ deadline()', group: 'ballast', below: 'drain', target: 0.97 },
   { kind: 'metrics', label: '+ metrics (/metrics scraped 1/s)', group: 'ballast', below: 'deadline', target: 0.97, scraped: true },
@@ -127,10 +129,10 @@ async function main(): Promise<void> {
     ),
   )
 
-  // Where the time goes: bare Express as the reference, the full stack, and any
-  // layer that missed its target; each profiled alone, after its own warm-up.
+  // Where the time goes: bare Express as the reference and the full stack, each
+  // profiled alone after its own warm-up (the layers' own costs are in the in-process table).
   const profiles: { kind: AppKind; label: string; requests: number; summary: ProfileSummary }[] = []
-  const toProfile = rows.filter((row) => row.kind === 'bare' || row.kind === 'full' || row.met === false).slice(0, 4)
+  const toProfile = rows.filter((row) => row.kind === 'bare' || row.kind === 'full')
   for (const row of toProfile) {
     const dir = join(RESULTS_DIR, 'profiles')
     mkdirSync(dir, { recursive: true })
@@ -176,7 +178,16 @@ await main()
  * stack the same way, for the ballast functions with the most self time.
  */
 async function inProcessCosts() {
-  const kinds: AppKind[] = ['bare', 'drain', 'deadline', 'metrics', 'full']
+  // Each layer with the one below it; the calibration app against bare Express only.
+  const layers: [AppKind, AppKind | undefined][] = [
+    ['bare', undefined],
+    ['drain', 'bare'],
+    ['deadline', 'drain'],
+    ['metrics', 'deadline'],
+    ['full', 'metrics'],
+    ['busy', undefined],
+  ]
+  const kinds = layers.map(([kind]) => kind)
   const requests = QUICK ? 2_000 : 20_000
   const built = new Map(kinds.map((kind) => [kind, buildApp(kind)]))
   const samples = new Map<AppKind, number[]>(kinds.map((kind) => [kind, []]))
@@ -194,10 +205,10 @@ async function inProcessCosts() {
       samples.get(kind)?.push((used.user + used.system) / requests)
     }
   }
-  const rows = kinds.map((kind, i) => {
+  const rows = layers.map(([kind, layerBelow]) => {
     const mine = samples.get(kind) ?? []
     const bare = samples.get('bare') ?? []
-    const below = i === 0 ? undefined : (samples.get(kinds[i === 4 ? 3 : i - 1] as AppKind) ?? [])
+    const below = layerBelow === undefined ? undefined : (samples.get(layerBelow) ?? [])
     return {
       kind,
       label: APPS.find((spec) => spec.kind === kind)?.label ?? kind,

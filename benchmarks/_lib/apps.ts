@@ -10,12 +10,14 @@ import { deadline } from '@ballast/deadline'
 import { Drain } from '@ballast/drain'
 import express from 'express'
 import { Registry } from 'prom-client'
+import { busyWait } from './busy.ts'
 
 const require = createRequire(import.meta.url)
 
 export const APP_KINDS = [
   'bare',
   'bare-async',
+  'busy',
   'drain',
   'deadline',
   'metrics',
@@ -44,6 +46,9 @@ export interface BuiltApp {
 }
 
 const BODY = { message: 'hello' }
+
+/** What the `busy` calibration app's middleware spends per request, in µs. */
+export const BUSY_MICROS = 4
 
 // The in-process dependency of the full stack: an async call that resolves at once,
 // so the benchmark measures the breaker and the deadline plumbing, not the dependency.
@@ -75,6 +80,13 @@ export function buildApp(kind: AppKind, options: AppOptions = {}): BuiltApp {
       app.get('/hello', async (_req, res) => {
         const stock = await inventory({ signal: new AbortController().signal })
         res.json({ ...BODY, stock })
+      })
+      break
+    case 'busy':
+      // Calibration: bare Express plus a middleware of known cost and nothing else.
+      app.use((_req, _res, next) => {
+        busyWait(BUSY_MICROS)
+        next()
       })
       break
     case 'drain':
