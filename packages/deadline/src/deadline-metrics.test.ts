@@ -2,7 +2,9 @@ import { spawnSync } from 'node:child_process'
 import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
+import { MAX_ROUTE_LABELS, OTHER_ROUTES } from './deadline-metrics.js'
 import { deadline } from './deadline-middleware.js'
+import * as api from './index.js'
 import { expressVersions, listen } from './test-helpers.js'
 
 const value = (text: string, series: string): number => {
@@ -147,6 +149,65 @@ describe('deadline() options', () => {
       expect([custom.status, custom.headers.get('x-why'), await custom.text()]).toEqual([503, 'slow', 'busy'])
       expect((await fetch(`${server.origin}/503`)).status).toBe(503)
       expect((await fetch(`${server.origin}/throws`)).status).toBe(504)
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('labels a router mount path as one route whatever its case in the URL, and caps the route labels', async () => {
+    const registry = new Registry()
+    const app = express4()
+    app.use(deadline({ timeout: 1_000, registry }))
+    const items = express4.Router()
+    items.get('/items/:id', (_req, res) => {
+      res.json({ ok: true })
+    })
+    app.use('/api', items)
+    const tenant = express4.Router()
+    tenant.get('/x', (_req, res) => {
+      res.json({ ok: true })
+    })
+    // Parameters in a mount path reach the label as the client sent them: the cap bounds them.
+    app.use('/t/:tenant', tenant)
+    const server = await listen(app as never)
+    try {
+      for (const path of ['/api/items/1', '/API/items/2', '/Api/items/3', '/aPi/items/4']) {
+        expect((await fetch(`${server.origin}${path}`)).status).toBe(200)
+      }
+      const tenants = MAX_ROUTE_LABELS + 5
+      for (let i = 0; i < tenants; i++) expect((await fetch(`${server.origin}/t/${i}/x`)).status).toBe(200)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const text = await registry.metrics()
+      expect(value(text, 'ballast_deadline_requests_total{route="/api/items/:id",method="GET"}')).toBe(4)
+      expect(text).not.toMatch(/route="\/(API|Api|aPi)\//)
+      const routes = new Set(
+        text
+          .split('\n')
+          .filter((line) => line.startsWith('ballast_deadline_requests_total{'))
+          .map((line) => /route="([^"]*)"/.exec(line)?.[1]),
+      )
+      expect(routes.size).toBe(MAX_ROUTE_LABELS + 1)
+      expect(routes.has(OTHER_ROUTES)).toBe(true)
+      // One label went to the /api route: the tenants past the cap are counted under <other>.
+      expect(value(text, `ballast_deadline_requests_total{route="${OTHER_ROUTES}",method="GET"}`)).toBe(tenants - (MAX_ROUTE_LABELS - 1))
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('exports requestDeadline, which finds the request deadline without the type augmentation', async () => {
+    const app = express4()
+    let seen: unknown
+    app.use(deadline({ timeout: 1_000, registry: new Registry() }))
+    app.get('/', (req, res) => {
+      seen = api.requestDeadline(req)?.remaining()
+      res.end()
+    })
+    const server = await listen(app as never)
+    try {
+      expect((await fetch(server.origin)).status).toBe(200)
+      expect(typeof seen).toBe('number')
+      expect(api.requestDeadline({})).toBeUndefined()
     } finally {
       await server.close()
     }

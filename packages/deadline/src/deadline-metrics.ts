@@ -24,7 +24,11 @@ export class RouteSeries {
   readonly #clientClosed: Counter<'route' | 'method'>
   readonly #labels: { readonly route: string; readonly method: string }
 
+  /** The route label these series carry. */
+  readonly route: string
+
   constructor(metrics: Metrics, route: string, method: string) {
+    this.route = route
     this.#labels = { route, method }
     this.#requests = new FastCounter(metrics.requests, { route, method })
     this.#budgetDefault = new FastHistogram(metrics.budget, { route, source: 'default' })
@@ -55,6 +59,17 @@ interface Metrics {
   readonly budget: Histogram<'route' | 'source'>
 }
 
+/**
+ * Most route labels one middleware creates; requests of further routes are
+ * counted under {@link OTHER_ROUTES}. Labels come from route templates, but the
+ * mount path of a router is only known as the client spelled it (`req.baseUrl`),
+ * so the cap keeps the series bounded whatever clients send.
+ */
+export const MAX_ROUTE_LABELS = 200
+
+/** Route label of the requests past {@link MAX_ROUTE_LABELS}. */
+export const OTHER_ROUTES = '<other>'
+
 const BUDGET_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 const OVERRUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -75,6 +90,9 @@ export class DeadlineMetrics {
   // Per method, then per route: the series bound once and updated on every request
   // without prom-client's label hashing (nor a key string built per request).
   readonly #seen = new Map<string, Map<string, RouteSeries>>()
+  // Route labels in use, by canonical key: a router's mount path matches whatever
+  // the case of the URL (Express's default), so '/API/x' and '/api/x' are one route.
+  readonly #labels = new Map<string, string>()
   #last: { route: object; base: string | undefined; method: string | undefined; series: RouteSeries } | undefined
 
   constructor(target: MetricsTarget) {
@@ -118,6 +136,26 @@ export class DeadlineMetrics {
     zeroSeries(this.#headerRejected, labelProduct({ reason: ['invalid', 'expired'] }))
   }
 
+  /**
+   * The label to use for `label`: the first spelling seen of its canonical key,
+   * or {@link OTHER_ROUTES} once {@link MAX_ROUTE_LABELS} labels exist.
+   */
+  #labelOf(label: string, key: string): string {
+    const known = this.#labels.get(key)
+    if (known !== undefined) return known
+    const chosen = this.#labels.size < MAX_ROUTE_LABELS ? label : OTHER_ROUTES
+    this.#labels.set(chosen === OTHER_ROUTES ? OTHER_ROUTES : key, chosen)
+    return chosen
+  }
+
+  /** The route label of a request, canonical and capped (see {@link MAX_ROUTE_LABELS}). */
+  routeOf(req: RoutedRequest): string {
+    const label = routeLabel(req)
+    const base = req.baseUrl
+    if (base === undefined || base === '' || req.route === undefined) return this.#labelOf(label, label)
+    return this.#labelOf(label, base.toLowerCase() + label.slice(base.length))
+  }
+
   /** Creates every series of a (route, method) at 0, once. */
   #see(route: string, method: string): RouteSeries {
     let routes = this.#seen.get(method)
@@ -144,7 +182,7 @@ export class DeadlineMetrics {
 
   /** Creates the series of a route known in advance at 0. */
   known(route: string, method: string): void {
-    this.#see(route, method)
+    this.#see(this.#labelOf(route, route), method)
   }
 
   /**
@@ -158,22 +196,22 @@ export class DeadlineMetrics {
     if (route !== undefined && last !== undefined && last.route === route && last.base === req.baseUrl && last.method === req.method) {
       return last.series
     }
-    const series = this.#see(routeLabel(req), methodLabel(req.method))
+    const series = this.#see(this.routeOf(req), methodLabel(req.method))
     if (route !== undefined) this.#last = { route, base: req.baseUrl, method: req.method, series }
     return series
   }
 
   /** A request finished (or was abandoned); called once per request. */
   finished(route: string, method: string, budgetMs: number, fromHeader: boolean): void {
-    this.#see(route, method).finished(budgetMs, fromHeader)
+    this.#see(this.#labelOf(route, route), method).finished(budgetMs, fromHeader)
   }
 
   exceeded(route: string, method: string, reason: ExceededReason): void {
-    this.#see(route, method).exceeded(reason)
+    this.#see(this.#labelOf(route, route), method).exceeded(reason)
   }
 
   clientClosed(route: string, method: string): void {
-    this.#see(route, method).clientClosed()
+    this.#see(this.#labelOf(route, route), method).clientClosed()
   }
 
   lateWrite(route: string): void {

@@ -9,7 +9,6 @@ import {
   objectOption,
   oneOfOption,
   propertyKey,
-  routeLabel,
   stringOption,
 } from '@ballast/core'
 import { type AbortWatcher, Deadline, offDeadlineAbort, onDeadlineAbort } from './deadline.js'
@@ -167,7 +166,7 @@ class RequestState implements AbortWatcher {
   #silence(): void {
     const res = this.res as ServerResponse & Record<string, unknown>
     const late = (ending: boolean, args: unknown[]): void => {
-      const route = routeLabel(this.req)
+      const route = this.metrics.seriesOf(this.req).route
       this.metrics.lateWrite(route)
       if (ending && !this.overrunSeen) {
         this.overrunSeen = true

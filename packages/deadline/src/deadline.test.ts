@@ -128,6 +128,32 @@ describe('Deadline', () => {
     orphan[Symbol.dispose]()
   })
 
+  it('a child of a disposed parent still ends no later than the parent would have', async () => {
+    const parent = Deadline.after(30)
+    parent[Symbol.dispose]()
+    const child = parent.child(5_000)
+    expect(child.remaining()).toBeLessThanOrEqual(30)
+    const reason = await new Promise((resolve) => child.signal.addEventListener('abort', () => resolve(child.signal.reason)))
+    expect(reason).toBeInstanceOf(DeadlineExceededError)
+    expect(child.expired).toBe(true)
+  })
+
+  it('a disposed deadline whose time is up reads expired, without aborting its signal', async () => {
+    const deadline = Deadline.after(10)
+    const signal = deadline.signal
+    deadline[Symbol.dispose]()
+    expect(deadline.expired).toBe(false)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    expect(deadline.remaining()).toBe(0)
+    expect(deadline.expired).toBe(true)
+    expect(signal.aborted).toBe(false)
+  })
+
+  it('refuses options that are not an object with a TypeError naming them', () => {
+    expect(() => Deadline.after(10, null as never)).toThrow(/Deadline\.after: "options" must be an object, got null/)
+    expect(() => Deadline.after(10).child(5, 'x' as never)).toThrow(TypeError)
+  })
+
   it('disposing a parent cancels children still linked to it', () => {
     const parent = Deadline.after(1_000)
     const child = parent.child(500)
@@ -192,6 +218,17 @@ describe('race and withDeadline', () => {
     expect(await deadline.race(Promise.resolve('x'))).toBe('x')
     deadline[Symbol.dispose]()
     expect(capture).not.toHaveBeenCalled()
+    expect(timers()).toBe(before)
+  })
+
+  it('settles with a plain value that work returns instead of a promise, and leaves no timer', async () => {
+    const before = timers()
+    const work = (() => 5) as unknown as () => Promise<number>
+    for (let i = 0; i < 3; i++) expect(await withDeadline(300_000, work)).toBe(5)
+    const deadline = Deadline.after(300_000)
+    expect(await deadline.race(7 as unknown as Promise<number>)).toBe(7)
+    expect(await deadline.race(work)).toBe(5)
+    deadline[Symbol.dispose]()
     expect(timers()).toBe(before)
   })
 

@@ -27,6 +27,12 @@ export interface DeadlineOptions {
   signal?: AbortSignal
 }
 
+function checkOptions(owner: string, options: unknown): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${owner}: "options" must be an object, got ${describeValue(options)}`)
+  }
+}
+
 function checkMs(owner: string, ms: unknown): number {
   if (typeof ms !== 'number' || Number.isNaN(ms)) {
     throw new TypeError(`${owner}: "ms" must be a number of milliseconds, got ${describeValue(ms)}`)
@@ -190,6 +196,7 @@ export class Deadline implements Disposable {
    */
   static after(ms: number, options: DeadlineOptions = {}): Deadline {
     checkMs('Deadline.after', ms)
+    checkOptions('Deadline.after', options)
     const deadline = new Deadline(performance.now() + ms, ms, options.inherited === true, ms)
     const signal = options.signal
     if (signal !== undefined && !deadline.#aborted) deadline.#linkExternal(signal)
@@ -264,8 +271,10 @@ export class Deadline implements Disposable {
    * ```
    */
   get expired(): boolean {
-    if (!this.#aborted) this.#checkClock()
-    return this.#aborted
+    if (this.#aborted) return true
+    this.#checkClock()
+    // A disposed deadline aborts no more, but its time still runs out.
+    return this.#aborted || (this.#disposed && performance.now() >= this.#expiresAt)
   }
 
   /**
@@ -289,10 +298,15 @@ export class Deadline implements Disposable {
    */
   child(ms: number, options: Pick<DeadlineOptions, 'inherited'> = {}): Deadline {
     checkMs('Deadline.child', ms)
-    const end = performance.now() + ms
+    checkOptions('Deadline.child', options)
+    const now = performance.now()
+    const end = now + ms
     const linked = !this.#disposed && !this.#aborted
-    const own = end < this.#expiresAt || this.#disposed
-    const child = new Deadline(own ? end : this.#expiresAt, ms, options.inherited === true, own ? ms : undefined)
+    // A linked child whose parent ends first arms no timer: the parent fires for
+    // it. A disposed parent fires for nobody, so its child times the parent's end itself.
+    const expiresAt = Math.min(end, this.#expiresAt)
+    const delay = end < this.#expiresAt ? ms : linked ? undefined : this.#expiresAt - now
+    const child = new Deadline(expiresAt, ms, options.inherited === true, delay)
     if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms))
     else if (linked && !child.#aborted) {
       child.#parent = this
@@ -385,12 +399,14 @@ export class Deadline implements Disposable {
       }
       try {
         promise = storage.run(this, work, signal)
+        // A function that returns a plain value (JavaScript callers): settle with it.
+        if (typeof (promise as { then?: unknown } | null | undefined)?.then !== 'function') promise = Promise.resolve(promise)
       } catch (error) {
         if (dispose) this[Symbol.dispose]()
         return Promise.reject(error)
       }
     } else {
-      promise = work
+      promise = typeof (work as { then?: unknown } | null | undefined)?.then === 'function' ? work : Promise.resolve(work)
       if (!this.#aborted) this.#checkClock()
     }
     return new Promise<T>((resolve, reject) => {

@@ -1,6 +1,6 @@
 export { Deadline, type DeadlineOptions, withDeadline } from './deadline.js'
-export { DeadlineMetrics, type ExceededReason, type RouteSeries } from './deadline-metrics.js'
-export { type DeadlineMiddlewareOptions, deadline, type TimeoutHandler } from './deadline-middleware.js'
+export { DeadlineMetrics, type ExceededReason, MAX_ROUTE_LABELS, OTHER_ROUTES, type RouteSeries } from './deadline-metrics.js'
+export { type DeadlineMiddlewareOptions, deadline, requestDeadline, type TimeoutHandler } from './deadline-middleware.js'
 export {
   ClientClosedError,
   DeadlineCancelledError,
