@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import express from 'express'
 import { Registry } from 'prom-client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Drain, type DrainOptions, type StateChangeEvent } from './drain.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { ExitCode } from './exit-codes.js'
@@ -23,7 +23,7 @@ function get(
   port: number,
   path: string,
   agent: http.Agent | false = false,
-): Promise<{ status: number; connection: string | undefined; body: string }> {
+): Promise<{ status: number; connection: string | undefined; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     http
       .get({ host: '127.0.0.1', port, path, agent }, (res) => {
@@ -32,10 +32,29 @@ function get(
         res.on('data', (chunk: string) => {
           body += chunk
         })
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body, headers: res.headers }))
       })
       .on('error', reject)
   })
+}
+
+/** Sends `signal` to this process and resolves once it was delivered (to every listener). */
+function raise(signal: NodeJS.Signals): Promise<void> {
+  return new Promise((resolve) => {
+    process.once(signal, () => setImmediate(resolve))
+    process.kill(process.pid, signal)
+  })
+}
+
+/** Active resources that outnumber those of `baseline`, by type. */
+function leakedResources(baseline: string[]): Record<string, number> {
+  const count = (list: string[]) => {
+    const counts: Record<string, number> = {}
+    for (const type of list) counts[type] = (counts[type] ?? 0) + 1
+    return counts
+  }
+  const [before, now] = [count(baseline), count(process.getActiveResourcesInfo())]
+  return Object.fromEntries(Object.entries(now).filter(([type, n]) => n > (before[type] ?? 0)))
 }
 
 function app(drain: Drain) {
@@ -88,6 +107,60 @@ describe('options', () => {
       if (saved === undefined) delete process.env.KUBERNETES_SERVICE_HOST
       else process.env.KUBERNETES_SERVICE_HOST = saved
     }
+  })
+
+  it('on Kubernetes the default readinessDelay fits inside a short gracePeriod (at most half of it); an explicit one is still checked', () => {
+    const saved = process.env.KUBERNETES_SERVICE_HOST
+    try {
+      process.env.KUBERNETES_SERVICE_HOST = '10.0.0.1'
+      const delayFor = (gracePeriod: number) =>
+        new Drain({ signals: false, exit: false, logger: false, gracePeriod, registry: new Registry() }).readinessDelay
+      expect([25_000, 10_000, 5_000, 3_000, 1].map(delayFor)).toEqual([5_000, 5_000, 2_500, 1_500, 0])
+      expect(() => new Drain({ ...QUIET, gracePeriod: 5_000, readinessDelay: 5_000, registry: new Registry() })).toThrow(
+        new RangeError('Drain: option "readinessDelay" must be < gracePeriod (5000), got 5000'),
+      )
+      expect(new Drain({ ...QUIET, gracePeriod: 5_000, readinessDelay: 4_000, registry: new Registry() }).readinessDelay).toBe(4_000)
+    } finally {
+      if (saved === undefined) delete process.env.KUBERNETES_SERVICE_HOST
+      else process.env.KUBERNETES_SERVICE_HOST = saved
+    }
+  })
+
+  it('signals: refuses unknown names and SIGKILL / SIGSTOP, quoting the value', () => {
+    expect(() => new Drain({ ...QUIET, signals: ['SIGKILL'], registry: new Registry() })).toThrow(
+      new RangeError(`Drain: option "signals" must not include SIGKILL or SIGSTOP (they cannot be caught), got [ 'SIGKILL' ]`),
+    )
+    expect(() => new Drain({ ...QUIET, signals: ['SIGSTOP'], registry: new Registry() })).toThrow(RangeError)
+    expect(() => new Drain({ ...QUIET, signals: ['SIGFOO' as NodeJS.Signals], registry: new Registry() })).toThrow(
+      new RangeError(`Drain: option "signals" must name signals of os.constants.signals, got 'SIGFOO'`),
+    )
+  })
+
+  it('a constructor that throws leaves no signal listener behind: a later signal does not shut down a half-built drain', async () => {
+    const before = process.listenerCount('SIGUSR2')
+    const codes: number[] = []
+    const options = { readinessDelay: 0, exit: (code: number) => codes.push(code), logger: false, registry: new Registry() } as const
+    expect(() => new Drain({ ...options, signals: ['SIGUSR2', 'SIGKILL'] })).toThrow(/option "signals".*'SIGKILL'/)
+    expect(process.listenerCount('SIGUSR2')).toBe(before)
+
+    // Installing fails midway (as process.on() does for a signal libuv refuses): what was installed is removed.
+    const on = process.on.bind(process)
+    const spy = vi.spyOn(process, 'on').mockImplementation(((event: string, listener: (...args: unknown[]) => void) => {
+      if (event === 'SIGHUP') throw new Error('uv_signal_start EINVAL')
+      return on(event, listener)
+    }) as typeof process.on)
+    try {
+      expect(() => new Drain({ ...options, signals: ['SIGUSR2', 'SIGHUP'], registry: new Registry() })).toThrow(/uv_signal_start EINVAL/)
+    } finally {
+      spy.mockRestore()
+    }
+    expect(process.listenerCount('SIGUSR2')).toBe(before)
+    expect(process.listenerCount('SIGHUP')).toBe(0)
+
+    // The application's own handler is alone: the signal starts no drain and calls no exit.
+    // (A drain's shutdown with no server and no hook ends within the microtasks that follow.)
+    await raise('SIGUSR2')
+    expect(codes).toEqual([])
   })
 
   it('installs signal listeners only when asked, and removes them on dispose', () => {
@@ -215,6 +288,57 @@ describe('sequence', () => {
   })
 })
 
+describe('signals after shutdown()', () => {
+  it('a first signal during shutdown() is only noted: the drain completes; a signal after it forces the exit', async () => {
+    const codes: number[] = []
+    const drain = new Drain({ ...QUIET, signals: ['SIGUSR2'], exit: (code) => codes.push(code), registry: new Registry() })
+    const states: string[] = []
+    drain.onStateChange(({ to }) => states.push(to))
+    let release: () => void = () => {}
+    drain.onShutdown('waits', () => new Promise<void>((resolve) => (release = resolve)))
+    const shutdown = drain.shutdown('deploy')
+    // The orchestrator's SIGTERM, after the application started the shutdown itself.
+    await raise('SIGUSR2')
+    expect(drain.state).not.toBe('stopped')
+    release()
+    const report = await shutdown
+    expect(report).toMatchObject({ reason: 'deploy', outcome: 'ok', exitCode: ExitCode.OK, forcedConnections: 0 })
+    expect(report.hooks.map(({ name, outcome }) => [name, outcome])).toEqual([['waits', 'ok']])
+    expect(codes).toEqual([ExitCode.OK])
+    // One shutdown, not two.
+    expect(states).toEqual(['draining', 'closing', 'stopped'])
+    drain[Symbol.dispose]()
+
+    const codes2: number[] = []
+    const drain2 = new Drain({ ...QUIET, signals: ['SIGUSR2'], exit: (code) => codes2.push(code), registry: new Registry() })
+    drain2.onShutdown('hangs', () => new Promise(() => {}), { timeout: 60_000 })
+    const shutdown2 = drain2.shutdown('deploy')
+    await raise('SIGUSR2')
+    expect(drain2.state).not.toBe('stopped')
+    await raise('SIGUSR2')
+    expect(await shutdown2).toMatchObject({ reason: 'deploy', outcome: 'second_signal', exitCode: ExitCode.SECOND_SIGNAL })
+    expect(codes2).toEqual([ExitCode.SECOND_SIGNAL])
+    drain2[Symbol.dispose]()
+  })
+
+  it('a signal-started shutdown still exits at once on the second signal', async () => {
+    const codes: number[] = []
+    const drain = new Drain({ ...QUIET, signals: ['SIGUSR2'], exit: (code) => codes.push(code), registry: new Registry() })
+    drain.onShutdown('hangs', () => new Promise(() => {}), { timeout: 60_000 })
+    await raise('SIGUSR2')
+    expect(drain.state).not.toBe('stopped')
+    await raise('SIGUSR2')
+    expect(drain.state).toBe('stopped')
+    expect(codes).toEqual([ExitCode.SECOND_SIGNAL])
+    expect(await drain.shutdown()).toMatchObject({
+      reason: 'SIGUSR2',
+      outcome: 'second_signal',
+      hooks: [{ name: 'hangs', outcome: 'abandoned' }],
+    })
+    drain[Symbol.dispose]()
+  })
+})
+
 describe('servers', () => {
   let dir: string
   let key: Buffer
@@ -336,6 +460,28 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  it('a request after HTTP was drained gets 503 with a JSON BALLAST_DRAINING body, Connection: close and Retry-After', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const application = app(drain)
+    const main = http.createServer(application)
+    const last = http.createServer(application)
+    drain.attach(main).attach(last)
+    const [, lastPort] = await Promise.all([listen(main), listen(last)])
+    let rejected: Awaited<ReturnType<typeof get>> | undefined
+    drain.onShutdown('probe', async () => {
+      rejected = await get(lastPort, '/fast')
+    })
+    expect((await drain.shutdown('deploy')).outcome).toBe('ok')
+    expect(rejected).toMatchObject({ status: 503, connection: 'close' })
+    expect(rejected?.headers['content-type']).toBe('application/json; charset=utf-8')
+    expect(rejected?.headers['content-length']).toBe(String(Buffer.byteLength(rejected?.body ?? '')))
+    expect(rejected?.headers['retry-after']).toBe('1')
+    expect(JSON.parse(rejected?.body ?? 'null')).toEqual({
+      error: { code: 'BALLAST_DRAINING', message: 'Service is shutting down (deploy)' },
+    })
+    drain[Symbol.dispose]()
+  })
+
   it('while front listeners close, a held request is served, and one whose client left is not', async () => {
     const drain = new Drain({ ...QUIET, registry: new Registry() })
     const application = express()
@@ -427,4 +573,27 @@ it('active handles return to baseline after a drain under keep-alive load', asyn
   for (const [type, n] of Object.entries(now)) expect(n, type).toBeLessThanOrEqual(before[type] ?? 0)
   expect(now.TCPSocketWrap ?? 0).toBe(0)
   expect(now.TCPServerWrap ?? 0).toBe(0)
+})
+
+it('hooks that never settle, cut short by gracePeriod: their timeout timers are cleared, active handles return to baseline', async () => {
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const baseline = process.getActiveResourcesInfo()
+  // Several drains, so that a leak (one 60 s timer each) outnumbers the runner's own timers coming and going.
+  const drains = Array.from({ length: 4 }, () => new Drain({ ...QUIET, gracePeriod: 100, hookTimeout: 60_000, registry: new Registry() }))
+  const signals: AbortSignal[] = []
+  for (const drain of drains) {
+    drain.onShutdown('never', (signal) => {
+      signals.push(signal)
+      return new Promise(() => {})
+    })
+  }
+  const reports = await Promise.all(drains.map((drain) => drain.shutdown()))
+  for (const drain of drains) drain[Symbol.dispose]()
+  for (const report of reports) {
+    expect(report).toMatchObject({ outcome: 'grace_period_exceeded', hooks: [{ name: 'never', outcome: 'abandoned' }] })
+  }
+  expect(signals.map((signal) => signal.reason instanceof GracePeriodExceededError)).toEqual([true, true, true, true])
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  // Before, every hook's timeout timer outlived the drain (and kept the process up for 60 s).
+  expect(leakedResources(baseline)).toEqual({})
 })

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { constants } from 'node:os'
 import {
   booleanOption,
   describeValue,
@@ -111,15 +112,19 @@ export interface DrainOptions extends MetricsOptions {
   gracePeriod?: number
   /**
    * Time spent `draining` (readiness 503, still serving) before the listeners close, so
-   * load balancers stop routing here. Default `5_000` on Kubernetes (`KUBERNETES_SERVICE_HOST`
-   * set), else `0`.
+   * load balancers stop routing here; must be `< gracePeriod`. Default on Kubernetes
+   * (`KUBERNETES_SERVICE_HOST` set): `5_000`, or half of `gracePeriod` if that is less;
+   * elsewhere `0`.
    */
   readinessDelay?: number
   /** How long an idle keep-alive socket may still bring a request once closing. Default `250`. */
   idleLinger?: number
   /** Default timeout of a shutdown hook, in ms. Default `5_000`. */
   hookTimeout?: number
-  /** Signals that start the shutdown; `false` for none. Default `['SIGTERM', 'SIGINT']`. */
+  /**
+   * Signals that start the shutdown; `false` for none. Names of `os.constants.signals`,
+   * SIGKILL and SIGSTOP excluded (they cannot be caught). Default `['SIGTERM', 'SIGINT']`.
+   */
   signals?: readonly NodeJS.Signals[] | false
   /** `true`: `process.exit(code)` at the end; a function: called with the code; `false`: nothing. Default: `true` when signals are handled. */
   exit?: boolean | ((code: number) => void)
@@ -185,6 +190,12 @@ const LISTENER_QUIET_MS = 50
 const SETTLE_MAX_MS = 250
 const CLOSE: FlushVerdict = { close: true }
 const HOOK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
+/** Default `readinessDelay` on Kubernetes, capped at half of `gracePeriod`. */
+const K8S_READINESS_DELAY = 5_000
+/** Signal names this platform knows; process.on() takes any other name as a plain event. */
+const KNOWN_SIGNALS: Readonly<Record<string, number>> = constants.signals
+/** The kernel delivers these to no handler: listening for them fails. */
+const UNCATCHABLE_SIGNALS: ReadonlySet<string> = new Set(['SIGKILL', 'SIGSTOP'])
 const SILENT: DrainLogger = { info() {}, warn() {}, error() {} }
 const CONSOLE: DrainLogger = {
   info: (fields, message) => console.info(message, fields),
@@ -203,7 +214,8 @@ const EXIT_CODES: Record<ShutdownOutcome, number> = {
  * serving while readiness says 503 (`draining`), then stops accepting and closes its
  * connections as they become idle (`closing`), waits for in-flight requests and
  * tracked work, runs shutdown hooks in reverse order, each under its own timeout,
- * and exits. `gracePeriod` is a hard limit; a second signal exits at once.
+ * and exits. `gracePeriod` is a hard limit; a second signal exits at once (a first
+ * signal during a {@link Drain.shutdown} started by the application is only noted).
  *
  * @example
  * ```ts
@@ -253,9 +265,11 @@ export class Drain implements Disposable {
   #phaseTimer: NodeJS.Timeout | undefined
   #wakePhase: (() => void) | undefined
   #finished = false
+  /** Whether a signal was received: only a signal after that one forces the exit. */
+  #signalled = false
   #httpDrained = false
   #hookReports: HookReport[] = []
-  #runningHook: { name: string; controller: AbortController; startedAt: number } | undefined
+  #runningHook: { name: string; controller: AbortController; startedAt: number; abandon: () => void } | undefined
   #forced = 0
   #reason = ''
 
@@ -263,7 +277,11 @@ export class Drain implements Disposable {
     objectOption(OWNER, 'options', options)
     this.gracePeriod = numberOption(OWNER, 'gracePeriod', options.gracePeriod, 25_000, { min: 1, max: 2 ** 31 - 1 })
     const onKubernetes = typeof process.env.KUBERNETES_SERVICE_HOST === 'string' && process.env.KUBERNETES_SERVICE_HOST !== ''
-    this.readinessDelay = numberOption(OWNER, 'readinessDelay', options.readinessDelay, onKubernetes ? 5_000 : 0, { min: 0 })
+    // A default must never make the options the user did pass invalid: with a short
+    // gracePeriod the Kubernetes default shrinks to half of it, leaving the other half
+    // for in-flight requests and hooks. Only an explicit value can be out of range.
+    const defaultReadinessDelay = onKubernetes ? Math.min(K8S_READINESS_DELAY, Math.floor(this.gracePeriod / 2)) : 0
+    this.readinessDelay = numberOption(OWNER, 'readinessDelay', options.readinessDelay, defaultReadinessDelay, { min: 0 })
     if (this.readinessDelay >= this.gracePeriod) {
       throw new RangeError(
         `${OWNER}: option "readinessDelay" must be < gracePeriod (${this.gracePeriod}), got ${describeValue(this.readinessDelay)}`,
@@ -282,9 +300,22 @@ export class Drain implements Disposable {
     this.#reject = new DrainEvent(reportListenerError)
     this.#hookEnd = new DrainEvent(reportListenerError)
     this.#hookRegistered = new DrainEvent(reportListenerError)
-    for (const signal of this.#signals) process.on(signal, this.#onSignal)
     // Metrics only subscribe to the public events and getters below.
     this.#metrics = observeDrain(this, target)
+    // Last, and all or nothing: a constructor that throws must not leave a listener
+    // behind, through which a later signal would shut down (and exit) a drain the
+    // application never got.
+    const installed: NodeJS.Signals[] = []
+    try {
+      for (const signal of this.#signals) {
+        process.on(signal, this.#onSignal)
+        installed.push(signal)
+      }
+    } catch (error) {
+      for (const signal of installed) process.removeListener(signal, this.#onSignal)
+      this.#metrics[Symbol.dispose]()
+      throw error
+    }
   }
 
   /** Where the drain is: `serving` → `draining` → `closing` → `stopped`. */
@@ -469,12 +500,21 @@ export class Drain implements Disposable {
   }
 
   #signal(signal: NodeJS.Signals): void {
+    if (this.#finished) return
+    const signalled = this.#signalled
+    this.#signalled = true
     if (this.#shutdown === undefined) {
       this.#logger.info({ signal, gracePeriod: this.gracePeriod, readinessDelay: this.readinessDelay }, 'drain: shutting down')
       void this.shutdown(signal)
       return
     }
-    if (this.#finished) return
+    if (!signalled) {
+      // The orchestrator's SIGTERM arriving during a shutdown() started by the
+      // application (a deploy hook, an admin endpoint) is its first word, not an
+      // impatient repeat: the drain in progress carries on under its gracePeriod.
+      this.#logger.info({ signal, reason: this.#reason }, 'drain: signal during shutdown, already draining')
+      return
+    }
     this.#logger.warn({ signal }, 'drain: second signal, exiting now')
     this.#abort('second_signal', performance.now(), new GracePeriodExceededError(this.gracePeriod))
   }
@@ -488,10 +528,15 @@ export class Drain implements Disposable {
     if (this.#httpDrained || this.#finished) {
       this.#reject.emit({ reason: this.#reason })
       const error = new DrainingError(this.#reason)
+      // The same `{ error: { code, message } }` body as the other ballast answers (the
+      // deadline's 504), so clients can tell this 503 from an upstream's.
+      const body = JSON.stringify({ error: { code: error.code, message: error.message } })
       res.statusCode = error.status
+      res.setHeader('content-type', 'application/json; charset=utf-8')
+      res.setHeader('content-length', Buffer.byteLength(body))
       res.setHeader('connection', 'close')
       res.setHeader('retry-after', '1')
-      res.end()
+      res.end(body)
       req.resume()
       return
     }
@@ -616,17 +661,28 @@ export class Drain implements Disposable {
   async #runHook(hook: Hook): Promise<HookReport> {
     const controller = new AbortController()
     const started = performance.now()
-    this.#runningHook = { name: hook.name, controller, startedAt: started }
     let timer: NodeJS.Timeout | undefined
-    let outcome: HookOutcome
+    let stopWaiting: (() => void) | undefined
+    // Settles the race below when the drain is cut short: a hook that never settles
+    // must not keep its timeout timer (and this sequence) alive after the exit.
+    const abandon = () => {
+      if (timer !== undefined) clearTimeout(timer)
+      timer = undefined
+      stopWaiting?.()
+    }
+    this.#runningHook = { name: hook.name, controller, startedAt: started, abandon }
+    let outcome: HookOutcome | 'abandoned'
     let error: unknown
     try {
-      const timedOut = new Promise<'timeout'>((resolve) => {
+      const timedOut = new Promise<'timeout' | 'abandoned'>((resolve) => {
+        stopWaiting = () => resolve('abandoned')
         const delay = timerDelay(hook.timeout)
         if (delay !== undefined) timer = setTimeout(() => resolve('timeout'), delay)
       })
       const result = await Promise.race([Promise.resolve().then(() => hook.run(controller.signal)), timedOut])
-      if (result === 'timeout') {
+      if (result === 'abandoned') {
+        outcome = 'abandoned'
+      } else if (result === 'timeout') {
         outcome = 'timed_out'
         error = new DrainHookTimeoutError(hook.name, hook.timeout)
         controller.abort(error)
@@ -641,7 +697,8 @@ export class Drain implements Disposable {
       this.#runningHook = undefined
     }
     const durationMs = performance.now() - started
-    if (!this.#finished) {
+    // #abort, the only way a hook is abandoned, already reported it.
+    if (!this.#finished && outcome !== 'abandoned') {
       if (outcome === 'ok') this.#logger.info({ hook: hook.name, durationMs: Math.round(durationMs) }, 'drain: hook done')
       else this.#logger.error({ hook: hook.name, outcome, err: error, durationMs: Math.round(durationMs) }, 'drain: hook did not succeed')
       this.#hookEnd.emit({ name: hook.name, outcome, durationMs, ...(error === undefined ? {} : { error }) })
@@ -662,6 +719,7 @@ export class Drain implements Disposable {
   #abort(outcome: 'grace_period_exceeded' | 'second_signal', startedAt: number, reason: Error): void {
     const running = this.#runningHook
     if (running !== undefined) {
+      running.abandon()
       running.controller.abort(reason)
       this.#hookReports.push({ name: running.name, outcome: 'abandoned', durationMs: performance.now() - running.startedAt })
     }
@@ -731,6 +789,18 @@ function signalsOption(value: unknown): readonly NodeJS.Signals[] {
   if (value === false) return []
   if (!Array.isArray(value) || value.some((signal) => typeof signal !== 'string' || !/^SIG[A-Z0-9]+$/.test(signal))) {
     throw new TypeError(`${OWNER}: option "signals" must be an array of signal names or false, got ${describeValue(value)}`)
+  }
+  for (const signal of value as string[]) {
+    // Checked here, before any listener is installed: process.on() would throw a bare
+    // `uv_signal_start EINVAL` for these, and accepts (and never hears) unknown names.
+    if (UNCATCHABLE_SIGNALS.has(signal)) {
+      throw new RangeError(
+        `${OWNER}: option "signals" must not include SIGKILL or SIGSTOP (they cannot be caught), got ${describeValue(value)}`,
+      )
+    }
+    if (!Object.hasOwn(KNOWN_SIGNALS, signal)) {
+      throw new RangeError(`${OWNER}: option "signals" must name signals of os.constants.signals, got ${describeValue(signal)}`)
+    }
   }
   return [...new Set(value as NodeJS.Signals[])]
 }

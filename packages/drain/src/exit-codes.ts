@@ -15,7 +15,10 @@ export const ExitCode = {
   HOOK_FAILED: 3,
   /** `gracePeriod` elapsed: remaining sockets were destroyed, pending hooks abandoned. */
   GRACE_PERIOD_EXCEEDED: 4,
-  /** A second signal arrived while shutting down: exited at once. */
+  /**
+   * A second signal arrived while shutting down: exited at once. "Second" counts
+   * signals only: the first signal during a `shutdown()` call is not one.
+   */
   SECOND_SIGNAL: 5,
 } as const
 
