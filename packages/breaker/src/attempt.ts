@@ -1,6 +1,6 @@
 import type { Deadline } from '@ballast/deadline'
 import type { AttemptTimeouts } from './attempt-timeouts.js'
-import { BreakerTimeoutError } from './errors.js'
+import { BreakerTimeoutError, withCause } from './errors.js'
 import { IGNORED } from './opossum.js'
 
 /** What a call's work receives. */
@@ -175,7 +175,22 @@ export class Attempt implements CallContext {
     this.error = result
     const deadline = this.#deadline
     if (deadline?.expired === true) this.#finish('ignored')
-    else this.#finish(this.#host.isFailure(result) ? 'failure' : 'filtered')
+    else this.#finish(this.#verdict(result))
+  }
+
+  /**
+   * `isFailure`'s verdict on the work's error. A predicate that throws is a bug in
+   * it, but the call must still settle (and its rejection must not go unhandled in
+   * this `.then`): the call fails with the predicate's error, the work's error as
+   * its `cause`, and is counted and handed to the fallback like any failure.
+   */
+  #verdict(error: unknown): AttemptOutcome {
+    try {
+      return this.#host.isFailure(error) ? 'failure' : 'filtered'
+    } catch (thrown) {
+      this.error = withCause(thrown, error, 'isFailure')
+      return 'failure'
+    }
   }
 
   #finish(outcome: AttemptOutcome): void {

@@ -1,5 +1,6 @@
-import { Registry } from 'prom-client'
+import { Gauge, Registry } from 'prom-client'
 import { describe, expect, it, vi } from 'vitest'
+import { Breaker } from './breaker.js'
 import { BreakerGroup } from './breaker-group.js'
 
 describe('BreakerGroup', () => {
@@ -49,6 +50,28 @@ describe('BreakerGroup', () => {
     } finally {
       vi.useRealTimers()
     }
+  })
+
+  it('creating a group leaves the series and counts of a breaker with the same name alone', async () => {
+    const registry = new Registry()
+    const existing = new Breaker({ name: 'inventory', registry })
+    await existing.execute(async () => 1)
+    const group = new BreakerGroup({ name: 'inventory', registry })
+    await existing.execute(async () => 2)
+    await existing.execute(async () => 3)
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_breaker_calls_total{breaker="inventory",outcome="success"} 3')
+    expect(text).toContain('ballast_breaker_failure_threshold_ratio{breaker="inventory"} 0.5')
+    expect(text).toContain('ballast_breaker_state{breaker="inventory",state="closed"} 1')
+    group[Symbol.dispose]()
+    existing[Symbol.dispose]()
+  })
+
+  it('checks its registry at construction: a metric name taken by an incompatible metric throws', () => {
+    const registry = new Registry()
+    new Gauge({ name: 'ballast_breaker_calls_total', help: 'taken', registers: [registry] })
+    expect(() => new BreakerGroup({ name: 'g', registry })).toThrow(/ballast_breaker_calls_total/)
+    expect(() => new BreakerGroup({ name: 'g', registry: {} as never })).toThrow(/"registry"/)
   })
 
   it('validates options and keys', () => {

@@ -1,5 +1,7 @@
-import { numberOption, objectOption, stringOption } from '@ballast/core'
+import { metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
+import { Registry } from 'prom-client'
 import { BREAKER_NAME, Breaker, type BreakerOptions } from './breaker.js'
+import { instruments } from './breaker-metrics.js'
 
 const OWNER = 'BreakerGroup'
 
@@ -50,9 +52,19 @@ export class BreakerGroup<F = never> implements Disposable {
     this.#idleTimeout = numberOption(OWNER, 'idleTimeout', opts.idleTimeout, 300_000, { min: 1, max: 2 ** 31 - 1 })
     const { maxKeys: _maxKeys, idleTimeout: _idleTimeout, ...breakerOptions } = opts
     this.#options = breakerOptions
-    // Validate the shared breaker options now rather than at the first get().
-    const probe = new Breaker<F>({ ...breakerOptions, name: this.name })
+    // Validate the shared breaker options now rather than at the first get(). The probe
+    // registers on a throwaway registry: on the caller's, its dispose would remove the
+    // series of any breaker already named like the group (a client with baseUrl, say).
+    const probe = new Breaker<F>({ ...breakerOptions, name: this.name, registry: new Registry() })
     probe[Symbol.dispose]()
+    // The caller's registry and prefix are still checked now: the metric families are
+    // created (no series) and a name taken by an incompatible metric throws here.
+    instruments(
+      metricsTarget(OWNER, {
+        ...(opts.registry === undefined ? {} : { registry: opts.registry }),
+        ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
+      }),
+    )
   }
 
   /** Keys currently held. */

@@ -48,7 +48,8 @@ export interface BreakerObserver {
   dispose(): void
 }
 
-interface Instruments {
+/** The metric families of every breaker on one registry. */
+export interface Instruments {
   state: Gauge<'breaker' | 'state'>
   transitions: Counter<'breaker' | 'state'>
   calls: Counter<'breaker' | 'outcome'>
@@ -61,7 +62,11 @@ interface Instruments {
   concurrent: Gauge<'breaker'>
 }
 
-function instruments(target: MetricsTarget): Instruments {
+/**
+ * Gets or creates the breaker metrics on `target` (no series). Internal: also used
+ * by `BreakerGroup` to check its registry at construction.
+ */
+export function instruments(target: MetricsTarget): Instruments {
   return {
     state: gauge(target, {
       name: 'breaker_state',

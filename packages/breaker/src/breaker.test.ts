@@ -308,6 +308,48 @@ describe('fallback', () => {
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
     b[Symbol.dispose]()
   })
+  it('an isFailure that throws fails the call with its error: counted, fallback applies, no unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const bug = new Error('isFailure bug')
+      const isFailure = () => {
+        throw bug
+      }
+      // No attempt timer to end the call: before the fix it never settled.
+      const { b, registry } = breaker({ timeout: false, volumeThreshold: 1, errorThresholdPercentage: 1, isFailure })
+      const error = await b.execute(fail).catch((e: unknown) => e)
+      expect(error).toBe(bug)
+      expect(((error as Error).cause as Error).message).toBe('upstream down')
+      expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(1)
+      expect(b.state).toBe('open')
+      b[Symbol.dispose]()
+
+      const reasons: unknown[] = []
+      const withFallback = breaker<string>({
+        timeout: 500,
+        volumeThreshold: 100,
+        isFailure: () => {
+          throw 'not an error'
+        },
+        fallback: ({ reason, error: seen }) => {
+          reasons.push(reason, seen)
+          return 'fallback'
+        },
+      })
+      expect(await withFallback.b.execute(fail)).toBe('fallback')
+      expect(reasons[0]).toBe('failure')
+      expect((reasons[1] as Error).message).toBe("isFailure threw 'not an error'")
+      expect(((reasons[1] as Error).cause as Error).message).toBe('upstream down')
+      expect(await value(withFallback.registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(1)
+      withFallback.b[Symbol.dispose]()
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
 })
 
 describe('retry', () => {

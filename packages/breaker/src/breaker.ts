@@ -13,7 +13,7 @@ import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/dea
 import { Attempt, type AttemptHost, type CallContext } from './attempt.js'
 import { AttemptTimeouts } from './attempt-timeouts.js'
 import { BreakerMetrics, type BreakerObserver, type CallOutcome, type StateLabel } from './breaker-metrics.js'
-import { BrokenCircuitError, type RejectionReason } from './errors.js'
+import { BrokenCircuitError, type RejectionReason, withCause } from './errors.js'
 import { BreakerEvent, type Listener } from './events.js'
 import { type OpenedCircuit, type OpossumCircuit, openCircuit } from './opossum.js'
 
@@ -146,17 +146,6 @@ function quietSignal(): AbortSignal {
 
 function toStateLabel(state: BreakerState): StateLabel {
   return state === 'half-open' ? 'half_open' : state
-}
-
-function withCause(error: unknown, cause: unknown): unknown {
-  if (error === cause) return error
-  if (typeof error === 'object' && error !== null) {
-    if ((error as { cause?: unknown }).cause === undefined && Object.isExtensible(error)) {
-      Object.defineProperty(error, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
-    }
-    return error
-  }
-  return new Error(`fallback threw ${describeValue(error)}`, { cause })
 }
 
 type Work = (context: CallContext) => PromiseLike<unknown>
@@ -590,7 +579,7 @@ export class Breaker<F = never> implements Disposable {
     } catch (thrown) {
       this.#observer.fallback('failure')
       this.#fallbackEvent.emit({ reason, error, result: 'failure' })
-      throw withCause(thrown, error)
+      throw withCause(thrown, error, 'fallback')
     }
     this.#observer.fallback('success')
     this.#fallbackEvent.emit({ reason, error, result: 'success' })

@@ -1,4 +1,4 @@
-import { BallastError, brandAsBallastError, matchesBallastClass } from '@ballast/core'
+import { BallastError, brandAsBallastError, describeValue, matchesBallastClass } from '@ballast/core'
 import { TimeoutError } from 'p-timeout'
 
 /** Why a call was refused without running: the circuit is open, its one half-open trial is taken, or it is full. */
@@ -88,3 +88,19 @@ export class BreakerTimeoutError extends TimeoutError {
 }
 
 brandAsBallastError(BreakerTimeoutError.prototype)
+
+/**
+ * `error` (what a fallback or an `isFailure` threw) with `cause` as its cause, unless
+ * it already has one or is `cause` itself; a thrown non-object becomes an Error
+ * saying what `source` threw. Internal: not exported from the package.
+ */
+export function withCause(error: unknown, cause: unknown, source: 'fallback' | 'isFailure'): unknown {
+  if (error === cause) return error
+  if (typeof error === 'object' && error !== null) {
+    if ((error as { cause?: unknown }).cause === undefined && Object.isExtensible(error)) {
+      Object.defineProperty(error, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
+    }
+    return error
+  }
+  return new Error(`${source} threw ${describeValue(error)}`, { cause })
+}

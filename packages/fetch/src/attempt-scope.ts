@@ -2,7 +2,7 @@ import { type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
 import type { Deadline } from '@ballast/deadline'
 
 /** What ended an attempt early. */
-export type AbortSource = 'timer' | 'deadline' | 'caller' | 'breaker'
+export type AbortSource = 'timer' | 'deadline' | 'caller' | 'breaker' | 'disposed'
 
 /** Builds the reason of an attempt that ran out of budget; one per client, not per attempt. */
 export type TimeoutReason = (budget: number, deadlineBound: boolean, deadline: Deadline | undefined) => unknown
@@ -21,6 +21,8 @@ let budgetTimers: TimerQueues<AttemptScope>
  *
  * The deadline is watched through `Deadline.onAbort` (no AbortController on the
  * deadline, no event listener); only an outside `init.signal` gets a listener.
+ * Until released, a scope sits in its client's set of live scopes (no closure,
+ * one Set entry), so disposing the client can abort it.
  */
 export class AttemptScope {
   readonly #controller = new AbortController()
@@ -28,6 +30,7 @@ export class AttemptScope {
   readonly #deadlineBound: boolean
   readonly #deadline: Deadline | undefined
   readonly #timeoutReason: TimeoutReason
+  readonly #live: Set<AttemptScope>
   readonly #expiresAt: number
   #timer: TimerQueue<AttemptScope> | undefined
   #source: AbortSource | undefined
@@ -36,7 +39,13 @@ export class AttemptScope {
   #callerSignal: AbortSignal | undefined = undefined
   #callerListener: (() => void) | undefined = undefined
 
-  constructor(budget: number, deadlineBound: boolean, deadline: Deadline | undefined, timeoutReason: TimeoutReason) {
+  constructor(
+    budget: number,
+    deadlineBound: boolean,
+    deadline: Deadline | undefined,
+    timeoutReason: TimeoutReason,
+    live: Set<AttemptScope>,
+  ) {
     this.#budget = budget
     this.#deadlineBound = deadlineBound
     this.#deadline = deadline
@@ -45,6 +54,8 @@ export class AttemptScope {
     const delay = timerDelay(budget)
     // Whole milliseconds, rounded up: never early; one shared timer per distinct budget.
     this.#timer = delay === undefined ? undefined : budgetTimers.add(Math.max(1, Math.ceil(delay)), this)
+    this.#live = live
+    live.add(this)
   }
 
   static {
@@ -106,10 +117,16 @@ export class AttemptScope {
     if (!this.#released) this.#abort('timer', this.#timeoutReason(this.#budget, this.#deadlineBound, this.#deadline))
   }
 
-  /** Clears the timer and every link. The signal stays as it is. */
+  /** Aborts the attempt because its client is disposed (its request and body read end now). */
+  dispose(reason: unknown): void {
+    this.#abort('disposed', reason)
+  }
+
+  /** Clears the timer and every link, and leaves the client's live set. The signal stays as it is. */
   release(): void {
     if (this.#released) return
     this.#released = true
+    this.#live.delete(this)
     const timer = this.#timer
     if (timer !== undefined) {
       this.#timer = undefined

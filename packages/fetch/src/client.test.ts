@@ -1,3 +1,5 @@
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { BrokenCircuitError } from '@ballast/breaker'
 import { Deadline, DeadlineExceededError } from '@ballast/deadline'
 import { Registry } from 'prom-client'
@@ -9,6 +11,20 @@ import { activeResources, backToBaseline, closedPort, metric, promtool, type Ups
 let a: Upstream
 let b: Upstream
 let baseline: string[]
+/** Request bodies received by `/put`, in order. */
+const bodies: string[] = []
+
+/** Polls `check` until it holds or `within` ms pass; whether it held. */
+async function until(check: () => boolean | Promise<boolean>, within = 2_000): Promise<boolean> {
+  const started = performance.now()
+  while (!(await check())) {
+    if (performance.now() - started > within) return false
+    await sleep(10)
+  }
+  return true
+}
+
+const timers = () => activeResources().filter((type) => type === 'Timeout').length
 
 beforeAll(async () => {
   baseline = activeResources()
@@ -31,6 +47,20 @@ beforeAll(async () => {
       let n = 0
       const timer = setInterval(() => res.write(`chunk ${n++}\n`), 40)
       res.on('close', () => clearInterval(timer))
+    },
+    '/hang': () => {
+      // Never answers: only the client's abort (or the server's close) ends it.
+    },
+    '/put': (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+      let body = ''
+      req.setEncoding('utf8')
+      req.on('data', (chunk: string) => {
+        body += chunk
+      })
+      req.on('end', () => {
+        bodies.push(body)
+        res.writeHead(503).end('busy')
+      })
     },
     '/slow': (_req: unknown, res: import('node:http').ServerResponse) => {
       const timer = setTimeout(() => res.writeHead(200).end('late'), 300)
@@ -274,6 +304,78 @@ describe('retries and failures', () => {
     c[Symbol.dispose]()
   })
 
+  it('an isFailure that throws: the caller gets its error, the response is released, the breaker does not count it', async () => {
+    const registry = new Registry()
+    const bug = new Error('isFailure bug')
+    const c = createClient({
+      name: 'buggy',
+      baseUrl: a.url,
+      registry,
+      timeout: 30_000,
+      retry: { attempts: 2, delay: 1 },
+      isFailure: () => {
+        throw bug
+      },
+      breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 },
+    })
+    const before = timers()
+    const hits = a.hits('/drip')
+    const aborted = a.aborted('/drip')
+    await expect(c.fetch('/drip')).rejects.toBe(bug)
+    await expect(c.json('/drip')).rejects.toBe(bug)
+    expect(a.hits('/drip') - hits).toBe(2) // not retried
+    // The endless bodies were dropped: their connections closed and their 30 s budget timers gone
+    // (polled: undici's own idle timer comes and goes within about a second).
+    expect(await until(() => timers() <= before)).toBe(true)
+    expect(await until(() => a.aborted('/drip') - aborted === 2)).toBe(true)
+    expect(c.breaker?.state).toBe('closed')
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: 'buggy', outcome: 'failure' })).toBe(0)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: 'buggy', outcome: 'ignored' })).toBe(2)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { client: 'buggy', method: 'GET', status_class: 'error' })).toBe(2)
+    c[Symbol.dispose]()
+  })
+
+  it('retries only bodies that can be sent again: a stream, an async iterable or a Node Readable is sent once', async () => {
+    const c = createClient({
+      name: 'put',
+      baseUrl: a.url,
+      registry: new Registry(),
+      retry: { attempts: 2, delay: 1 },
+      breaker: { volumeThreshold: 1_000 },
+    })
+    const put = async (body: unknown): Promise<string[]> => {
+      bodies.length = 0
+      const response = await c.fetch('/put', { method: 'PUT', body: body as RequestInit['body'], duplex: 'half' } as RequestInit)
+      expect(response.status).toBe(503)
+      await response.body?.cancel()
+      return [...bodies]
+    }
+    const bytes = () => new TextEncoder().encode('bytes')
+    expect(await put('text')).toEqual(['text', 'text', 'text'])
+    expect(await put(new URLSearchParams({ q: '1' }))).toEqual(['q=1', 'q=1', 'q=1'])
+    expect(await put(new Blob(['blob']))).toEqual(['blob', 'blob', 'blob'])
+    expect(await put(bytes())).toEqual(['bytes', 'bytes', 'bytes'])
+    expect(await put(bytes().buffer)).toEqual(['bytes', 'bytes', 'bytes'])
+    expect(await put(new DataView(bytes().buffer))).toEqual(['bytes', 'bytes', 'bytes'])
+    const form = new FormData()
+    form.set('field', 'value')
+    expect((await put(form)).map((body) => body.includes('value'))).toEqual([true, true, true])
+    expect(await put(undefined)).toEqual(['', '', ''])
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(bytes())
+        controller.close()
+      },
+    })
+    expect(await put(stream)).toEqual(['bytes'])
+    async function* generate() {
+      yield bytes()
+    }
+    expect(await put(generate())).toEqual(['bytes'])
+    expect(await put(Readable.from(['node']))).toEqual(['node'])
+    c[Symbol.dispose]()
+  })
+
   it('fetch() with a fallback answers a failure with the fallback Response', async () => {
     const c = createClient({ name: 'f', baseUrl: a.url, registry: new Registry() })
     const response = await c.fetch('/500', { fallback: () => new Response('cached', { status: 200 }) })
@@ -299,7 +401,7 @@ describe('retries and failures', () => {
 })
 
 describe('breakers per origin', () => {
-  it('without baseUrl every origin has its own breaker, labelled client:host', async () => {
+  it('without baseUrl every origin has its own breaker, labelled client:scheme:host', async () => {
     const registry = new Registry()
     const c = createClient({ name: 'hosts', registry, breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 } })
     expect(c.breaker).toBeUndefined()
@@ -311,11 +413,29 @@ describe('breakers per origin', () => {
     expect(await c.json(`${b.url}/echo`)).toMatchObject({ method: 'GET' })
     await expect(c.fetch(`${a.url}/echo`)).rejects.toBeInstanceOf(BrokenCircuitError)
     const host = new URL(a.url).host
-    expect(await registry.metrics()).toContain(`ballast_breaker_state{breaker="hosts:${host}",state="open"} 1`)
+    expect(await registry.metrics()).toContain(`ballast_breaker_state{breaker="hosts:http:${host}",state="open"} 1`)
     await expect(c.fetch('/relative')).rejects.toThrow(/absolute URL/)
     const check = await promtool(await registry.metrics())
     expect(check.output).toBe('')
     expect(check.code).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it('keys breakers by origin: http and https of one host, or two ports, never share one', () => {
+    const c = createClient({ name: 'wh', registry: new Registry() })
+    const http = c.breakerFor('http://example.com/x')
+    const https = c.breakerFor('https://example.com/y')
+    expect(https).not.toBe(http)
+    expect(http?.name).toBe('wh:http:example.com')
+    expect(https?.name).toBe('wh:https:example.com')
+    expect(c.breakerFor('HTTP://Example.com:80/z')).toBe(http)
+    expect(c.breakerFor('https://example.com:8443/')?.name).toBe('wh:https:example.com:8443')
+    expect(c.breakerFor(new URL('http://[::1]:9/'))?.name).toBe('wh:http:_::1_:9')
+    const long = c.breakerFor(`https://${'a'.repeat(70)}.example:8080/`)?.name ?? ''
+    expect(long.length).toBeLessThanOrEqual(64)
+    expect(long).toMatch(/^wh:https:a+-[0-9a-z]+$/)
+    expect(c.breakerFor(`http://${'a'.repeat(70)}.example:8080/`)?.name).not.toBe(long)
+    expect(c.breakers?.size).toBe(6)
     c[Symbol.dispose]()
   })
 
@@ -324,5 +444,46 @@ describe('breakers per origin', () => {
     expect(await c.json('echo')).toMatchObject({ method: 'GET' })
     await expect(c.fetch(`${b.url}/echo`)).rejects.toThrow(/baseUrl origin/)
     c[Symbol.dispose]()
+  })
+})
+
+describe('dispose', () => {
+  it('aborts the calls in flight: callers get BALLAST_FETCH_DISPOSED, the requests are torn down and timers freed at once', async () => {
+    // An upstream of its own, so that its open connections are this test's alone.
+    const hang = await upstream({
+      '/hang': () => {
+        // Never answers: only the client's abort ends it.
+      },
+      '/drip': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        const timer = setInterval(() => res.write('chunk\n'), 40)
+        res.on('close', () => clearInterval(timer))
+      },
+    })
+    const before = timers()
+    const clients = [
+      createClient({ name: 'one', baseUrl: hang.url, registry: new Registry(), timeout: 30_000 }),
+      createClient({ name: 'hosts', registry: new Registry(), timeout: 30_000 }),
+      createClient({ name: 'bare', registry: new Registry(), timeout: 30_000, breaker: false }),
+    ]
+    const calls = clients.map((c) => c.fetch(`${hang.url}/hang`).catch((error: unknown) => error))
+    // A response handed over with its body unread: the attempt lives until the body ends.
+    const unread = await clients[0]?.fetch('/drip')
+    try {
+      expect(await until(() => hang.hits('/hang') === 3)).toBe(true)
+      expect(timers()).toBeGreaterThan(before)
+      for (const c of clients) c[Symbol.dispose]()
+      for (const error of await Promise.all(calls)) {
+        expect(error).toMatchObject({ code: 'BALLAST_FETCH_DISPOSED', status: 503 })
+      }
+      await expect(unread?.text()).rejects.toMatchObject({ code: 'BALLAST_FETCH_DISPOSED' })
+      expect(await until(() => timers() <= before)).toBe(true)
+      // Every request was torn down on the upstream's side (its socket closed before
+      // the response ended). undici may open a fresh idle keep-alive connection right
+      // after an abort (Node 22 keeps it until its keep-alive timeout): not ours to count.
+      expect(await until(() => hang.aborted('/hang') === 3 && hang.aborted('/drip') === 1)).toBe(true)
+    } finally {
+      await hang.close()
+    }
   })
 })

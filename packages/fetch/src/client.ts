@@ -1,5 +1,5 @@
 import { BREAKER_NAME, Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
-import { describeValue, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
+import { BallastError, describeValue, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
 import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout } from '@ballast/deadline'
 import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
 import { backoff, retryAfterMs } from './backoff.js'
@@ -90,16 +90,38 @@ function isNetworkError(error: unknown): boolean {
   return error.message === 'fetch failed' || error.message === 'terminated' || error.cause !== undefined
 }
 
+/**
+ * Whether a request body can be sent again: only the kinds fetch re-reads from the
+ * start on every send. A ReadableStream, an async iterable or a Node `Readable` is
+ * consumed by the first attempt; a retry would send it empty (or fail), so such a
+ * call gets one attempt.
+ */
 function replayable(body: RequestInit['body']): boolean {
-  return body === undefined || body === null || !(body instanceof ReadableStream)
+  return (
+    body === undefined ||
+    body === null ||
+    typeof body === 'string' ||
+    body instanceof URLSearchParams ||
+    body instanceof Blob ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof FormData
+  )
 }
 
-function hostKey(clientName: string, host: string): string {
-  let key = host.replace(/[^A-Za-z0-9_.:-]/g, '_')
+/**
+ * The per-origin breaker key: `scheme:host[:port]` (`https:api.example.com`,
+ * `http:127.0.0.1:8080`), so `http://h` and `https://h` never share a breaker.
+ * Characters outside the breaker-name set become `_` (IPv6 brackets); a key too
+ * long for `client:key` to fit 64 characters is cut and suffixed with a hash of
+ * the whole origin.
+ */
+function originKey(clientName: string, origin: string): string {
+  let key = origin.replace(/[^A-Za-z0-9_.:-]/g, '_')
   const room = 64 - clientName.length - 1
   if (key.length > room) {
     let hash = 0
-    for (const char of host) hash = (Math.imul(hash, 31) + char.charCodeAt(0)) | 0
+    for (const char of origin) hash = (Math.imul(hash, 31) + char.charCodeAt(0)) | 0
     const suffix = `-${(hash >>> 0).toString(36)}`
     key = key.slice(0, Math.max(1, room - suffix.length)) + suffix
   }
@@ -136,10 +158,10 @@ function sleep(ms: number, signals: readonly (AbortSignal | undefined)[]): Promi
 
 type Mode = 'response' | 'json'
 
-/** Where a call goes: the URL to send to and the host its breaker is keyed by. */
+/** Where a call goes: the URL to send to and the origin (`scheme:host[:port]`) its breaker is keyed by. */
 interface Target {
   readonly href: string
-  readonly host: string
+  readonly origin: string
 }
 
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
@@ -157,13 +179,18 @@ class ResilientClient implements Client {
   readonly #options: ResolvedOptions
   readonly #observer: FetchObserver
   readonly #basePrefix: string
+  readonly #baseOrigin: string
   readonly #timeoutReason: TimeoutReason
+  /** Attempts not yet released (request or body in flight): aborted when the client is disposed. */
+  readonly #live = new Set<AttemptScope>()
+  #disposed: BallastError | undefined = undefined
 
   constructor(options: ClientOptions) {
     const o = resolveOptions(options)
     this.#options = o
     const base = o.baseUrl
     this.#basePrefix = base === undefined ? '' : base.origin + (base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname)
+    this.#baseOrigin = base === undefined ? '' : base.protocol + base.host
     this.name = o.name
     this.#timeoutReason = (budget, deadlineBound, deadline) =>
       deadlineBound
@@ -209,7 +236,16 @@ class ResilientClient implements Client {
     return this.#call(input, init, 'json') as Promise<T>
   }
 
+  /**
+   * Aborts the calls in flight (request or body read: sockets and timers are freed now,
+   * callers get `BALLAST_FETCH_DISPOSED`), then disposes the breaker(s).
+   */
   [Symbol.dispose](): void {
+    if (this.#disposed === undefined) {
+      const error = new BallastError(`fetch client "${this.name}" is disposed`, { code: 'BALLAST_FETCH_DISPOSED', status: 503 })
+      this.#disposed = error
+      for (const scope of [...this.#live]) scope.dispose(error)
+    }
     this.breaker?.[Symbol.dispose]()
     this.breakers?.[Symbol.dispose]()
   }
@@ -217,14 +253,14 @@ class ResilientClient implements Client {
   #breakerFor(target: Target): Breaker | undefined {
     if (this.breaker !== undefined) return this.breaker
     if (this.breakers === undefined) return undefined
-    return this.breakers.get(hostKey(this.name, target.host))
+    return this.breakers.get(originKey(this.name, target.origin))
   }
 
   #resolve(input: string | URL): Target {
     const base = this.#options.baseUrl
     if (typeof input === 'string' && base !== undefined && !SCHEME.test(input)) {
       // Joined, not resolved: `/stock/1` on `http://h/api` is `http://h/api/stock/1`. No parse: the hot path.
-      return { href: this.#basePrefix + (input.startsWith('/') || input.startsWith('?') ? '' : '/') + input, host: base.host }
+      return { href: this.#basePrefix + (input.startsWith('/') || input.startsWith('?') ? '' : '/') + input, origin: this.#baseOrigin }
     }
     let url: URL
     if (input instanceof URL) url = input
@@ -239,7 +275,7 @@ class ResilientClient implements Client {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new TypeError(`${this.name}.fetch: input must be an http(s) URL, got ${describeValue(url.href)}`)
     }
-    return { href: url.href, host: url.host }
+    return { href: url.href, origin: url.protocol + url.host }
   }
 
   async #call(input: string | URL, init: ClientRequestInit | undefined, mode: Mode): Promise<unknown> {
@@ -348,6 +384,8 @@ class ResilientClient implements Client {
         }
         return { value, status }
       } catch (error) {
+        // Disposed mid-call: the breaker's own disposal may have answered first; the caller gets the client's.
+        if (this.#disposed !== undefined) throw this.#disposed
         if (error instanceof CallerAbort) throw error.cause
         if (isCallerSide(error) || isAbortReason(callerSignal, error)) throw error
         if (error instanceof FailureResponse) last = error
@@ -372,6 +410,7 @@ class ResilientClient implements Client {
         } catch (aborted) {
           throw aborted instanceof CallerAbort ? aborted.cause : aborted
         }
+        if (this.#disposed !== undefined) throw this.#disposed
         this.#observer.retry()
       }
     }
@@ -389,7 +428,7 @@ class ResilientClient implements Client {
     mode: Mode,
   ): Promise<unknown> {
     const o = this.#options
-    const scope = new AttemptScope(budget, deadlineBound, deadline, this.#timeoutReason)
+    const scope = new AttemptScope(budget, deadlineBound, deadline, this.#timeoutReason, this.#live)
     scope.linkDeadline()
     scope.linkCaller(callerSignal)
     let headers: RequestInit['headers'] = init.headers
@@ -419,7 +458,16 @@ class ResilientClient implements Client {
       scope.release()
       throw this.#translate(error, scope, true)
     }
-    if (o.isFailure(response)) throw new FailureResponse(response, scope)
+    let failed: boolean
+    try {
+      failed = o.isFailure(response)
+    } catch (error) {
+      // A throwing predicate is the caller's bug, not the dependency's: the response is dropped
+      // (its timer and connection freed), the caller gets the error, the breaker does not count it.
+      discard(response, scope)
+      throw new CallerAbort(error)
+    }
+    if (failed) throw new FailureResponse(response, scope)
     if (mode === 'response') return coverBody(response, scope, (error) => this.#translate(error, scope, false))
     if (!response.ok) {
       discard(response, scope)
@@ -452,7 +500,7 @@ class ResilientClient implements Client {
     let callerSide = false
     if (source !== undefined) {
       result = scope.signal.reason
-      callerSide = source === 'caller' || source === 'deadline' || isCallerSide(result)
+      callerSide = source === 'caller' || source === 'deadline' || source === 'disposed' || isCallerSide(result)
     } else if (isNetworkError(error)) {
       result = new FetchNetworkError(this.name, error)
     } else if (error instanceof TypeError || error instanceof RangeError) {
