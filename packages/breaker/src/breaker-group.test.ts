@@ -80,5 +80,6 @@ describe('BreakerGroup', () => {
     const group = new BreakerGroup({ name: 'g', registry: new Registry() })
     expect(() => group.get('has space')).toThrow(RangeError)
     group[Symbol.dispose]()
+    expect(() => group.get('after')).toThrow(expect.objectContaining({ code: 'BALLAST_BREAKER_DISPOSED', status: 503 }))
   })
 })

@@ -1,4 +1,4 @@
-import { metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
+import { BallastError, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
 import { Registry } from 'prom-client'
 import { BREAKER_NAME, Breaker, type BreakerOptions } from './breaker.js'
 import { instruments } from './breaker-metrics.js'
@@ -79,7 +79,9 @@ export class BreakerGroup<F = never> implements Disposable {
 
   /** The breaker of `key`, created on first use. */
   get(key: string): Breaker<F> {
-    if (this.#disposed) throw new Error(`${OWNER} "${this.name}" is disposed`)
+    if (this.#disposed) {
+      throw new BallastError(`${OWNER} "${this.name}" is disposed`, { code: 'BALLAST_BREAKER_DISPOSED', status: 503 })
+    }
     const entries = this.#entries
     const now = Date.now()
     const found = entries.get(key)

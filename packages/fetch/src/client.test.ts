@@ -94,6 +94,7 @@ describe('createClient options', () => {
     expect(() => createClient({ name: 'c', propagate: { margin: -1 } })).toThrow(/"propagate.margin".*-1/)
     expect(() => createClient({ name: 'c', propagate: true as never })).toThrow(/"propagate".*true/)
     expect(() => createClient({ name: 'c', minBudget: Number.NaN })).toThrow(/"minBudget".*NaN/)
+    expect(() => createClient({ name: 'c', timeout: 50, minBudget: 80 })).toThrow(/"minBudget" must be <= timeout \(50\), got 80/)
     expect(() => createClient({ name: 'c', isFailure: 5 as never })).toThrow(/"isFailure".*5/)
     expect(() => createClient({ name: 'c', fetch: 'fetch' as never })).toThrow(/"fetch".*'fetch'/)
     expect(() => createClient({ name: 'c', breaker: 'yes' as never })).toThrow(/"breaker".*'yes'/)
@@ -485,5 +486,20 @@ describe('dispose', () => {
     } finally {
       await hang.close()
     }
+  })
+
+  it('refuses calls after dispose with BALLAST_FETCH_DISPOSED, with or without a breaker, and sends nothing', async () => {
+    const clients = [
+      createClient({ name: 'one', baseUrl: a.url, registry: new Registry() }),
+      createClient({ name: 'hosts', registry: new Registry() }),
+      createClient({ name: 'bare', registry: new Registry(), breaker: false }),
+    ]
+    const sent = a.hits('/echo')
+    for (const c of clients) {
+      c[Symbol.dispose]()
+      await expect(c.fetch(`${a.url}/echo`)).rejects.toMatchObject({ code: 'BALLAST_FETCH_DISPOSED', status: 503 })
+      await expect(c.json(`${a.url}/echo`)).rejects.toMatchObject({ code: 'BALLAST_FETCH_DISPOSED' })
+    }
+    expect(a.hits('/echo')).toBe(sent)
   })
 })

@@ -279,6 +279,7 @@ class ResilientClient implements Client {
   }
 
   async #call(input: string | URL, init: ClientRequestInit | undefined, mode: Mode): Promise<unknown> {
+    if (this.#disposed !== undefined) throw this.#disposed
     const fallback = init?.fallback
     const callTimeout = init?.timeout
     // What fetch gets: the caller's init minus ballast's own options (copied only when they are there).

@@ -216,6 +216,10 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     margin = numberOption(OWNER, 'propagate.margin', propagate?.margin, 10, { min: 0, max: MAX_TIMER_DELAY })
   }
   const minBudget = numberOption(OWNER, 'minBudget', opts.minBudget, 1, { min: 0, max: MAX_TIMER_DELAY })
+  // A client whose own timeout is below minBudget would fail every call fast, deadline or not.
+  if (timeout < minBudget) {
+    throw new RangeError(`${OWNER}: option "minBudget" must be <= timeout (${timeout}), got ${describeValue(minBudget)}`)
+  }
   const isFailure = functionOption<(response: Response) => boolean>(OWNER, 'isFailure', opts.isFailure) ?? isFailureStatus
   const fetchImpl = functionOption<typeof fetch>(OWNER, 'fetch', opts.fetch) ?? globalThis.fetch
   if (typeof fetchImpl !== 'function')
