@@ -399,6 +399,30 @@ describe('retries and failures', () => {
     expect((error as Error).cause).toBeInstanceOf(FetchNetworkError)
     c[Symbol.dispose]()
   })
+
+  it('a fallback that fails the caller is counted error, not fallback, with what the call failed with as cause', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'f', baseUrl: a.url, registry, breaker: false })
+    const throws = await c
+      .json('/500', {
+        fallback: () => {
+          throw new Error('no cache either')
+        },
+      })
+      .catch((e: unknown) => e)
+    expect((throws as Error).cause).toBeInstanceOf(FetchStatusError)
+    expect((throws as Error).cause).toMatchObject({ upstreamStatus: 500 })
+    const notResponse = await c.json('/500', { fallback: () => ({ cached: 1 }) as unknown as Response }).catch((e: unknown) => e)
+    expect(notResponse).toBeInstanceOf(TypeError)
+    expect((notResponse as Error).message).toMatch(/"fallback" must return a Response, got/)
+    const notJson = await c.json('/500', { fallback: () => new Response('<html>') }).catch((e: unknown) => e)
+    expect(notJson).toBeInstanceOf(SyntaxError)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'error' })).toBe(3)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(0)
+    expect(await c.json('/500', { fallback: () => Response.json({ cached: 1 }) })).toEqual({ cached: 1 })
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(1)
+    c[Symbol.dispose]()
+  })
 })
 
 describe('breakers per origin', () => {

@@ -309,7 +309,9 @@ class ResilientClient implements Client {
     }
     if (fallback !== undefined && outcome.value instanceof FailureResponse) {
       discard(outcome.value.response, outcome.value.scope)
-      return this.#serveFallback(fallback, label, mode, undefined)
+      // What the caller would have got without a fallback: the cause if the fallback fails too.
+      const failed = new FetchStatusError(this.name, outcome.value.response.status, url.href)
+      return this.#serveFallback(fallback, label, mode, failed)
     }
     this.#observer.request(label, outcome.status)
     if (outcome.value instanceof FailureResponse) {
@@ -324,10 +326,20 @@ class ResilientClient implements Client {
     return outcome.value
   }
 
+  /**
+   * Answers with the fallback. Counted `fallback` only when the caller gets an answer
+   * from it: a fallback that throws, returns no `Response`, or (for `json()`) a body
+   * that is not JSON is the caller's error, counted `error`, with `error` (what the
+   * call itself failed with) as its cause.
+   */
   async #serveFallback(fallback: () => Response | PromiseLike<Response>, label: string, mode: Mode, error: unknown): Promise<unknown> {
-    let response: Response
+    let answer: unknown
     try {
-      response = await fallback()
+      const response: unknown = await fallback()
+      if (!(response instanceof Response)) {
+        throw new TypeError(`${this.name}: option "fallback" must return a Response, got ${describeValue(response)}`)
+      }
+      answer = mode === 'json' ? await response.json() : response
     } catch (thrown) {
       this.#observer.request(label, 'error')
       if (error !== undefined && typeof thrown === 'object' && thrown !== null && (thrown as { cause?: unknown }).cause === undefined) {
@@ -336,7 +348,7 @@ class ResilientClient implements Client {
       throw thrown
     }
     this.#observer.request(label, 'fallback')
-    return mode === 'json' ? response.json() : response
+    return answer
   }
 
   async #attempts(
