@@ -143,9 +143,9 @@ export class DeadlineMetrics {
   #labelOf(label: string, key: string): string {
     const known = this.#labels.get(key)
     if (known !== undefined) return known
-    const chosen = this.#labels.size < MAX_ROUTE_LABELS ? label : OTHER_ROUTES
-    this.#labels.set(chosen === OTHER_ROUTES ? OTHER_ROUTES : key, chosen)
-    return chosen
+    if (this.#labels.size >= MAX_ROUTE_LABELS) return OTHER_ROUTES
+    this.#labels.set(key, label)
+    return label
   }
 
   /** The route label of a request, canonical and capped (see {@link MAX_ROUTE_LABELS}). */

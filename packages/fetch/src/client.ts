@@ -309,9 +309,7 @@ class ResilientClient implements Client {
     }
     if (fallback !== undefined && outcome.value instanceof FailureResponse) {
       discard(outcome.value.response, outcome.value.scope)
-      // What the caller would have got without a fallback: the cause if the fallback fails too.
-      const failed = new FetchStatusError(this.name, outcome.value.response.status, url.href)
-      return this.#serveFallback(fallback, label, mode, failed)
+      return this.#serveFallback(fallback, label, mode, undefined, outcome.value.response.status, url.href)
     }
     this.#observer.request(label, outcome.status)
     if (outcome.value instanceof FailureResponse) {
@@ -329,10 +327,18 @@ class ResilientClient implements Client {
   /**
    * Answers with the fallback. Counted `fallback` only when the caller gets an answer
    * from it: a fallback that throws, returns no `Response`, or (for `json()`) a body
-   * that is not JSON is the caller's error, counted `error`, with `error` (what the
-   * call itself failed with) as its cause.
+   * that is not JSON is the caller's error, counted `error`, with what the call itself
+   * failed with as its cause: `error`, or for a failure response (`status` of `href`)
+   * the `FetchStatusError` the caller would have got, built only then.
    */
-  async #serveFallback(fallback: () => Response | PromiseLike<Response>, label: string, mode: Mode, error: unknown): Promise<unknown> {
+  async #serveFallback(
+    fallback: () => Response | PromiseLike<Response>,
+    label: string,
+    mode: Mode,
+    error: unknown,
+    status?: number,
+    href?: string,
+  ): Promise<unknown> {
     let answer: unknown
     try {
       const response: unknown = await fallback()
@@ -342,8 +348,9 @@ class ResilientClient implements Client {
       answer = mode === 'json' ? await response.json() : response
     } catch (thrown) {
       this.#observer.request(label, 'error')
-      if (error !== undefined && typeof thrown === 'object' && thrown !== null && (thrown as { cause?: unknown }).cause === undefined) {
-        Object.defineProperty(thrown, 'cause', { value: error, configurable: true, writable: true })
+      const cause = status === undefined ? error : new FetchStatusError(this.name, status, href as string)
+      if (cause !== undefined && typeof thrown === 'object' && thrown !== null && (thrown as { cause?: unknown }).cause === undefined) {
+        Object.defineProperty(thrown, 'cause', { value: cause, configurable: true, writable: true })
       }
       throw thrown
     }
