@@ -33,6 +33,93 @@ describe('BreakerGroup', () => {
     expect(await registry.metrics()).not.toMatch(/breaker="hosts/)
   })
 
+  it('lets the calls of a key evicted while busy finish, then disposes it with its series', async () => {
+    const registry = new Registry()
+    const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1 })
+    let release: (value: string) => void = () => undefined
+    const slow = group.get('slow')
+    const pending = slow.execute(() => new Promise<string>((resolve) => (release = resolve)))
+    group.get('other')
+    expect(group.keys()).toEqual(['other'])
+    expect(slow.state).toBe('closed')
+    release('answer')
+    await expect(pending).resolves.toBe('answer')
+    expect(await registry.metrics()).toContain('ballast_breaker_calls_total{breaker="hosts:slow",outcome="success"} 1')
+    // Idle now: the next use of the group disposes it and its series.
+    group.get('other')
+    expect(slow.state).toBe('disabled')
+    expect(await registry.metrics()).not.toContain('breaker="hosts:slow"')
+    group[Symbol.dispose]()
+  })
+
+  it('counts a call pausing between retries as busy: eviction does not cut its retry short', async () => {
+    const registry = new Registry()
+    const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1, retry: { attempts: 1, delay: 20 } })
+    let tries = 0
+    const pending = group.get('flaky').execute(async () => {
+      tries++
+      if (tries === 1) throw new Error('first try fails')
+      return 'second try'
+    })
+    // Let the first attempt fail: the call now waits out its retry delay with no attempt running.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(group.get('flaky').running).toBe(0)
+    group.get('other')
+    await expect(pending).resolves.toBe('second try')
+    expect(tries).toBe(2)
+    group[Symbol.dispose]()
+  })
+
+  it('takes back a key evicted while busy when it is used again, state and calls intact', async () => {
+    const registry = new Registry()
+    const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1 })
+    let release: (value: number) => void = () => undefined
+    const a = group.get('a')
+    const pending = a.execute(() => new Promise<number>((resolve) => (release = resolve)))
+    const b = group.get('b')
+    expect(group.get('a')).toBe(a)
+    expect(group.keys()).toEqual(['a'])
+    expect(b.state).toBe('disabled')
+    release(7)
+    await expect(pending).resolves.toBe(7)
+    expect(a.state).toBe('closed')
+    group[Symbol.dispose]()
+    expect(a.state).toBe('disabled')
+  })
+
+  it('disposes a key evicted while busy at once on delete(), and its calls in flight fail', async () => {
+    const registry = new Registry()
+    const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1 })
+    const pending = group.get('a').execute(() => new Promise<number>(() => undefined))
+    group.get('b')
+    expect(group.delete('a')).toBe(true)
+    await expect(pending).rejects.toMatchObject({ code: 'BALLAST_BREAKER_DISPOSED' })
+    expect(await registry.metrics()).not.toContain('breaker="hosts:a"')
+    expect(group.delete('a')).toBe(false)
+    group[Symbol.dispose]()
+  })
+
+  it('its sweep disposes a key evicted while busy once idle, then stops when nothing is left', async () => {
+    vi.useFakeTimers()
+    try {
+      const registry = new Registry()
+      const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1, idleTimeout: 5_000 })
+      let release: (value: number) => void = () => undefined
+      const pending = group.get('a').execute(() => new Promise<number>((resolve) => (release = resolve)))
+      group.get('b')
+      release(1)
+      await pending
+      expect(await registry.metrics()).toContain('breaker="hosts:a"')
+      // One sweep period (here the idle timeout): 'a' goes as soon as it is idle, 'b' as idle for long enough.
+      vi.advanceTimersByTime(5_000)
+      expect(await registry.metrics()).not.toMatch(/breaker="hosts:/)
+      expect(group.size).toBe(0)
+      expect(vi.getTimerCount()).toBe(0)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
   it('evicts idle keys and stops its sweep timer when empty', async () => {
     vi.useFakeTimers()
     try {

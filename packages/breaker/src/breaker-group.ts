@@ -1,13 +1,17 @@
 import { BallastError, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
 import { Registry } from 'prom-client'
-import { BREAKER_NAME, Breaker, type BreakerOptions } from './breaker.js'
+import { BREAKER_NAME, Breaker, type BreakerOptions, callsInFlight } from './breaker.js'
 import { instruments } from './breaker-metrics.js'
 
 const OWNER = 'BreakerGroup'
 
 /** Options of {@link BreakerGroup}: a {@link Breaker}'s options plus the key bounds. */
 export interface BreakerGroupOptions<F = never> extends BreakerOptions<F> {
-  /** Most keys kept at once; the least recently used is evicted beyond. Default 100. */
+  /**
+   * Most keys kept at once; the least recently used is evicted beyond. A key
+   * evicted with calls in flight lets them finish before its breaker is disposed.
+   * Default 100.
+   */
   maxKeys?: number
   /** A key unused for this many ms is evicted (its breaker disposed, its series removed). Default 300 000. */
   idleTimeout?: number
@@ -21,8 +25,11 @@ interface Entry<F> {
 /**
  * Keyed breakers, one per key (per upstream host, per tenant…), created on first
  * use with the same options. Bounded: beyond `maxKeys` the least recently used
- * idle key is evicted, and keys unused for `idleTimeout` are evicted by a
- * periodic sweep; eviction disposes the breaker and removes its metric series.
+ * key is evicted (an idle one if there is one), and keys unused for
+ * `idleTimeout` are evicted by a periodic sweep; eviction disposes the breaker
+ * and removes its metric series. A key evicted while calls run on it is
+ * disposed once they settle, so eviction never fails a call in flight; used
+ * again before that, it comes back with its state.
  * The `breaker` label is `name:key`, so keys must be low-cardinality and match
  * `[A-Za-z0-9_.:-]` (never take them from raw request data).
  *
@@ -40,6 +47,9 @@ export class BreakerGroup<F = never> implements Disposable {
   readonly #idleTimeout: number
   // Map iteration order is insertion order: re-inserting on use makes it an LRU.
   readonly #entries = new Map<string, Entry<F>>()
+  // Evicted with calls in flight: out of the bound, disposed once idle. Holds at
+  // most as many keys as there are calls in flight, and almost always none.
+  readonly #retiring = new Map<string, Entry<F>>()
   #sweeper: NodeJS.Timeout | undefined = undefined
   #disposed = false
 
@@ -67,12 +77,12 @@ export class BreakerGroup<F = never> implements Disposable {
     )
   }
 
-  /** Keys currently held. */
+  /** Keys currently held, `<= maxKeys` (evicted keys still finishing calls are not counted). */
   get size(): number {
     return this.#entries.size
   }
 
-  /** Currently held keys, least recently used first. */
+  /** Currently held keys, least recently used first (evicted keys still finishing calls are not listed). */
   keys(): string[] {
     return [...this.#entries.keys()]
   }
@@ -84,6 +94,7 @@ export class BreakerGroup<F = never> implements Disposable {
     }
     const entries = this.#entries
     const now = Date.now()
+    if (this.#retiring.size !== 0) this.#reap()
     const found = entries.get(key)
     if (found !== undefined) {
       found.lastUsed = now
@@ -96,22 +107,25 @@ export class BreakerGroup<F = never> implements Disposable {
       throw new RangeError(`${OWNER}: key must make "${this.name}:<key>" match ${BREAKER_NAME}, got ${JSON.stringify(key)}`)
     }
     this.#sweep(now)
-    while (entries.size >= this.#maxKeys && this.#evictOne()) {
-      // evicted the least recently used idle key
-    }
-    const breaker = new Breaker<F>({ ...this.#options, name })
-    entries.set(key, { breaker, lastUsed: now })
+    while (entries.size >= this.#maxKeys) this.#evictOne()
+    // A key evicted while busy comes back as it was: one breaker (and one set of series) per key.
+    const retired = this.#retiring.get(key)
+    this.#retiring.delete(key)
+    const entry = retired ?? { breaker: new Breaker<F>({ ...this.#options, name }), lastUsed: now }
+    entry.lastUsed = now
+    entries.set(key, entry)
     this.#startSweeper()
-    return breaker
+    return entry.breaker
   }
 
-  /** Disposes and forgets `key`'s breaker. */
+  /** Disposes and forgets `key`'s breaker, at once, even with calls in flight (they fail with `BALLAST_BREAKER_DISPOSED`). */
   delete(key: string): boolean {
-    const entry = this.#entries.get(key)
+    const entry = this.#entries.get(key) ?? this.#retiring.get(key)
     if (entry === undefined) return false
     this.#entries.delete(key)
+    this.#retiring.delete(key)
     entry.breaker[Symbol.dispose]()
-    if (this.#entries.size === 0) this.#stopSweeper()
+    this.#stopSweeperIfEmpty()
     return true
   }
 
@@ -119,35 +133,48 @@ export class BreakerGroup<F = never> implements Disposable {
   [Symbol.dispose](): void {
     this.#disposed = true
     this.#stopSweeper()
-    for (const key of [...this.#entries.keys()]) this.delete(key)
+    for (const key of [...this.#entries.keys(), ...this.#retiring.keys()]) this.delete(key)
   }
 
-  #evictOne(): boolean {
-    // Prefer the least recently used key with nothing in flight; if every key is
-    // busy, the oldest goes anyway so the bound holds.
-    let victim: string | undefined
+  #evictOne(): void {
+    // The least recently used key with nothing in flight; if every key is busy,
+    // the least recently used retires: out of the bound now, disposed when idle.
     for (const [key, entry] of this.#entries) {
-      if (entry.breaker.running === 0) {
-        victim = key
-        break
+      if (callsInFlight(entry.breaker) === 0) {
+        this.delete(key)
+        return
       }
     }
-    victim ??= this.#entries.keys().next().value
-    return victim !== undefined && this.delete(victim)
+    const [key, entry] = this.#entries.entries().next().value as [string, Entry<F>]
+    this.#entries.delete(key)
+    this.#retiring.set(key, entry)
+  }
+
+  #reap(): void {
+    for (const [key, entry] of this.#retiring) {
+      if (callsInFlight(entry.breaker) === 0) this.delete(key)
+    }
   }
 
   #sweep(now: number): void {
     for (const [key, entry] of this.#entries) {
       if (now - entry.lastUsed < this.#idleTimeout) break
-      if (entry.breaker.running === 0) this.delete(key)
+      if (callsInFlight(entry.breaker) === 0) this.delete(key)
     }
   }
 
   #startSweeper(): void {
     if (this.#sweeper !== undefined) return
     const period = Math.max(1_000, Math.min(this.#idleTimeout, 60_000))
-    this.#sweeper = setInterval(() => this.#sweep(Date.now()), period)
+    this.#sweeper = setInterval(() => {
+      this.#reap()
+      this.#sweep(Date.now())
+    }, period)
     this.#sweeper.unref()
+  }
+
+  #stopSweeperIfEmpty(): void {
+    if (this.#entries.size === 0 && this.#retiring.size === 0) this.#stopSweeper()
   }
 
   #stopSweeper(): void {

@@ -138,6 +138,13 @@ export function isDependencyFailure(error: unknown): boolean {
 }
 
 let neverAborted: AbortSignal | undefined
+// Set in a static block of Breaker: BreakerGroup disposes a key only once its calls have settled.
+let callsOf: (breaker: Breaker<unknown>) => number
+
+/** Calls through `breaker` not settled yet (attempts, retry pauses, fallbacks). Internal to the package. */
+export function callsInFlight<F>(breaker: Breaker<F>): number {
+  return callsOf(breaker as Breaker<unknown>)
+}
 
 function quietSignal(): AbortSignal {
   neverAborted ??= new AbortController().signal
@@ -192,9 +199,15 @@ export class Breaker<F = never> implements Disposable {
   #live: Attempt | undefined = undefined
   readonly #pauses = new Set<() => void>()
   #running = 0
+  // Calls not settled yet: attempts, retry pauses and fallbacks (a BreakerGroup keeps a busy key).
+  #calls = 0
   #openedAt = 0
   #state: BreakerState = 'closed'
   #disposed = false
+
+  static {
+    callsOf = (breaker) => breaker.#calls
+  }
 
   readonly #stateChange = new BreakerEvent<StateChangeEvent>()
   readonly #open = new BreakerEvent<void>()
@@ -459,49 +472,54 @@ export class Breaker<F = never> implements Disposable {
 
   async #run(work: Work, fallback: AnyFallback): Promise<unknown> {
     if (this.#disposed) throw this.#disposedError()
-    const deadline = Deadline.current()
-    let last: Attempt | undefined
-    for (let n = 0; ; n++) {
-      if (last !== undefined && !this.#circuit.closed) {
-        // Retries only while closed: the failure stands.
-        return this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
+    this.#calls++
+    try {
+      const deadline = Deadline.current()
+      let last: Attempt | undefined
+      for (let n = 0; ; n++) {
+        if (last !== undefined && !this.#circuit.closed) {
+          // Retries only while closed: the failure stands.
+          return this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
+        }
+        const reason = this.#refusal()
+        if (reason !== undefined) {
+          const error = new BrokenCircuitError(this.name, reason, this.retryAfter())
+          this.#observer.rejected(reason)
+          this.#reject.emit({ reason, error })
+          return this.#fallbackFor(reason, error, fallback, deadline)
+        }
+        if (deadline?.expired === true) {
+          this.#observer.call('ignored', 0)
+          return this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+        }
+        const closed = this.#circuit.closed
+        const attempt = this.#attempt(work, n, deadline, closed)
+        try {
+          // Closed, the usual case, the attempt runs outside opossum's fire() (see #countClosed).
+          await (closed ? attempt.run() : this.#circuit.fire(attempt))
+        } catch {
+          // The attempt holds its outcome and error.
+        }
+        if (closed) this.#countClosed(attempt)
+        this.#unlink(attempt)
+        const outcome = attempt.outcome
+        // opossum refused without running the action: only once shut down.
+        if (outcome === undefined) throw this.#disposedError()
+        this.#observer.call((outcome === 'filtered' ? 'ignored' : outcome) as CallOutcome, attempt.seconds)
+        if (outcome === 'success') return attempt.value
+        if (outcome === 'filtered') throw attempt.error
+        if (outcome === 'ignored') return this.#fallbackFor('deadline', attempt.error, fallback, deadline)
+        if (n >= this.#retries || this.#disposed || !this.#circuit.closed)
+          return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+        const pause = await this.#pause(deadline)
+        if (pause === 'deadline')
+          return this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+        if (pause === 'stop') return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+        this.#observer.retry()
+        last = attempt
       }
-      const reason = this.#refusal()
-      if (reason !== undefined) {
-        const error = new BrokenCircuitError(this.name, reason, this.retryAfter())
-        this.#observer.rejected(reason)
-        this.#reject.emit({ reason, error })
-        return this.#fallbackFor(reason, error, fallback, deadline)
-      }
-      if (deadline?.expired === true) {
-        this.#observer.call('ignored', 0)
-        return this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
-      }
-      const closed = this.#circuit.closed
-      const attempt = this.#attempt(work, n, deadline, closed)
-      try {
-        // Closed, the usual case, the attempt runs outside opossum's fire() (see #countClosed).
-        await (closed ? attempt.run() : this.#circuit.fire(attempt))
-      } catch {
-        // The attempt holds its outcome and error.
-      }
-      if (closed) this.#countClosed(attempt)
-      this.#unlink(attempt)
-      const outcome = attempt.outcome
-      // opossum refused without running the action: only once shut down.
-      if (outcome === undefined) throw this.#disposedError()
-      this.#observer.call((outcome === 'filtered' ? 'ignored' : outcome) as CallOutcome, attempt.seconds)
-      if (outcome === 'success') return attempt.value
-      if (outcome === 'filtered') throw attempt.error
-      if (outcome === 'ignored') return this.#fallbackFor('deadline', attempt.error, fallback, deadline)
-      if (n >= this.#retries || this.#disposed || !this.#circuit.closed)
-        return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
-      const pause = await this.#pause(deadline)
-      if (pause === 'deadline')
-        return this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
-      if (pause === 'stop') return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
-      this.#observer.retry()
-      last = attempt
+    } finally {
+      this.#calls--
     }
   }
 

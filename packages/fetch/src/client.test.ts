@@ -99,6 +99,10 @@ describe('createClient options', () => {
     expect(() => createClient({ name: 'c', fetch: 'fetch' as never })).toThrow(/"fetch".*'fetch'/)
     expect(() => createClient({ name: 'c', breaker: 'yes' as never })).toThrow(/"breaker".*'yes'/)
     expect(() => createClient({ name: 'c', breaker: { timeout: 5 } as never })).toThrow(/"breaker.timeout".*5/)
+    expect(() => createClient({ name: 'c', baseUrl: 'http://127.0.0.1:1', breaker: { maxKeys: 0 } })).toThrow(/"breaker.maxKeys".*0/)
+    expect(() => createClient({ name: 'c', baseUrl: 'http://127.0.0.1:1', breaker: { idleTimeout: 10 } })).toThrow(
+      /"breaker.idleTimeout".*10/,
+    )
     expect(() => createClient({ name: 'c', breaker: { volumeThreshold: -2 }, baseUrl: 'http://x' })).toThrow(/volumeThreshold.*-2/)
     expect(() => createClient({ name: 'c', registry: {} as never })).toThrow(/"registry"/)
   })

@@ -195,6 +195,16 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const baseUrl = baseUrlOption(opts.baseUrl)
   const timeout = numberOption(OWNER, 'timeout', opts.timeout, 10_000, { min: 1, max: MAX_TIMER_DELAY })
   const breaker = breakerOption(opts.breaker)
+  if (breaker !== false && baseUrl !== undefined) {
+    // One breaker for the base URL's origin: per-origin bounds would silently do nothing.
+    for (const key of ['maxKeys', 'idleTimeout'] as const) {
+      if (breaker[key] !== undefined) {
+        throw new TypeError(
+          `${OWNER}: option "breaker.${key}" bounds the per-origin breakers of a client without "baseUrl"; this one has a single breaker, got ${describeValue(breaker[key])}`,
+        )
+      }
+    }
+  }
 
   const retry = objectOption<ClientRetryOptions>(OWNER, 'retry', opts.retry)
   if (retry !== undefined && retry.attempts === undefined) {
