@@ -108,7 +108,8 @@ export class ConnectionTracker {
   #resolveListenerClosed: (() => void) | undefined
   #policy: ListenerClosePolicy | undefined
   #closed: Promise<void> | undefined
-  #emptied: (() => void) | undefined
+  /** Called once no socket is left, after the drain counted the last one as closed. */
+  #emptied: (() => void)[] = []
   readonly #isTls: boolean
   readonly #onRawConnection = (socket: Socket) => this.#rawConnection(socket)
   readonly #onSecureConnection = (socket: Socket) => this.#add(socket)
@@ -193,6 +194,15 @@ export class ConnectionTracker {
   /** Resolves once the listener is closed and every connection is gone. */
   drained(): Promise<void> {
     return this.#closed ?? this.#closeNow()
+  }
+
+  /**
+   * Resolves once every socket open now has emitted 'close' and the drain counted it
+   * as closed (a destroyed socket emits it only on a later loop turn).
+   */
+  socketsClosed(): Promise<void> {
+    if (this.#sockets.size === 0) return Promise.resolve()
+    return new Promise<void>((resolve) => this.#emptied.push(resolve))
   }
 
   #sendProbe(): void {
@@ -290,7 +300,7 @@ export class ConnectionTracker {
         // The server reports 'close' when its sockets are destroyed; their own
         // 'close' events (which this tracker counts) come one loop turn later.
         if (this.#sockets.size === 0) resolve()
-        else this.#emptied = resolve
+        else this.#emptied.push(resolve)
       })
     })
     const resolveListenerClosed = this.#resolveListenerClosed
@@ -303,7 +313,10 @@ export class ConnectionTracker {
     return this.#closed
   }
 
-  /** Destroys every remaining socket (the grace period is over). Returns how many. */
+  /**
+   * Destroys every remaining socket (the grace period is over). Returns how many;
+   * {@link socketsClosed} tells when they are counted as closed.
+   */
   destroyAll(): number {
     let destroyed = 0
     for (const [socket, state] of this.#sockets) {
@@ -352,11 +365,10 @@ export class ConnectionTracker {
     socket.once('close', () => {
       this.#clearLinger(state)
       this.#sockets.delete(socket)
-      if (this.#sockets.size === 0 && this.#emptied !== undefined) {
-        const emptied = this.#emptied
-        this.#emptied = undefined
-        // After this listener, so the drain counts the connection as closed first.
-        queueMicrotask(emptied)
+      if (this.#sockets.size === 0) {
+        // After this 'close' event, so the drain counts the connection as closed first
+        // (below), and HTTP closes the socket's response (in-flight count) in its own listener.
+        for (const emptied of this.#emptied.splice(0)) queueMicrotask(emptied)
       }
       const reason = state.closing ?? (state.announcedClose && this.#draining ? 'after_response' : undefined)
       this.#events.connectionClosed(reason)

@@ -286,6 +286,54 @@ describe('sequence', () => {
     drain[Symbol.dispose]()
     drain2[Symbol.dispose]()
   })
+
+  it('connections destroyed at gracePeriod are counted (forced, open, in-flight) when shutdown() resolves and when exit runs', async () => {
+    const registry = new Registry()
+    /** The counts as a scrape (or a last push) would read them at this very moment: nothing runs in between but promise jobs. */
+    const snapshot = async () => {
+      const getters = { openConnections: drain.openConnections, inflight: drain.inflight }
+      const metrics = await registry.getMetricsAsJSON()
+      const value = (name: string, labels: Record<string, string> = {}) =>
+        metrics
+          .find((metric) => metric.name === name)
+          ?.values.find((sample) => Object.entries(labels).every(([key, label]) => sample.labels[key] === label))?.value
+      return {
+        ...getters,
+        ballast_drain_closed_connections_total_forced: value('ballast_drain_closed_connections_total', { reason: 'forced' }),
+        ballast_drain_open_connections: value('ballast_drain_open_connections'),
+        ballast_drain_inflight_requests: value('ballast_drain_inflight_requests'),
+      }
+    }
+    let atExit: ReturnType<typeof snapshot> | undefined
+    // An idle linger longer than the grace period: the idle keep-alive socket is still open at the deadline.
+    const drain = new Drain({ ...QUIET, gracePeriod: 300, idleLinger: 60_000, registry, exit: () => (atExit = snapshot()) })
+    const server = http.createServer(app(drain))
+    drain.attach(server)
+    const port = await listen(server)
+    const agent = new http.Agent({ keepAlive: true })
+    expect(await get(port, '/fast', agent)).toMatchObject({ status: 200, connection: 'keep-alive' })
+    const hung = get(port, '/hang').then(
+      () => 'answered',
+      (error: NodeJS.ErrnoException) => error.code ?? error.message,
+    )
+    await vi.waitFor(() => expect([drain.openConnections, drain.inflight]).toEqual([2, 1]), { timeout: 5_000 })
+
+    const report = await drain.shutdown()
+    const atResolve = await snapshot()
+    const final = {
+      openConnections: 0,
+      inflight: 0,
+      ballast_drain_closed_connections_total_forced: 2,
+      ballast_drain_open_connections: 0,
+      ballast_drain_inflight_requests: 0,
+    }
+    expect(report).toMatchObject({ outcome: 'grace_period_exceeded', forcedConnections: 2 })
+    expect(atResolve).toEqual(final)
+    expect(await atExit).toEqual(final)
+    expect(await hung).toBe('ECONNRESET')
+    agent.destroy()
+    drain[Symbol.dispose]()
+  })
 })
 
 describe('signals after shutdown()', () => {

@@ -189,6 +189,9 @@ const LISTENER_QUIET_MS = 50
 /** ...or, if clients keep connecting, at the first flush after this long. */
 const SETTLE_MAX_MS = 250
 const CLOSE: FlushVerdict = { close: true }
+// Sockets destroyed at the hard stop report 'close' a loop turn later; a socket that
+// never did must not hold the stop (and the exit) beyond this.
+const FORCED_CLOSE_WAIT_MS = 1_000
 const HOOK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
 /** Default `readinessDelay` on Kubernetes, capped at half of `gracePeriod`. */
 const K8S_READINESS_DELAY = 5_000
@@ -724,10 +727,16 @@ export class Drain implements Disposable {
       this.#hookReports.push({ name: running.name, outcome: 'abandoned', durationMs: performance.now() - running.startedAt })
     }
     for (const tracker of this.#trackers) this.#forced += tracker.destroyAll()
-    this.#complete(outcome, startedAt)
+    // A destroyed socket emits 'close' (and HTTP closes its response) only a loop turn
+    // later: until then open connections, in-flight requests and forced closes read as
+    // before the destroy, and a last scrape or push when shutdown() resolves or exit
+    // runs would see that. So stop once they are counted: one loop turn, no client to
+    // wait for, since every remaining socket was just destroyed (bounded all the same).
+    this.#complete(outcome, startedAt, Promise.all(this.#trackers.map((tracker) => tracker.socketsClosed())))
   }
 
-  #complete(outcome: ShutdownOutcome, startedAt: number): void {
+  /** Ends the sequence now; reports (resolves shutdown(), exits) once `socketsClosed` settled, if given. */
+  #complete(outcome: ShutdownOutcome, startedAt: number, socketsClosed?: Promise<unknown>): void {
     if (this.#finished) return
     this.#finished = true
     if (this.#hardLimit !== undefined) clearTimeout(this.#hardLimit)
@@ -736,6 +745,21 @@ export class Drain implements Disposable {
     this.#wakePhase?.()
     for (const wake of this.#idleWaiters.splice(0)) wake()
     for (const tracker of this.#trackers) tracker.detach()
+    if (socketsClosed === undefined) {
+      this.#stop(outcome, startedAt)
+      return
+    }
+    let bound: NodeJS.Timeout | undefined
+    const waited = new Promise<void>((resolve) => {
+      bound = setTimeout(resolve, FORCED_CLOSE_WAIT_MS)
+    })
+    void Promise.race([socketsClosed, waited]).then(() => {
+      clearTimeout(bound)
+      this.#stop(outcome, startedAt)
+    })
+  }
+
+  #stop(outcome: ShutdownOutcome, startedAt: number): void {
     const exitCode = EXIT_CODES[outcome]
     const report: ShutdownReport = {
       reason: this.#reason,
