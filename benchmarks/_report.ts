@@ -63,6 +63,7 @@ interface Memory {
     microsPerRequest: number
     heapAfterWarmup: number
     checkpoints: { requests: number; heapUsed: number }[]
+    inFlight?: { requests: number; heapUsed: number }[]
     activeBefore: string[]
     activeAfter: string[]
   }[]
@@ -160,7 +161,7 @@ if (deadlineRow !== undefined) {
   targets.push({
     what: 'HTTP req/s: deadline() alone vs bare (package benchmark)',
     target: '≥ 0.97',
-    measured: `${ratio.toFixed(3)} (CPU ratio ${num(deadlineRow['median CPU ratio bare / app']).toFixed(3)}; +${deadlineRow['CPU µs added to bare'] ?? '?'} µs CPU/request; the floor, an empty middleware with AsyncLocalStorage and a close listener: ${deadlineHttpRows.find((row) => row.app === 'als-close')?.['median req/s ratio to bare'] ?? '?'}; a middleware that only busy-waits 1 µs: ${deadlineHttpRows.find((row) => row.app === 'busy-1us')?.['median req/s ratio to bare'] ?? '?'}${deadlineEquivalent === undefined ? '' : `; deadline() adds the CPU of a ${deadlineEquivalent} µs busy-wait`})`,
+    measured: `${ratio.toFixed(3)} (CPU ratio ${num(deadlineRow['median CPU ratio bare / app']).toFixed(3)}; +${deadlineRow['CPU µs added to bare'] ?? '?'} µs CPU/request; the floor, an empty middleware with AsyncLocalStorage and a close listener: ${deadlineHttpRows.find((row) => row.app === 'als-close')?.['median req/s ratio to bare'] ?? '?'}; a middleware that only busy-waits 1 µs: ${deadlineHttpRows.find((row) => row.app === 'busy-1us')?.['median req/s ratio to bare'] ?? '?'}; a hand-rolled AbortController + setTimeout + AsyncLocalStorage middleware: ${deadlineHttpRows.find((row) => row.app === 'hand-rolled')?.['median req/s ratio to bare'] ?? '?'}${deadlineEquivalent === undefined ? '' : `; deadline() adds the CPU of a ${deadlineEquivalent} µs busy-wait`})`,
     met: ratio >= 0.97,
     source: 'deadline-http.ts',
   })
@@ -232,7 +233,7 @@ say(
 if (context !== undefined) say(`Environment: ${describeContext(context)}.`)
 if (run !== undefined) {
   say(
-    `Whole run: ${(run.seconds / 60).toFixed(1)} min on ${run.cpus} CPUs (budget: 15 min). autocannon rounds are kept short (${overhead?.settings.duration ?? 2} s per app per round for the overhead table, ${scaling?.settings.duration ?? 2} s for scaling and fetch-http, 2.5 s for deadline-http) so that the whole suite fits the budget; more, shorter, interleaved rounds resist a noisy neighbour better than a few long ones.`,
+    `Whole run: ${(run.seconds / 60).toFixed(1)} min on ${run.cpus} CPUs (budget: 15 min). autocannon rounds are kept short (${overhead?.settings.duration ?? 2} s per app per round for the overhead table, ${scaling?.settings.duration ?? 2} s for scaling, fetch-http and deadline-http) so that the whole suite fits the budget; more, shorter, interleaved rounds resist a noisy neighbour better than a few long ones.`,
     table(
       ['benchmark', 'seconds', 'exit', 'finished at'],
       ['l', 'r', 'l', 'l'],
@@ -475,7 +476,7 @@ if (memory === undefined) notRun('memory.ts')
 else {
   const first = memory.requests[0]
   say(
-    `From [memory.ts](memory.ts), taken ${memory.context.startedAt}. **In-process, not over TCP:** the ${memory.total.toLocaleString('en')} requests go through the real \`http.Server\` (its HTTP parser, Express, every middleware) over in-memory sockets (\`stream.duplexPair\`, 8 keep-alive connections), because autocannon would need 2–4 minutes per app for a million requests on this machine. Heap is \`heapUsed\` after two forced GCs, after a ${memory.warmup.toLocaleString('en')}-request warm-up and then at four checkpoints; bare Express and the full stack run at the same time in two child processes (time is not what this measures).`,
+    `From [memory.ts](memory.ts), taken ${memory.context.startedAt}. **In-process, not over TCP:** the ${memory.total.toLocaleString('en')} requests go through the real \`http.Server\` (its HTTP parser, Express, every middleware) over in-memory sockets (\`stream.duplexPair\`, 8 keep-alive connections), because autocannon would need 2–4 minutes per app for a million requests on this machine. Heap at rest is \`heapUsed\` after four rounds of a fresh macrotask and V8's most thorough GC (so no request of the phase is still on the stack), after a ${memory.warmup.toLocaleString('en')}-request warm-up and then at four checkpoints; bare Express and the full stack run at the same time in two child processes (time is not what this measures).`,
     table(
       [
         'app',
@@ -504,8 +505,23 @@ else {
   const full = memory.requests.find((r) => r.kind === 'full')
   if (bare !== undefined && full !== undefined) {
     say(
-      `Above the heap after warm-up, at the highest checkpoint: full stack ${mb(full.peakRetained ?? full.retained)} MB, bare Express ${mb(bare.peakRetained ?? bare.retained)} MB; at the last checkpoint: ${mb(full.retained)} MB and ${mb(bare.retained)} MB. A leak of even 1 byte per request would show as ~1 MB over the run and as a steady growth over the second half; a drop between checkpoints is V8 flushing bytecode of functions that ran only at start-up.`,
+      `Above the heap after warm-up, at the highest checkpoint: full stack ${mb(full.peakRetained ?? full.retained)} MB, bare Express ${mb(bare.peakRetained ?? bare.retained)} MB; at the last checkpoint: ${mb(full.retained)} MB and ${mb(bare.retained)} MB. A leak of even 1 byte per request would show as ~1 MB over the run and as a steady growth over the second half.`,
     )
+    const inFlight = (r: typeof full) => r.inFlight ?? []
+    if (inFlight(full).length > 0) {
+      say(
+        'Heap **with requests in flight**, sampled half-way through each phase from inside a request (`heapUsed` after two GCs): retention that is released only when the server goes idle shows here and at no checkpoint.',
+        table(
+          ['app', ...inFlight(full).map((c) => `at ${(c.requests / 1000).toFixed(0)}k MB`), 'above the heap at rest, max MB'],
+          ['l', ...inFlight(full).map(() => 'r' as const), 'r'],
+          [bare, full].map((r) => [
+            r.kind === 'bare' ? 'bare Express 5' : 'full stack (design §5)',
+            ...inFlight(r).map((c) => mb(c.heapUsed)),
+            mb(Math.max(...inFlight(r).map((c, i) => c.heapUsed - (r.checkpoints[i]?.heapUsed ?? Number.NaN)))),
+          ]),
+        ),
+      )
+    }
   }
   const opossum = memory.keyed.find((k) => k.subject === 'opossum (defaults)')?.bytesPerKey ?? Number.NaN
   const ballast = memory.keyed.find((k) => k.subject === 'ballast BreakerGroup')

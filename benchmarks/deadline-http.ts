@@ -5,15 +5,18 @@
 // `next()`: what Express charges for a layer) and `als-close` (an empty
 // middleware that enters an AsyncLocalStorage for the chain and listens for the
 // response's 'close', the two things implicit propagation and client-disconnect
-// cancellation cannot do without). A calibration app, an `app.use` that
+// cancellation cannot do without). `hand-rolled` is the middleware users write
+// themselves: an AbortController, a setTimeout answering 504, a 'close' listener
+// clearing it, the signal in an AsyncLocalStorage; it has no metrics, no header,
+// no late-write protection. A calibration app, an `app.use` that
 // busy-waits 1 µs, shows what work of a known size scores in this harness; with
 // `empty-middleware` as its 0 µs point, the report maps each app's added CPU onto
 // that scale (overhead-http.ts has a 4 µs point on its own route).
 //
 //   node --experimental-strip-types benchmarks/deadline-http.ts
 //
-// Bounded: 6 rounds × 6 apps × (3 s warm-up + 2 s measured) with 20
-// keep-alive connections (~200 s). Each app runs in a child process of its own,
+// Bounded: 6 rounds × 7 apps × (3 s warm-up + 2 s measured) with 20
+// keep-alive connections (~230 s). Each app runs in a child process of its own,
 // started afresh for every round (one core for the app, autocannon in this
 // process); the round order rotates so no app always
 // goes first. The route answers a small JSON body at once, so what is measured is
@@ -40,7 +43,7 @@ const ROUNDS = 6
 const DURATION = 2
 const WARMUP = 3
 const CONNECTIONS = 20
-const APPS = ['bare', 'empty-middleware', 'busy-1us', 'als-close', 'deadline', 'connect-timeout'] as const
+const APPS = ['bare', 'empty-middleware', 'busy-1us', 'als-close', 'deadline', 'hand-rolled', 'connect-timeout'] as const
 // The calibration apps and the µs each busy-waits; `empty-middleware` is the same layer waiting 0 µs.
 const CALIBRATION: readonly (readonly [App, number])[] = [
   ['empty-middleware', 0],
@@ -70,6 +73,21 @@ async function serve(kind: App): Promise<void> {
     app.use((req, res, next) => {
       res.on('close', onClose)
       storage.run(req, next)
+    })
+  } else if (kind === 'hand-rolled') {
+    const { AsyncLocalStorage } = await import('node:async_hooks')
+    const storage = new AsyncLocalStorage<AbortSignal>()
+    app.use((_req, res, next) => {
+      const controller = new AbortController()
+      const timer = setTimeout(() => {
+        controller.abort()
+        if (!res.headersSent) res.status(504).json({ error: 'timeout' })
+      }, 2_000)
+      res.on('close', () => {
+        clearTimeout(timer)
+        if (!res.writableFinished) controller.abort()
+      })
+      storage.run(controller.signal, next)
     })
   } else if (kind === 'connect-timeout') {
     const timeout = require('connect-timeout') as (time: string) => import('express').RequestHandler
@@ -177,7 +195,7 @@ async function main(): Promise<void> {
   console.log(
     `\nCalibration: an app.use that busy-waits ${scale.map(([micros, cpu]) => `${micros} µs adds ${cpu.toFixed(1)}`).join(', ')} µs of server CPU per request here.`,
   )
-  for (const kind of ['als-close', 'deadline', 'connect-timeout'] as const) {
+  for (const kind of ['als-close', 'deadline', 'hand-rolled', 'connect-timeout'] as const) {
     console.log(`${kind}: adds the CPU of a ${busyEquivalent(added(kind), scale).toFixed(1)} µs busy-wait`)
   }
 }

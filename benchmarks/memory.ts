@@ -12,6 +12,11 @@
 // same time (heap is per process; timing is not what is measured here).
 // Bounded: the request children have a 6-minute limit (~1 min in practice); the
 // keyed children stop creating keys after 20 s each.
+//
+// Every heap figure at rest is `heap()` below: taken from a fresh macrotask, after
+// V8's most thorough GC, the same way at every checkpoint. Each phase also samples
+// the heap half-way through, with requests in flight: retention that is released
+// only when the server goes idle shows there and at no checkpoint.
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { BreakerGroup } from '@ballast/breaker'
@@ -29,14 +34,39 @@ const WARMUP = QUICK ? 5_000 : 20_000
 const KEYS = QUICK ? 2_000 : 10_000
 const KEYED_BUDGET_MS = QUICK ? 5_000 : 20_000
 
-const gc = (): void => {
-  const collect = (globalThis as { gc?: () => void }).gc
+type Collect = (options?: { type: 'major'; execution: 'sync'; flavor?: 'regular' | 'last-resort' }) => void
+const collector = (): Collect => {
+  const collect = (globalThis as { gc?: Collect }).gc
   if (collect === undefined) throw new Error('run with --expose-gc')
+  return collect
+}
+const gc = (): void => {
+  const collect = collector()
   collect()
   collect()
 }
-const heap = (): number => {
-  gc()
+const SETTLE_ROUNDS = 4
+/**
+ * Retained heap: `heapUsed` after {@link SETTLE_ROUNDS} rounds of (a fresh macrotask,
+ * then V8's last-resort GC). Measured synchronously where `await inject()` resumes,
+ * the heap kept the last request of the phase whenever a stack frame below the
+ * resumed continuation still held it: its sockets and, with them, the request
+ * path's optimized code (~0.25 MB), which the GC otherwise discards when no request
+ * is alive. Those checkpoints, in practice the warm-up and the last one, read
+ * 0.3–0.4 MB higher than the others.
+ * `setImmediate` starts from an empty stack and lets queued callbacks (the destroyed
+ * sockets' `close`) run. The last-resort GC (CollectAllAvailableGarbage: repeated
+ * full GCs while weak callbacks free more, reducing memory) and the rounds age and
+ * flush bytecode nothing runs any more (start-up code, the type stripper's 3.8 MB
+ * source) before the warm-up baseline, instead of at whichever later GC reaches
+ * its age, which dropped the heap by ~5 MB at a random checkpoint.
+ */
+const heap = async (): Promise<number> => {
+  const collect = collector()
+  for (let round = 0; round < SETTLE_ROUNDS; round++) {
+    await new Promise((resolve) => setImmediate(resolve))
+    collect({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+  }
   return process.memoryUsage().heapUsed
 }
 
@@ -45,6 +75,11 @@ interface RequestsResult {
   requests: number
   heapAfterWarmup: number
   checkpoints: { requests: number; heapUsed: number }[]
+  /**
+   * Heap half-way through each phase, requests in flight (`heapUsed` after 2 × gc,
+   * from inside a request): what the server holds under load.
+   */
+  inFlight: { requests: number; heapUsed: number }[]
   retained: number
   /** Highest heap at any checkpoint minus the heap after warm-up. */
   peakRetained: number
@@ -64,16 +99,30 @@ async function requestsChild(kind: AppKind): Promise<RequestsResult> {
   const activeBefore = process.getActiveResourcesInfo()
   const options = { paths: built.paths, connections: 8, timeoutMs: 300_000 }
   await inject(built.server, { ...options, total: WARMUP })
-  const heapAfterWarmup = heap()
+  const heapAfterWarmup = await heap()
   const checkpoints: { requests: number; heapUsed: number }[] = []
+  // inject() keeps the loop busy with ticks and promises until its last response, so
+  // no timer or immediate runs mid-phase: the in-flight sample is taken from inside
+  // the request that reaches the middle of the phase.
+  const inFlight: { requests: number; heapUsed: number }[] = []
+  const phase = TOTAL / CHECKPOINTS
+  let seen = 0
+  const sample = () => {
+    seen++
+    if (seen % phase !== phase / 2) return
+    gc()
+    inFlight.push({ requests: seen, heapUsed: process.memoryUsage().heapUsed })
+  }
+  built.server.prependListener('request', sample)
   let ms = 0
   let non2xx = 0
   for (let i = 1; i <= CHECKPOINTS; i++) {
-    const result = await inject(built.server, { ...options, total: TOTAL / CHECKPOINTS })
+    const result = await inject(built.server, { ...options, total: phase })
     ms += result.ms
     non2xx += result.non2xx
-    checkpoints.push({ requests: (TOTAL / CHECKPOINTS) * i, heapUsed: heap() })
+    checkpoints.push({ requests: phase * i, heapUsed: await heap() })
   }
+  built.server.removeListener('request', sample)
   // Sockets are destroyed by inject(); let their close events run before looking.
   await new Promise((resolve) => setTimeout(resolve, 100))
   const activeAfter = process.getActiveResourcesInfo()
@@ -85,6 +134,7 @@ async function requestsChild(kind: AppKind): Promise<RequestsResult> {
     requests: TOTAL,
     heapAfterWarmup,
     checkpoints,
+    inFlight,
     retained: last.heapUsed - heapAfterWarmup,
     peakRetained: Math.max(...checkpoints.map((c) => c.heapUsed)) - heapAfterWarmup,
     slope: (last.heapUsed - first.heapUsed) / (last.requests - first.requests),
@@ -110,7 +160,7 @@ interface KeyedResult {
 
 async function keyedChild(subject: string): Promise<KeyedResult> {
   const work = () => Promise.resolve(1)
-  const before = heap()
+  const before = await heap()
   const keep: unknown[] = []
   let registry: Registry | undefined
   let create: (i: number) => Promise<unknown>
@@ -148,7 +198,7 @@ async function keyedChild(subject: string): Promise<KeyedResult> {
       lap = now
     }
   }
-  const after = heap()
+  const after = await heap()
   const result: KeyedResult = { subject, keys: KEYS, created, bytesPerKey: (after - before) / created, msPerKey }
   if (registry !== undefined) {
     const times: number[] = []
@@ -186,6 +236,10 @@ function child<T>(args: string[]): Promise<T> {
 
 const KEYED = ['ballast BreakerGroup', 'opossum (defaults)', 'cockatiel circuitBreaker']
 
+/** Largest heap with requests in flight minus the heap at rest after the same phase. */
+const releasedWhenIdle = (r: RequestsResult): number =>
+  Math.max(...r.inFlight.map((c, i) => c.heapUsed - (r.checkpoints[i]?.heapUsed ?? Number.NaN)))
+
 async function main(): Promise<void> {
   const mode = process.argv[2]
   if (mode === '--requests') {
@@ -206,7 +260,7 @@ async function main(): Promise<void> {
   const bare = requests[0] as RequestsResult
   const full = requests[1] as RequestsResult
   console.log(
-    `\nHeap retained after ${TOTAL.toLocaleString('en')} requests (in-memory sockets, 8 keep-alive connections, after a ${WARMUP.toLocaleString('en')}-request warm-up; heapUsed after 2 × gc)`,
+    `\nHeap retained after ${TOTAL.toLocaleString('en')} requests (in-memory sockets, 8 keep-alive connections, after a ${WARMUP.toLocaleString('en')}-request warm-up; heapUsed from a fresh macrotask after ${SETTLE_ROUNDS} × last-resort gc)`,
   )
   console.log(
     table(
@@ -230,6 +284,21 @@ async function main(): Promise<void> {
     ),
   )
   console.log(`full stack minus bare: ${mb(full.retained - bare.retained)} MB retained after ${TOTAL.toLocaleString('en')} requests`)
+  console.log('\nHeap with requests in flight (half-way through each phase, from inside a request; heapUsed after 2 × gc)')
+  console.log(
+    table(
+      ['app', ...full.inFlight.map((c) => `heap at ${(c.requests / 1000).toFixed(0)}k MB`), 'released when idle MB (max)'],
+      ['l', ...full.inFlight.map(() => 'r' as const), 'r'],
+      requests.map((r) => [
+        r.kind === 'bare' ? 'bare Express 5' : 'full stack (design §5)',
+        ...r.inFlight.map((c) => mb(c.heapUsed)),
+        mb(releasedWhenIdle(r)),
+      ]),
+    ),
+  )
+  console.log(
+    `full stack minus bare: ${mb(releasedWhenIdle(full) - releasedWhenIdle(bare))} MB more held with requests in flight than at rest (in-flight sample minus the checkpoint that ends its phase)`,
+  )
   const keyed: KeyedResult[] = []
   for (const subject of KEYED) keyed.push(await child<KeyedResult>(['--keyed', subject]))
   const baseline = keyed.find((k) => k.subject === 'opossum (defaults)')?.bytesPerKey ?? Number.NaN

@@ -1,5 +1,10 @@
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type QueueHooks, type TimerQueue, TimerQueues } from './timer-queue.js'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
 
@@ -65,5 +70,37 @@ describe('TimerQueues', () => {
     await new Promise((resolve) => setTimeout(resolve, 30))
     expect(due.fired).toBe(true)
     expect(timers()).toBeLessThanOrEqual(before)
+  })
+
+  it('lets removed items go while the queue never empties, behind the head and behind a long-lived head', async () => {
+    const queues = new TimerQueues(hooks)
+    const before = timers()
+    // Requests overlapping without a pause: the next one is queued before the last one leaves.
+    let previous = new Job(queues, 60_000)
+    const overlapping: WeakRef<Job>[] = []
+    for (let i = 0; i < 5_000; i++) {
+      const next = new Job(queues, 60_000)
+      overlapping.push(new WeakRef(previous))
+      previous.leave()
+      previous = next
+    }
+    // A long-lived item at the head, short-lived ones coming and going behind it.
+    const longLived = new Job(queues, 30_000)
+    const behind: WeakRef<Job>[] = []
+    for (let i = 0; i < 5_000; i++) {
+      const job = new Job(queues, 30_000)
+      behind.push(new WeakRef(job))
+      job.leave()
+    }
+    // WeakRef targets stay alive until the job that made them ends.
+    await new Promise((resolve) => setImmediate(resolve))
+    gc()
+    const kept = (refs: WeakRef<Job>[]) => refs.filter((ref) => ref.deref() !== undefined).length
+    // Up to about twice the live items (plus a constant) may wait for the next compaction.
+    expect(kept(overlapping)).toBeLessThan(100)
+    expect(kept(behind)).toBeLessThan(100)
+    previous.leave()
+    longLived.leave()
+    expect(timers()).toBe(before)
   })
 })
