@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ClientClosedError, Deadline, deadline } from '@ballast/deadline'
 import express, { type NextFunction, type Request, type Response } from 'express'
 import { Registry } from 'prom-client'
@@ -154,7 +155,20 @@ it("A's 300 ms route deadline reaches C as a header no larger than A's remaining
   )
 })
 
-it("A's client disconnecting aborts B's and C's signals and closes C's socket promptly", async () => {
+interface Disconnect {
+  /** How long after the hang-up B's and C's signals aborted and C's socket closed, in ms. */
+  bSignalMs: number
+  cSignalMs: number
+  cSocketMs: number
+  /** How long before A's 300 ms deadline the hang-up and the close of C's socket came. */
+  hangUpBeforeDeadlineMs: number
+  cSocketBeforeDeadlineMs: number
+  bReason: unknown
+  cReason: unknown
+}
+
+/** One hang-up at A while the call hangs in C: what happened, and when. */
+async function disconnectOnce(): Promise<Disconnect> {
   const before = seen.c.length
   const req = request(`${aUrl}/a-hang`, { agent: false })
   req.on('error', () => undefined)
@@ -166,18 +180,47 @@ it("A's client disconnecting aborts B's and C's signals and closes C's socket pr
   const hungUpAt = performance.now()
   req.destroy()
   await expect.poll(() => atC.socketClosedAt, { timeout: 2_000, interval: 2 }).toBeDefined()
-  const cSocketMs = (atC.socketClosedAt as number) - hungUpAt
-  const cSignalMs = (atC.signalAbortedAt as number) - hungUpAt
-  const bSignalMs = (atB.signalAbortedAt as number) - hungUpAt
+  // A signal that never aborts reads as Infinity, so that the assertions below say which one.
+  for (let waited = 0; (atB.signalAbortedAt === undefined || atC.signalAbortedAt === undefined) && waited < 1_000; waited += 5) {
+    await sleep(5)
+  }
+  return {
+    bSignalMs: (atB.signalAbortedAt ?? Number.POSITIVE_INFINITY) - hungUpAt,
+    cSignalMs: (atC.signalAbortedAt ?? Number.POSITIVE_INFINITY) - hungUpAt,
+    cSocketMs: (atC.socketClosedAt as number) - hungUpAt,
+    hangUpBeforeDeadlineMs: aDeadlineEnd - hungUpAt,
+    cSocketBeforeDeadlineMs: aDeadlineEnd - (atC.socketClosedAt as number),
+    bReason: atB.reason,
+    cReason: atC.reason,
+  }
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((x, y) => x - y)
+  return sorted[Math.floor(sorted.length / 2)] as number
+}
+
+it("A's client disconnecting aborts B's and C's signals and closes C's socket within 50 ms", async () => {
+  // The issue's bound is 50 ms. One hang-up on a shared 2-core machine can be stalled by another
+  // process or a GC for longer than that, so a single sample would make the test flaky, and a wide
+  // bound on one sample (the 150 ms this test used to assert) cannot catch a propagation that lost
+  // 100 ms. The hang-up is repeated and the median is held to 50 ms: one or two stalled runs do
+  // not move it, a systematic delay moves every run and does.
+  const runs: Disconnect[] = []
+  for (let n = 0; n < 7; n++) runs.push(await disconnectOnce())
+  const show = (pick: (run: Disconnect) => number) => runs.map((run) => pick(run).toFixed(1)).join(' ')
   console.log(
-    `disconnect → B signal ${bSignalMs.toFixed(1)} ms, C signal ${cSignalMs.toFixed(1)} ms, C socket closed ${cSocketMs.toFixed(1)} ms`,
+    `disconnect → B signal [${show((run) => run.bSignalMs)}] ms, C signal [${show((run) => run.cSignalMs)}] ms, ` +
+      `C socket closed [${show((run) => run.cSocketMs)}] ms`,
   )
-  // The client's disconnect, not the 300 ms deadline, is what stopped them.
-  expect(hungUpAt).toBeLessThan(aDeadlineEnd)
-  expect(atB.reason).toBeInstanceOf(ClientClosedError)
-  expect(atC.reason).toBeInstanceOf(ClientClosedError)
-  expect(atC.socketClosedAt as number).toBeLessThan(aDeadlineEnd)
-  // The issue's target is 50 ms; a loaded 2-core machine gets a wider, still meaningful bound
-  // (well under A's 300 ms budget, so the deadline cannot be what closed it).
-  expect(cSocketMs).toBeLessThan(150)
+  expect(median(runs.map((run) => run.cSocketMs))).toBeLessThan(50)
+  expect(median(runs.map((run) => run.cSignalMs))).toBeLessThan(50)
+  expect(median(runs.map((run) => run.bSignalMs))).toBeLessThan(50)
+  for (const run of runs) {
+    // The client's disconnect, not the 300 ms deadline, is what stopped them, every time.
+    expect(run.hangUpBeforeDeadlineMs).toBeGreaterThan(0)
+    expect(run.cSocketBeforeDeadlineMs).toBeGreaterThan(0)
+    expect(run.bReason).toBeInstanceOf(ClientClosedError)
+    expect(run.cReason).toBeInstanceOf(ClientClosedError)
+  }
 })

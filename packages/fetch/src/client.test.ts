@@ -154,20 +154,112 @@ describe('deadline propagation', () => {
   })
 
   it('below minBudget fails fast without a socket, counted; a fallback answers instead', async () => {
+    // An upstream of its own: every TCP connection it accepts is this test's.
+    const own = await upstream({ '/echo': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
     const registry = new Registry()
-    const c = createClient({ name: 'echo', baseUrl: a.url, registry, minBudget: 100 })
-    const hits = a.hits('/echo')
-    using deadline = Deadline.after(60)
-    const error = await deadline.run(() => c.fetch('/echo')).catch((e: unknown) => e)
-    expect(error).toBeInstanceOf(FetchBudgetError)
-    expect((error as FetchBudgetError).code).toBe('BALLAST_FETCH_BUDGET')
-    expect(a.hits('/echo')).toBe(hits)
-    const cached = await deadline.run(() => c.json('/echo', { fallback: () => Response.json({ cached: 1 }) }))
-    expect(cached).toEqual({ cached: 1 })
-    expect(a.hits('/echo')).toBe(hits)
-    expect(await metric(registry, 'ballast_fetch_fail_fast_total', { client: 'echo' })).toBe(2)
-    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(1)
+    const c = createClient({ name: 'echo', baseUrl: own.url, registry, minBudget: 100 })
+    try {
+      using deadline = Deadline.after(60)
+      const error = await deadline.run(() => c.fetch('/echo')).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(FetchBudgetError)
+      expect((error as FetchBudgetError).code).toBe('BALLAST_FETCH_BUDGET')
+      const cached = await deadline.run(() => c.json('/echo', { fallback: () => Response.json({ cached: 1 }) }))
+      expect(cached).toEqual({ cached: 1 })
+      // No socket: not a request, not even a TCP connection reached the server.
+      expect(own.connections()).toBe(0)
+      expect(own.hits('/echo')).toBe(0)
+      expect(await metric(registry, 'ballast_fetch_fail_fast_total', { client: 'echo' })).toBe(2)
+      expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(1)
+      expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+      // The count is live: a call with budget opens one, and only one. A socket the fail-fast calls
+      // had opened (and dropped) would have been accepted before it: the server accepts in order.
+      expect(await c.json('/echo')).toEqual({})
+      expect(own.connections()).toBe(1)
+      expect(own.hits('/echo')).toBe(1)
+    } finally {
+      c[Symbol.dispose]()
+      await own.close()
+    }
+  })
+
+  it('keeps the margin back: under a deadline the attempt ends on its own budget, before the deadline does', async () => {
+    /** Why each attempt's signal (the one handed to fetch) aborted. */
+    const reasons: unknown[] = []
+    const spy: typeof fetch = (input, init) => {
+      const signal = init?.signal as AbortSignal
+      signal.addEventListener('abort', () => reasons.push(signal.reason), { once: true })
+      return fetch(input, init)
+    }
+    const registry = new Registry()
+    // A timeout just under the caller's 300 ms, with the default 10 ms margin: min(295, 300 - 10)
+    // makes the deadline the bound. Without the margin the timeout (295) would be, and the attempt
+    // would end on it, 5 ms before the deadline, as a FetchTimeoutError counted as a failure.
+    const c = createClient({ name: 'margin', baseUrl: a.url, registry, timeout: 295, fetch: spy })
+    const hits = a.hits('/hang')
+    const sent = a.budgets('/hang').length
+    using deadline = Deadline.after(300)
+    const { error, before } = await deadline.run(async () => {
+      const before = deadline.remaining()
+      return { error: await c.fetch('/hang').catch((e: unknown) => e), before }
+    })
+    expect(a.hits('/hang') - hits).toBe(1)
+    // The callee was told at most what the caller had left, minus the margin.
+    const [budget] = a.budgets('/hang').slice(sent)
+    expect(budget).toBeLessThanOrEqual(Math.floor(before) - 10)
+    expect(budget).toBeGreaterThan(200)
+    // The attempt's budget was the deadline's remaining time minus the margin, so its own timer
+    // aborted it, 10 ms before the deadline expired: the reason is the client's (a
+    // DeadlineExceededError, the deadline being the bound), neither the deadline's own expiry nor
+    // the client's timeout.
+    expect(reasons).toHaveLength(1)
+    expect(reasons[0]).toBeInstanceOf(DeadlineExceededError)
+    expect((reasons[0] as Error).message).toBe('deadline exceeded: no budget left to wait for "margin"')
+    expect(reasons[0]).not.toBe(deadline.signal.reason)
+    // The caller hears of its deadline either way. (Which of the two reasons reaches it is a race
+    // under load: the breaker's attempt also ends when the deadline does, 10 ms after the abort,
+    // and may hear of it before the aborted fetch settles.)
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    // The caller's deadline, not the dependency: ignored by the breaker.
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
     expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it('sends every retry the budget measured at its own send: decreasing, never more than is left', async () => {
+    /** What the caller's deadline had left each time the client handed a request to fetch. */
+    const left: number[] = []
+    const spy: typeof fetch = (input, init) => {
+      left.push(Deadline.current()?.remaining() ?? Number.NaN)
+      return fetch(input, init)
+    }
+    const breaker = { volumeThreshold: 1_000 }
+    const c = createClient({
+      name: 'retry',
+      baseUrl: a.url,
+      registry: new Registry(),
+      timeout: 5_000,
+      retry: { attempts: 2, delay: 40 },
+      breaker,
+      fetch: spy,
+    })
+    const sent = a.budgets('/500').length
+    using deadline = Deadline.after(1_000)
+    const { response, before } = await deadline.run(async () => {
+      const before = deadline.remaining()
+      return { response: await c.fetch('/500'), before }
+    })
+    expect(response.status).toBe(500)
+    await response.text()
+    const budgets = a.budgets('/500').slice(sent)
+    expect(budgets).toHaveLength(3)
+    expect(left).toHaveLength(3)
+    expect(budgets[0]).toBeLessThanOrEqual(Math.floor(before) - 10)
+    for (const [n, budget] of budgets.entries()) {
+      expect(budget).toBeGreaterThan(0)
+      expect(budget).toBeLessThanOrEqual(Math.floor(left[n] as number))
+    }
+    expect(budgets[1]).toBeLessThan(budgets[0] as number)
+    expect(budgets[2]).toBeLessThan(budgets[1] as number)
     c[Symbol.dispose]()
   })
 
@@ -200,7 +292,7 @@ describe('body coverage', () => {
     expect(error).toBeInstanceOf(FetchTimeoutError)
     expect(chunks.length).toBeGreaterThan(0) // data flowed until the budget ran out
     expect(elapsed).toBeGreaterThanOrEqual(290)
-    expect(elapsed).toBeLessThan(2_000)
+    expect(elapsed).toBeLessThan(300 + 500) // the budget, plus room for a loaded machine
     c[Symbol.dispose]()
   })
 
@@ -211,7 +303,24 @@ describe('body coverage', () => {
     const response = await deadline.run(() => c.fetch('/drip'))
     const error = await response.text().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(DeadlineExceededError)
+    // fetch() mode: the breaker judged the call at the headers (a success), before the body was cut.
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(1)
     expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it("json(): a body read cut by the caller's deadline is ignored by the breaker, not a failure, and not retried", async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'stream', baseUrl: a.url, registry, timeout: 5_000, retry: { attempts: 2, delay: 1 } })
+    const hits = a.hits('/drip')
+    using deadline = Deadline.after(250)
+    const error = await deadline.run(() => c.json('/drip')).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    expect(a.hits('/drip') - hits).toBe(1)
+    // json() reads the body inside the attempt: the breaker's verdict waits for it.
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(0)
     c[Symbol.dispose]()
   })
 

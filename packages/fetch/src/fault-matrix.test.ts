@@ -23,6 +23,11 @@ beforeAll(async () => {
       else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
     },
     '/429-always': (_req, res) => res.writeHead(429, { 'retry-after': '1' }).end('slow down'),
+    '/503': (_req, res, hit) => {
+      if (hit === 1) res.writeHead(503, { 'retry-after': '1' }).end('unavailable')
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+    },
+    '/503-always': (_req, res) => res.writeHead(503, { 'retry-after': '1' }).end('unavailable'),
     '/hang': () => {
       // Never answers: the request stays open until the client gives up.
     },
@@ -119,32 +124,38 @@ describe('fault matrix', () => {
     c[Symbol.dispose]()
   })
 
-  it('429 with Retry-After: honoured when it fits the deadline, then the retry succeeds', async () => {
+  const retryAfterCases = [
+    { status: 429, ready: '/429', always: '/429-always', text: 'slow down', statusClass: 'get4xx' },
+    { status: 503, ready: '/503', always: '/503-always', text: 'unavailable', statusClass: 'get5xx' },
+  ] as const
+
+  it.each(retryAfterCases)('$status with Retry-After: honoured when it fits the deadline, then the retry succeeds', async (row) => {
     const { client: c, registry } = client()
     const before = await series(registry)
     const started = performance.now()
-    const body = await Deadline.after(3_000).run(() => c.json('/429'))
+    const body = await Deadline.after(3_000).run(() => c.json(row.ready))
     const elapsed = performance.now() - started
     expect(body).toEqual({ ok: true })
-    expect(server.hits('/429')).toBe(2)
+    expect(server.hits(row.ready)).toBe(2)
     expect(elapsed).toBeGreaterThanOrEqual(950) // waited the 1 s the server asked for, not the 10 ms backoff
     expect(c.breaker?.state).toBe('closed')
     expect(await deltas(registry, before)).toEqual({ get2xx: 1, retries: 1, failure: 1, success: 1 })
     c[Symbol.dispose]()
   })
 
-  it('429 with Retry-After beyond the deadline: answered at once, no retry', async () => {
+  it.each(retryAfterCases)('$status with Retry-After beyond the deadline: answered at once, no retry', async (row) => {
     const { client: c, registry } = client()
     const before = await series(registry)
     const started = performance.now()
     using deadline = Deadline.after(500)
-    const response = await deadline.run(() => c.fetch('/429-always'))
+    const response = await deadline.run(() => c.fetch(row.always))
     expect(performance.now() - started).toBeLessThan(450)
-    expect(response.status).toBe(429)
+    expect(response.status).toBe(row.status)
     expect(response.headers.get('retry-after')).toBe('1')
-    expect(await response.text()).toBe('slow down')
-    expect(server.hits('/429-always')).toBe(1)
-    expect(await deltas(registry, before)).toEqual({ get4xx: 1, failure: 1 })
+    expect(await response.text()).toBe(row.text)
+    expect(server.hits(row.always)).toBe(1) // the 10 ms backoff would fit: the Retry-After is what stopped it
+    expect(c.breaker?.state).toBe('closed')
+    expect(await deltas(registry, before)).toEqual({ [row.statusClass]: 1, failure: 1 })
     c[Symbol.dispose]()
   })
 
@@ -157,7 +168,7 @@ describe('fault matrix', () => {
     expect(error).toBeInstanceOf(FetchTimeoutError)
     expect((error as FetchTimeoutError).status).toBe(504)
     expect(elapsed).toBeGreaterThanOrEqual(290)
-    expect(elapsed).toBeLessThan(2_000)
+    expect(elapsed).toBeLessThan(2 * 150 + 10 + 500) // two budgets and the pause, plus room for a loaded machine
     expect(server.hits('/hang')).toBe(2)
     await expect.poll(() => server.aborted('/hang')).toBe(2)
     expect(c.breaker?.state).toBe('closed')
@@ -178,8 +189,44 @@ describe('fault matrix', () => {
     c[Symbol.dispose]()
   })
 
+  it("hang before headers, a retry cut by the caller's deadline: all attempts inside the one deadline", async () => {
+    /** Why each attempt's signal (the one handed to fetch) aborted. */
+    const reasons: unknown[] = []
+    const spy: typeof fetch = (input, init) => {
+      const signal = init?.signal as AbortSignal
+      signal.addEventListener('abort', () => reasons.push(signal.reason), { once: true })
+      return fetch(input, init)
+    }
+    const hitsBefore = server.hits('/hang')
+    const { client: c, registry } = client({ timeout: 150, fetch: spy }) // 2 retries, 10 ms backoff
+    const before = await series(registry)
+    using deadline = Deadline.after(250)
+    const started = performance.now()
+    const error = await deadline.run(() => c.fetch('/hang')).catch((e: unknown) => e)
+    const elapsed = performance.now() - started
+    // The first attempt ran its whole 150 ms; the retry got what the deadline had left minus the
+    // margin, and its own timer ended it on that budget before the deadline expired (the client's
+    // DeadlineExceededError, not the deadline's own): no third attempt.
+    expect(server.hits('/hang') - hitsBefore).toBe(2)
+    expect(reasons).toHaveLength(2)
+    expect(reasons[0]).toBeInstanceOf(FetchTimeoutError)
+    expect(reasons[1]).toBeInstanceOf(DeadlineExceededError)
+    expect((reasons[1] as Error).message).toBe('deadline exceeded: no budget left to wait for "upstream"')
+    expect(reasons[1]).not.toBe(deadline.signal.reason)
+    // The caller hears of its deadline, not of a dependency timeout, inside it (plus room for a loaded machine).
+    expect(error).toBeInstanceOf(DeadlineExceededError)
+    expect(elapsed).toBeLessThan(250 + 150)
+    expect(c.breaker?.state).toBe('closed')
+    // The first attempt's own timeout is a failure; the retry, cut by the caller's deadline, is not.
+    expect(await deltas(registry, before)).toEqual({ error: 1, retries: 1, failure: 1, ignored: 1 })
+    c[Symbol.dispose]()
+  })
+
   it('slow body, fetch(): headers arrive, the body read is cut at the same attempt budget', async () => {
-    const { client: c, registry } = client({ timeout: 200 })
+    const { client: c, registry } = client({
+      timeout: 200,
+      breaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 10_000 },
+    })
     const before = await series(registry)
     const started = performance.now()
     const response = await c.fetch('/slow-body')
@@ -189,10 +236,12 @@ describe('fault matrix', () => {
     const elapsed = performance.now() - started
     expect(error).toBeInstanceOf(FetchTimeoutError)
     expect(elapsed).toBeGreaterThanOrEqual(190)
-    expect(elapsed).toBeLessThan(2_000)
+    expect(elapsed).toBeLessThan(200 + 500) // the budget, plus room for a loaded machine
     expect(server.hits('/slow-body')).toBe(1)
     await expect.poll(() => server.aborted('/slow-body')).toBe(1)
-    // The breaker's verdict was given at the headers; the response was handed over, so no retry.
+    // The breaker's verdict was given at the headers; the response was handed over, so no retry,
+    // and the body's timeout is not counted: a breaker that one failure would open stays closed.
+    expect(c.breaker?.state).toBe('closed')
     expect(await deltas(registry, before)).toEqual({ get2xx: 1, success: 1 })
     c[Symbol.dispose]()
   })
@@ -224,13 +273,15 @@ describe('fault matrix', () => {
   })
 
   it('reset mid-body: fetch() hands over the 200, the body read fails with FetchNetworkError', async () => {
-    const { client: c, registry } = client()
+    const { client: c, registry } = client({ breaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 10_000 } })
     const before = await series(registry)
     const response = await c.fetch('/reset')
     expect(response.status).toBe(200)
     const error = await response.text().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(FetchNetworkError)
     expect(server.hits('/reset')).toBe(1)
+    // Judged at the headers, as for the slow body: the reset is not counted, the breaker stays closed.
+    expect(c.breaker?.state).toBe('closed')
     expect(await deltas(registry, before)).toEqual({ get2xx: 1, success: 1 })
     c[Symbol.dispose]()
   })

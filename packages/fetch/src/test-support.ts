@@ -5,11 +5,18 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Registry } from 'prom-client'
 
-/** A real HTTP server on 127.0.0.1 counting the requests each path receives and the request sockets that closed. */
+/**
+ * A real HTTP server on 127.0.0.1 counting the requests each path receives, the request sockets
+ * that closed, and the TCP connections it accepted.
+ */
 export interface Upstream {
   readonly url: string
   readonly server: Server
   hits(path: string): number
+  /** TCP connections accepted so far, whether or not a request came on them. */
+  connections(): number
+  /** The `request-timeout-ms` header of each request to `path`, in order (NaN when absent). */
+  budgets(path: string): number[]
   /** Requests whose connection closed before a response was finished. */
   aborted(path: string): number
   close(): Promise<void>
@@ -20,10 +27,16 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, hit: number) =
 export async function upstream(routes: Record<string, Handler>): Promise<Upstream> {
   const hits = new Map<string, number>()
   const aborted = new Map<string, number>()
+  const budgets = new Map<string, number[]>()
+  let connections = 0
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname
     const hit = (hits.get(path) ?? 0) + 1
     hits.set(path, hit)
+    const budget = req.headers['request-timeout-ms']
+    const sent = budgets.get(path) ?? []
+    sent.push(budget === undefined ? Number.NaN : Number(budget))
+    budgets.set(path, sent)
     res.on('close', () => {
       if (!res.writableFinished) aborted.set(path, (aborted.get(path) ?? 0) + 1)
     })
@@ -34,12 +47,17 @@ export async function upstream(routes: Record<string, Handler>): Promise<Upstrea
     }
     route(req, res, hit)
   })
+  server.on('connection', () => {
+    connections++
+  })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     server,
     hits: (path) => hits.get(path) ?? 0,
+    connections: () => connections,
+    budgets: (path) => [...(budgets.get(path) ?? [])],
     aborted: (path) => aborted.get(path) ?? 0,
     async close() {
       server.closeAllConnections()
@@ -60,13 +78,25 @@ export async function closedPort(): Promise<number> {
   return port
 }
 
-/** The value of one series (0 when absent). */
+/**
+ * The value of one series. A metric or a series that does not exist is an error, not 0: every
+ * series the client and its breaker export is created at 0 up front, so a missing one is a
+ * misspelled name or label, which must not read as "nothing happened". Labels left out must
+ * not leave a choice either: more than one matching series is an error too.
+ */
 export async function metric(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
   const found = registry.getSingleMetric(name)
-  if (found === undefined) return 0
+  if (found === undefined) throw new Error(`no metric ${name} in the registry`)
   const { values } = await found.get()
-  const entry = values.find((v) => Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want))
-  return entry?.value ?? 0
+  const matching = values.filter((v) =>
+    Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want),
+  )
+  if (matching.length !== 1) {
+    throw new Error(
+      `${matching.length === 0 ? 'no' : `${matching.length} (ambiguous)`} series ${name}${JSON.stringify(labels)} in the registry`,
+    )
+  }
+  return (matching[0] as (typeof values)[number]).value
 }
 
 /** Snapshot of series values, for deltas. */
