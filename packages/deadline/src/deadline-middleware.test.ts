@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http'
 import type { Socket } from 'node:net'
+import express5 from 'express'
 import { Registry } from 'prom-client'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -18,10 +19,19 @@ async function metricValue(registry: Registry, name: string, labels: Record<stri
   return found?.value ?? Number.NaN
 }
 
+/** A counter's total over all its label sets (0 before any). */
+async function metricTotal(registry: Registry, name: string): Promise<number> {
+  const metric = (await registry.getSingleMetric(name)?.get()) as { values: { value: number }[] } | undefined
+  return (metric?.values ?? []).reduce((sum, v) => sum + v.value, 0)
+}
+
 describe.each(expressVersions)('deadline() on %s', (_name, express) => {
   const registry = new Registry()
   const thrown: unknown[] = []
   const aborts: { reason: unknown }[] = []
+  // Paths that got past deadline() to the next middleware, and calls of the /handler-called handler.
+  const reached: string[] = []
+  let handlerCalls = 0
   let app: Listening
   let client: Client
   const onUncaught = (error: unknown) => thrown.push(error)
@@ -31,6 +41,11 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     process.on('unhandledRejection', onUncaught)
     const router = express()
     router.use(deadline({ timeout: 80, registry }))
+    // A plain middleware, no route: every request deadline() lets through runs it.
+    router.use((req, _res, next) => {
+      reached.push(req.url)
+      next()
+    })
     router.get('/slow/:id', (_req, res, next) => {
       setTimeout(() => {
         try {
@@ -63,6 +78,7 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
       })
     })
     router.get('/handler-called', (_req, res) => {
+      handlerCalls++
       res.json({ called: true })
     })
     router.get('/nested-short', deadline({ timeout: 20, registry }), (req, res) => {
@@ -136,6 +152,9 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
   it('answers a spent caller budget before any user code, and counts bad headers', async () => {
     const expired0 = await metricValue(registry, 'ballast_deadline_header_rejected_total', { reason: 'expired' })
     const invalid0 = await metricValue(registry, 'ballast_deadline_header_rejected_total', { reason: 'invalid' })
+    const late0 = await metricTotal(registry, 'ballast_deadline_late_writes_total')
+    const calls0 = handlerCalls
+    reached.length = 0
     const spent = await client.request({ path: '/handler-called', method: 'GET', headers: { 'request-timeout-ms': '0' } })
     expect(spent.statusCode).toBe(504)
     expect(((await spent.body.json()) as { error: { message: string } }).error.message).toMatch(/caller/)
@@ -144,6 +163,12 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
       expect(res.statusCode).toBe(200)
       expect(((await res.body.json()) as { remaining: number }).remaining).toBeGreaterThan(40)
     }
+    // Checked after the other requests, so that a chain run after the 504 had time to show:
+    // nothing after deadline() ran for the spent request, and nothing wrote late.
+    expect(reached.filter((url) => url.startsWith('/handler-called'))).toEqual([])
+    expect(reached).toHaveLength(4)
+    expect(handlerCalls).toBe(calls0)
+    expect(await metricTotal(registry, 'ballast_deadline_late_writes_total')).toBe(late0)
     expect(await metricValue(registry, 'ballast_deadline_header_rejected_total', { reason: 'expired' })).toBe(expired0 + 1)
     expect(await metricValue(registry, 'ballast_deadline_header_rejected_total', { reason: 'invalid' })).toBe(invalid0 + 4)
     expect(
@@ -187,44 +212,61 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
 })
 
 describe.each(expressVersions)('%s with a real slow upstream', (_name, express) => {
-  it('closes the upstream socket shortly after the deadline through Deadline.current().signal', async () => {
-    let upstreamClosedAt = 0
+  it('closes the upstream socket within 50 ms after the deadline through Deadline.current().signal', async () => {
+    const TIMEOUT = 100
+    const RUNS = 5
+    // Clocks of one process: the app, the upstream and this test all read the same performance.now().
+    const startedAt = new Map<string, number>()
+    const closedAt = new Map<string, number>()
     const upstream = await listen((req) => {
-      req.socket.on('close', () => {
-        upstreamClosedAt = performance.now()
-      })
+      const id = req.url ?? ''
+      req.socket.on('close', () => closedAt.set(id, performance.now()))
       // Never answers: only cancellation ends this request.
     })
-    let expiredAt = 0
-    let handlerError: unknown
+    const handlerErrors: unknown[] = []
     const router = express()
-    router.use(deadline({ timeout: 100, registry: new Registry() }))
-    router.get('/proxy', async (_req, res, next) => {
-      const current = Deadline.current()
-      current?.signal.addEventListener('abort', () => {
-        expiredAt = performance.now()
-      })
+    // Runs before deadline(): the request's deadline is created a moment later, so
+    // start + TIMEOUT is no later than its nominal expiry and the delay is never understated.
+    router.use((req, _res, next) => {
+      startedAt.set(req.url, performance.now())
+      next()
+    })
+    router.use(deadline({ timeout: TIMEOUT, registry: new Registry() }))
+    router.get('/proxy/:id', async (req, res, next) => {
       try {
-        const upstreamResponse = await fetch(`${upstream.origin}/slow`, { signal: current?.signal ?? null })
+        const upstreamResponse = await fetch(`${upstream.origin}/slow/${req.params.id}`, { signal: Deadline.current()?.signal ?? null })
         res.send(await upstreamResponse.text())
       } catch (error) {
-        handlerError = error
+        handlerErrors.push(error)
         next(error)
       }
     })
     const app = await listen(router as never)
     try {
-      const res = await fetch(`${app.origin}/proxy`)
-      expect(res.status).toBe(504)
-      await res.text()
-      for (let i = 0; i < 100 && upstreamClosedAt === 0; i++) await sleep(5)
-      expect(handlerError).toBeInstanceOf(DeadlineExceededError)
-      expect(upstreamClosedAt).toBeGreaterThan(0)
-      const latency = upstreamClosedAt - expiredAt
-      console.info(`[deadline] ${_name}: upstream socket closed ${latency.toFixed(2)} ms after the deadline`)
-      // The issue's bar is 50 ms; the bound is wider for a shared, loaded CI machine.
-      expect(latency).toBeGreaterThanOrEqual(0)
-      expect(latency).toBeLessThan(200)
+      const delays: number[] = []
+      // One request at a time, so each sample is a single deadline on an otherwise idle app.
+      for (let run = 0; run < RUNS; run++) {
+        const res = await fetch(`${app.origin}/proxy/${run}`)
+        expect(res.status).toBe(504)
+        await res.text()
+        for (let i = 0; i < 200 && !closedAt.has(`/slow/${run}`); i++) await sleep(5)
+        const closed = closedAt.get(`/slow/${run}`)
+        const started = startedAt.get(`/proxy/${run}`)
+        expect(closed).toBeDefined()
+        expect(started).toBeDefined()
+        delays.push((closed as number) - ((started as number) + TIMEOUT))
+      }
+      expect(handlerErrors).toHaveLength(RUNS)
+      for (const error of handlerErrors) expect(error).toBeInstanceOf(DeadlineExceededError)
+      const median = [...delays].sort((a, b) => a - b)[Math.floor(RUNS / 2)] as number
+      console.info(
+        `[deadline] ${_name}: upstream socket closed ${delays.map((d) => d.toFixed(2)).join(', ')} ms after the nominal deadline (median ${median.toFixed(2)})`,
+      )
+      // The issue's bar, 50 ms after the deadline's nominal expiry, on the median of
+      // RUNS requests: on a shared, loaded machine one sample can take a GC pause or a
+      // descheduled process on top, which says nothing about how the code cancels,
+      // while a cancellation that really is late (a timer or abort deferred) moves them all.
+      expect(median).toBeLessThan(50)
     } finally {
       await app.close()
       await upstream.close()
@@ -308,7 +350,93 @@ describe.each(expressVersions)('%s racing the deadline by ±2 ms', (_name, expre
   })
 })
 
+// Express 4 does not forward a rejected handler promise (the issue's "does not forward async
+// errors"): there it is the process's unhandled rejection whatever the middleware does.
+describe('express 5: an async handler that throws after the 504', () => {
+  it('gets one response, its throw is a counted late write, nothing escapes, and the socket is reused', async () => {
+    const registry = new Registry()
+    const escaped: unknown[] = []
+    const onEscaped = (error: unknown) => escaped.push(error)
+    process.on('uncaughtException', onEscaped)
+    process.on('unhandledRejection', onEscaped)
+    let threw = 0
+    const router = express5()
+    // finalhandler logs the error it answers except under env 'test'.
+    router.set('env', 'test')
+    router.use(deadline({ timeout: 30, registry }))
+    router.get('/throws', async () => {
+      await sleep(80)
+      threw++
+      throw new Error('late async failure')
+    })
+    router.get('/ok', (_req, res) => {
+      res.json({ ok: true })
+    })
+    const app = await listen(router as never)
+    const client = new Client(app.origin, { pipelining: 1, keepAliveTimeout: 10_000 })
+    const lateWrites = async () => {
+      const value = await metricValue(registry, 'ballast_deadline_late_writes_total', { route: '/throws' })
+      return Number.isNaN(value) ? 0 : value
+    }
+    try {
+      const late0 = await lateWrites()
+      const first = await client.request({ path: '/throws', method: 'GET' })
+      expect(first.statusCode).toBe(504)
+      expect(await first.body.json()).toEqual({ error: { code: 'BALLAST_DEADLINE_EXCEEDED', message: 'deadline exceeded' } })
+      // Wait for the throw, then for Express to pass it to next() and finalhandler to answer it.
+      for (let i = 0; i < 200 && (threw === 0 || (await lateWrites()) === late0); i++) await sleep(5)
+      await sleep(20)
+      expect(threw).toBe(1)
+      // As a late next(err): finalhandler's answer to it is the one late write.
+      expect((await lateWrites()) - late0).toBe(1)
+      // A second response on the socket would be read as this request's: it gets its own.
+      const next = await client.request({ path: '/ok', method: 'GET' })
+      expect(next.statusCode).toBe(200)
+      expect(await next.body.json()).toEqual({ ok: true })
+      expect(app.connections()).toBe(1)
+      expect(escaped).toEqual([])
+    } finally {
+      await client.close()
+      await app.close()
+      process.off('uncaughtException', onEscaped)
+      process.off('unhandledRejection', onEscaped)
+    }
+  })
+})
+
 describe.each(expressVersions)('%s under an enclosing deadline', (_name, express) => {
+  it('an enclosing deadline shorter than the route timeout bounds the request and its 504', async () => {
+    const seen: { remaining: number | undefined; current: boolean }[] = []
+    const router = express()
+    // The request handling runs inside a deadline of 30 ms, as under a server-wide one.
+    router.use((_req, res, next) => {
+      const enclosing = Deadline.after(30)
+      res.on('close', () => enclosing[Symbol.dispose]())
+      enclosing.run(next)
+    })
+    router.use(deadline({ timeout: 500, registry: new Registry() }))
+    router.get('/', (req, res) => {
+      seen.push({ remaining: requestDeadline(req)?.remaining(), current: Deadline.current() === requestDeadline(req) })
+      // Answers well within the route's 500 ms but after the enclosing 30 ms: only the
+      // enclosing deadline makes this request a 504.
+      const timer = setTimeout(() => res.json({ late: true }), 200)
+      res.on('close', () => clearTimeout(timer))
+    })
+    const app = await listen(router as never)
+    try {
+      const res = await fetch(`${app.origin}/`)
+      expect(res.status).toBe(504)
+      expect(await res.json()).toEqual({
+        error: { code: 'BALLAST_DEADLINE_EXCEEDED', message: 'deadline exceeded: an enclosing deadline ran out' },
+      })
+      expect(seen).toHaveLength(1)
+      expect(seen[0]?.current).toBe(true)
+      expect(seen[0]?.remaining).toBeLessThanOrEqual(30)
+    } finally {
+      await app.close()
+    }
+  })
+
   it('a request under an already cancelled enclosing deadline still reaches the handler, which sees the abort', async () => {
     const router = express()
     router.use((_req, _res, next) => {

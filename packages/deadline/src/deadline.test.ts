@@ -1,3 +1,4 @@
+import { getEventListeners, getMaxListeners, setMaxListeners } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { isBallastError } from '@ballast/core'
 import fc from 'fast-check'
@@ -264,18 +265,35 @@ describe('race and withDeadline', () => {
     expect((error as DeadlineExceededError).source).toBe('parent')
   })
 
-  it('many concurrent races on one deadline raise no MaxListenersExceededWarning', async () => {
+  it('many concurrent races, children and links add no listener per call, and raise no MaxListenersExceededWarning', async () => {
     const warnings: Error[] = []
     const onWarning = (warning: Error) => warnings.push(warning)
     process.on('warning', onWarning)
-    const deadline = Deadline.after(1_000)
+    const outside = new AbortController()
+    const deadline = Deadline.after(1_000, { signal: outside.signal })
     const signal = deadline.signal
-    await Promise.all(Array.from({ length: 50 }, () => deadline.race(sleep(1))))
-    for (let i = 0; i < 50; i++) signal.addEventListener('abort', () => {})
+    // An AbortSignal has no listener limit by default, so no warning could ever fire:
+    // give both signals an EventTarget's usual limit, which a listener per call would pass.
+    setMaxListeners(10, outside.signal)
+    setMaxListeners(10, signal)
+    const linked = Array.from({ length: 50 }, () => Deadline.after(1_000, { signal: outside.signal }))
+    const races = Promise.all(Array.from({ length: 50 }, () => deadline.race(sleep(1))))
+    const nested = deadline.run(() => Promise.all(Array.from({ length: 50 }, () => withDeadline(500, () => sleep(1)))))
+    // At peak: the races and children wait on the deadline without listening to its signal,
+    // and the 51 deadlines linked to the outside signal share one listener on it.
+    const peak = { signal: getEventListeners(signal, 'abort').length, outside: getEventListeners(outside.signal, 'abort').length }
+    await Promise.all([races, nested])
+    for (const each of linked) each[Symbol.dispose]()
+    deadline[Symbol.dispose]()
     await sleep(5)
     process.off('warning', onWarning)
-    deadline[Symbol.dispose]()
+    expect(peak).toEqual({ signal: 0, outside: 1 })
+    expect(getEventListeners(outside.signal, 'abort')).toHaveLength(0)
     expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([])
+    // The signal handed out takes any number of listeners (concurrent fetches on one request deadline).
+    const fresh = Deadline.after(1_000)
+    expect(getMaxListeners(fresh.signal)).toBe(0)
+    fresh[Symbol.dispose]()
   })
 })
 
