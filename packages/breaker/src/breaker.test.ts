@@ -1,10 +1,12 @@
-import { getEventListeners } from 'node:events'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { isBallastError } from '@ballast/core'
 import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/deadline'
 import { TimeoutError } from 'p-timeout'
 import { Registry, register } from 'prom-client'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { Breaker, type BreakerOptions, type FallbackContext } from './breaker.js'
 import { BreakerTimeoutError, BrokenCircuitError } from './errors.js'
 
@@ -26,6 +28,53 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 
 const fail = async (): Promise<never> => {
   throw new Error('upstream down')
+}
+
+/** Settles like `promise`, or rejects after `ms` (its timer cleared either way: later tests count timers). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * A slow upstream on 127.0.0.1: `/fast` answers at once, `/slow` after 5 s unless
+ * its socket closes first. Records when `/slow` arrived and when its socket closed.
+ */
+async function slowUpstream() {
+  let closed!: () => void
+  const state = {
+    url: '',
+    requestAt: undefined as number | undefined,
+    closedAt: undefined as number | undefined,
+    socketClosed: new Promise<void>((resolve) => {
+      closed = resolve
+    }),
+    close: async () => {
+      server.closeAllConnections()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+  const server = createServer((req, res) => {
+    if (req.url === '/fast') {
+      res.end('fast')
+      return
+    }
+    state.requestAt = performance.now()
+    const answer = setTimeout(() => res.end('late'), 5_000)
+    req.socket.once('close', () => {
+      clearTimeout(answer)
+      state.closedAt = performance.now()
+      closed()
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return state
 }
 
 describe('Breaker options', () => {
@@ -95,7 +144,7 @@ describe('per-call cancellation', () => {
     b[Symbol.dispose]()
   })
 
-  it('caps the attempt by the caller deadline and links with a listener removed afterwards', async () => {
+  it('caps the attempt by the caller deadline, and its expiry is not a dependency failure', async () => {
     const { b, registry } = breaker({ timeout: 10_000, volumeThreshold: 1, errorThresholdPercentage: 0 })
     using deadline = Deadline.after(60)
     const started = performance.now()
@@ -111,7 +160,7 @@ describe('per-call cancellation', () => {
     expect(b.state).toBe('closed')
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
-    expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0)
+    // That the link to the deadline is released when the attempt ends is shown in breaker-leak.test.ts.
     b[Symbol.dispose]()
   })
 
@@ -133,6 +182,76 @@ describe('per-call cancellation', () => {
     expect(seen?.error).toBeInstanceOf(ClientClosedError)
     expect(b.state).toBe('closed')
     b[Symbol.dispose]()
+  })
+
+  // There is no per-call signal option: the caller gives up through its deadline,
+  // which the deadline() middleware also cancels with ClientClosedError when the client leaves.
+  it.each([
+    {
+      how: 'its deadline expires',
+      kind: DeadlineExceededError,
+      giveUp: () => {
+        const deadline = Deadline.after(50)
+        return { deadline, at: Promise.resolve(performance.now() + 50) }
+      },
+    },
+    {
+      how: 'its client goes away',
+      kind: ClientClosedError,
+      giveUp: () => {
+        const deadline = Deadline.after(10_000)
+        const at = new Promise<number>((resolve) =>
+          setTimeout(() => {
+            resolve(performance.now())
+            deadline.cancel(new ClientClosedError())
+          }, 50),
+        )
+        return { deadline, at }
+      },
+    },
+  ])('when $how, the work signal aborts with the deadline reason and a real fetch upstream is cut promptly', async ({ kind, giveUp }) => {
+    const upstream = await slowUpstream()
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0 })
+    try {
+      // Loads fetch and opens its keep-alive connection before the clock starts.
+      expect(await (await fetch(`${upstream.url}/fast`)).text()).toBe('fast')
+      const { deadline, at } = giveUp()
+      using _deadline = deadline
+      let workSignal: AbortSignal | undefined
+      let fetchError: unknown
+      const error = await within(
+        deadline.run(() =>
+          b.execute(({ signal }) => {
+            workSignal = signal
+            return fetch(`${upstream.url}/slow`, { signal }).then(
+              (response) => response.text(),
+              (thrown: unknown) => {
+                fetchError = thrown
+                throw thrown
+              },
+            )
+          }),
+        ),
+        3_000,
+        'the call',
+      ).catch((thrown: unknown) => thrown)
+      // The upstream would answer after 5 s: its socket must close long before.
+      await within(upstream.socketClosed, 2_000, 'the upstream socket closing').catch(() => undefined)
+      expect(upstream.requestAt, 'the upstream received the request').toBeDefined()
+      expect(upstream.closedAt, 'the upstream socket closed').toBeDefined()
+      expect((upstream.closedAt as number) - (await at)).toBeLessThan(500)
+      const reason = deadline.signal.reason
+      expect(reason).toBeInstanceOf(kind)
+      expect(error).toBe(reason)
+      expect(workSignal?.aborted).toBe(true)
+      expect(workSignal?.reason).toBe(reason)
+      expect(fetchError).toBe(reason)
+      // Not a dependency failure.
+      expect(b.state).toBe('closed')
+    } finally {
+      b[Symbol.dispose]()
+      await upstream.close()
+    }
   })
 
   it('counts attempt timeouts as failures', async () => {
@@ -215,19 +334,51 @@ describe('half-open', () => {
   })
 
   it('reopens for resetTimeout on a failed trial', async () => {
-    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 2_500 })
-    const transitions: string[] = []
-    b.onStateChange(({ to }) => transitions.push(to))
-    await trip(b)
-    expect(b.retryAfter()).toBe(3)
-    b[Symbol.dispose]()
-    const short = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 40 }).b
-    await trip(short)
-    await sleep(60)
-    await short.execute(fail).catch(() => undefined)
-    expect(short.state).toBe('open')
-    expect(transitions).toEqual(['open', 'disabled'])
-    short[Symbol.dispose]()
+    // The state machine alone: fake timers (opossum's reset timer, Date.now) make the boundaries exact.
+    vi.useFakeTimers()
+    try {
+      const { b, registry } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 2_500 })
+      const transitions: string[] = []
+      b.onStateChange(({ to }) => transitions.push(to))
+      let runs = 0
+      const counted = async () => {
+        runs++
+        return 'ran'
+      }
+      await trip(b)
+      expect(b.retryAfter()).toBe(3)
+      await vi.advanceTimersByTimeAsync(2_500)
+      expect(b.state).toBe('half-open')
+      // The trial runs and fails: open again, for a whole resetTimeout from now.
+      await expect(
+        b.execute(() => {
+          runs++
+          return fail()
+        }),
+      ).rejects.toThrow('upstream down')
+      expect(runs).toBe(1)
+      expect(b.state).toBe('open')
+      expect(b.retryAfter()).toBe(3)
+      const refused = await b.execute(counted).catch((error: unknown) => error)
+      expect(refused).toBeInstanceOf(BrokenCircuitError)
+      expect(refused).toMatchObject({ reason: 'open', headers: { 'retry-after': '3' } })
+      await vi.advanceTimersByTimeAsync(2_499)
+      expect(b.state).toBe('open')
+      expect(b.retryAfter()).toBe(1)
+      expect(await b.execute(counted, { fallback: ({ reason }) => `fallback:${reason}` })).toBe('fallback:open')
+      expect(runs).toBe(1)
+      await vi.advanceTimersByTimeAsync(1)
+      expect(b.state).toBe('half-open')
+      expect(await b.execute(counted)).toBe('ran')
+      expect(runs).toBe(2)
+      expect(b.state).toBe('closed')
+      expect(transitions).toEqual(['open', 'half-open', 'open', 'half-open', 'closed'])
+      expect(await value(registry, 'ballast_breaker_transitions_total', { state: 'open' })).toBe(2)
+      expect(await value(registry, 'ballast_breaker_rejected_calls_total', { reason: 'open' })).toBe(2)
+      b[Symbol.dispose]()
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('hands the trial back when the trial call is cancelled by its caller', async () => {
@@ -266,6 +417,35 @@ describe('fallback', () => {
     expect(await get('42')).toEqual({ id: '42', reason: 'failure', message: 'upstream down', aborted: false, retryAfter: 0 })
     b[Symbol.dispose]()
   })
+
+  it.each(['failure', 'open'] as const)(
+    'a "%s" fallback gets the caller deadline as its signal: waiting on it ends with the deadline reason',
+    async (expected) => {
+      const { b } = breaker<unknown>({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 60_000 })
+      if (expected === 'open') await b.execute(fail).catch(() => undefined)
+      expect(b.state).toBe(expected === 'open' ? 'open' : 'closed')
+      using deadline = Deadline.after(30)
+      let seen: { reason: string; abortedAtStart: boolean } | undefined
+      const result = await within(
+        deadline.run(() =>
+          b.execute(fail, {
+            fallback: ({ reason, signal }) => {
+              seen = { reason, abortedAtStart: signal.aborted }
+              // A fallback doing I/O: it ends when its signal aborts.
+              return new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason), { once: true }))
+            },
+          }),
+        ),
+        2_000,
+        'the fallback',
+      )
+      // The fallback started before the deadline, and its wait was ended by it.
+      expect(seen).toEqual({ reason: expected, abortedAtStart: false })
+      expect(result).toBeInstanceOf(DeadlineExceededError)
+      expect(result).toBe(deadline.signal.reason)
+      b[Symbol.dispose]()
+    },
+  )
 
   it('checks the fallback result type against the work result type', async () => {
     const { b } = breaker({ volumeThreshold: 100 })
