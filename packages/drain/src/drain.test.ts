@@ -173,13 +173,17 @@ describe('options', () => {
 })
 
 describe('sequence', () => {
-  it('readiness 503 and liveness 200 while draining, Connection: close on every response, signal aborted', async () => {
+  it('readiness 503 and liveness 200 while draining, Connection: close on every response (also one in progress at the signal), signal aborted', async () => {
     const drain = new Drain({ ...QUIET, readinessDelay: 300, registry: new Registry() })
     const server = http.createServer(app(drain))
     drain.attach(server)
     const port = await listen(server)
     const agent = new http.Agent({ keepAlive: true })
     expect(await get(port, '/readyz', agent)).toMatchObject({ status: 200, connection: 'keep-alive' })
+    // In progress at the signal, answered (after 100 ms) while still draining (300 ms).
+    const slowAgent = new http.Agent({ keepAlive: true })
+    const inProgress = get(port, '/slow', slowAgent)
+    await vi.waitFor(() => expect(drain.inflight).toBe(1), { timeout: 5_000 })
 
     const states: StateChangeEvent[] = []
     const subscription = drain.onStateChange((event) => states.push(event))
@@ -193,19 +197,28 @@ describe('sequence', () => {
     expect(await get(port, '/readyz', agent)).toMatchObject({ status: 503, connection: 'close' })
     expect(await get(port, '/livez', agent)).toMatchObject({ status: 200, connection: 'close' })
     expect(await get(port, '/fast', agent)).toMatchObject({ status: 200, connection: 'close' })
+    expect(await inProgress).toMatchObject({ status: 200, connection: 'close' })
 
     const report = await shutdown
     subscription[Symbol.dispose]()
     agent.destroy()
+    slowAgent.destroy()
     expect(report).toMatchObject({ reason: 'test', outcome: 'ok', exitCode: ExitCode.OK, forcedConnections: 0 })
     expect(states.map(({ to }) => to)).toEqual(['draining', 'closing', 'stopped'])
     expect(server.listening).toBe(false)
     drain[Symbol.dispose]()
   })
 
-  it('hooks run last-registered first, after in-flight requests and tracked work; failures and timeouts do not stop the others', async () => {
+  it('hooks run last-registered first, after in-flight requests and tracked work; failures and timeouts do not stop the others, and are logged and counted', async () => {
     const codes: number[] = []
-    const drain = new Drain({ ...QUIET, exit: (code) => codes.push(code), registry: new Registry() })
+    const registry = new Registry()
+    const logged: { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown>; message: string }[] = []
+    const logger = {
+      info: (fields: Record<string, unknown>, message: string) => logged.push({ level: 'info', fields, message }),
+      warn: (fields: Record<string, unknown>, message: string) => logged.push({ level: 'warn', fields, message }),
+      error: (fields: Record<string, unknown>, message: string) => logged.push({ level: 'error', fields, message }),
+    }
+    const drain = new Drain({ ...QUIET, exit: (code) => codes.push(code), registry, logger })
     const server = http.createServer(app(drain))
     drain.attach(server)
     const port = await listen(server)
@@ -247,8 +260,50 @@ describe('sequence', () => {
     ])
     expect(timeoutSignal?.aborted).toBe(true)
     expect(timeoutSignal?.reason).toBeInstanceOf(DrainHookTimeoutError)
+    // The hung hook is cut at its own 50 ms timeout, not at the drain's default (seconds).
+    expect(drain.hookTimeout).toBeGreaterThanOrEqual(50 + 1_000)
+    const hung = report.hooks.find(({ name }) => name === 'hangs')
+    expect(hung?.durationMs).toBeGreaterThanOrEqual(45)
+    expect(hung?.durationMs).toBeLessThan(50 + 1_000)
     expect(report.outcome).toBe('hook_failed')
     expect(codes).toEqual([ExitCode.HOOK_FAILED])
+
+    // Counted: one observation per hook, under its own outcome, none under the others.
+    const counts = (await registry.metrics())
+      .split('\n')
+      .map((line) => /^ballast_drain_hook_duration_seconds_count\{hook="([^"]*)",outcome="([^"]*)"\} (\S+)$/.exec(line))
+      .filter((match) => match !== null)
+      .map(([, hook, outcome, value]) => [hook, outcome, Number(value)])
+      .sort()
+    expect(counts).toEqual(
+      [
+        ['first', 'ok', 1],
+        ['first', 'failed', 0],
+        ['first', 'timed_out', 0],
+        ['throws', 'ok', 0],
+        ['throws', 'failed', 1],
+        ['throws', 'timed_out', 0],
+        ['hangs', 'ok', 0],
+        ['hangs', 'failed', 0],
+        ['hangs', 'timed_out', 1],
+        ['rejects', 'ok', 0],
+        ['rejects', 'failed', 1],
+        ['rejects', 'timed_out', 0],
+      ].sort(),
+    )
+    // Logged: one error-level entry per failed or timed-out hook, naming it; none for the one that succeeded.
+    const hookErrors = logged.filter(({ level, fields }) => level === 'error' && fields.hook !== undefined)
+    expect(hookErrors.map(({ fields, message }) => [fields.hook, fields.outcome, message])).toEqual([
+      ['rejects', 'failed', 'drain: hook did not succeed'],
+      ['hangs', 'timed_out', 'drain: hook did not succeed'],
+      ['throws', 'failed', 'drain: hook did not succeed'],
+    ])
+    expect(hookErrors.map(({ fields }) => (fields.err as Error).message)).toEqual([
+      'nope',
+      'Shutdown hook "hangs" did not finish within 50 ms',
+      'boom',
+    ])
+    expect(hookErrors[1]?.fields.err).toBe(timeoutSignal?.reason)
     drain[Symbol.dispose]()
   })
 

@@ -61,10 +61,14 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
   server.kill('SIGTERM')
 
   const scrapes: string[] = []
+  /** Per scrape: whether it was sent after this process had read the child's `draining` line. */
+  const sentAfterDraining: boolean[] = []
   let scrapeError: unknown
   for (const deadline = performance.now() + 5_000; performance.now() < deadline; ) {
     try {
+      const after = server.events.some((event) => event.event === 'state' && event.state === 'draining')
       scrapes.push(await scrape(metricsPort))
+      sentAfterDraining.push(after)
     } catch (error) {
       scrapeError = error
       break // the metrics server closed: the app is drained
@@ -74,6 +78,7 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
   const responses = await Promise.all(slow)
   const exit = await server.exited
   const series = scrapes.map((text) => ({
+    serving: sample(text, `${prefix}state`, '{state="serving"}'),
     draining: sample(text, `${prefix}state`, '{state="draining"}'),
     closing: sample(text, `${prefix}state`, '{state="closing"}'),
     inflight: sample(text, `${prefix}inflight_requests`),
@@ -83,10 +88,30 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
     rejected: sample(text, `${prefix}rejected_requests_total`),
     started: sample(text, `${prefix}started_timestamp_seconds`),
   }))
-  console.info(`[drain metrics] ${scrapes.length} scrapes during the drain, then ${String(scrapeError)}:`, JSON.stringify(series))
+  console.info(
+    `[drain metrics] ${scrapes.length} scrapes during the drain (${sentAfterDraining.filter(Boolean).length} sent after the child reported draining), then ${String(scrapeError)}:`,
+    JSON.stringify(series),
+  )
 
   expect(responses.every((response) => response.status === 200 && response.headers.connection === 'close')).toBe(true)
   expect(exit.code).toBe(ExitCode.OK)
+  // The state gauge names exactly one state in every scrape, before the signal and all
+  // through the drain.
+  const stateSum = (text: string) =>
+    ['serving', 'draining', 'closing']
+      .map((state) => sample(text, `${prefix}state`, `{state="${state}"}`) ?? Number.NaN)
+      .reduce((a, b) => a + b)
+  expect([before, ...scrapes].map(stateSum)).toEqual(Array.from({ length: scrapes.length + 1 }, () => 1))
+  // `serving` is 0 from the signal on. The child may answer a scrape sent right after the kill
+  // before it handles the signal (on a busy machine it does), so each scrape is judged by its
+  // own started timestamp (read in the same collection as the state): 0 while serving, set
+  // from the first signal. And a scrape sent once the child had reported `draining` must see both.
+  expect(series.map((point) => ({ serving: point.serving, started: (point.started ?? 0) > 0 }))).toEqual(
+    series.map((point) => ((point.started ?? 0) > 0 ? { serving: 0, started: true } : { serving: 1, started: false })),
+  )
+  const afterDraining = series.filter((_, index) => sentAfterDraining[index])
+  expect(afterDraining.length).toBeGreaterThanOrEqual(series.length - 3)
+  expect(afterDraining.map((point) => [point.serving, (point.started ?? 0) > 0])).toEqual(afterDraining.map(() => [0, true]))
   expect(series.some((point) => point.draining === 1)).toBe(true)
   expect(series.some((point) => point.closing === 1)).toBe(true)
   expect(Math.max(...series.map((point) => point.inflight ?? 0))).toBe(6)

@@ -11,18 +11,33 @@ interface Result {
   status: number
   connection: string | undefined
   body: string
-  closedByServer: boolean
+}
+
+/** How a client socket ended: `end` = the server's FIN; `error` = reset or the like; `close` = closed with neither. */
+interface Ending {
+  how: 'end' | 'error' | 'close'
+  /** Wall-clock ms (comparable with the child's `t`). */
+  at: number
+  /**
+   * Whether the child's `stopped` line had already reached this process. The child
+   * writes it after the server closed its sockets, so their FINs are queued here
+   * first and read first; a socket left open until the process exits ends after it.
+   */
+  afterStopped: boolean
 }
 
 // With readinessDelay 0 the listener closes and idle keep-alive sockets are due to
 // close as soon as the signal lands. Requests written on those idle sockets during
 // the first 50 ms of the drain must still get complete responses, with
-// `Connection: close`, and the server must then close the sockets itself.
+// `Connection: close`, and the server must then close the sockets itself: each client
+// socket sees the server's FIN ('end', not an error), and the child logs the close of
+// each one (Node's socket 'close', which a socket closed by the kernel at exit never
+// emits) before its `stopped` state.
 // Writes start at the kill and go on, one per 2 ms on average, until 60 ms after the
 // child reported `draining`: however late a loaded machine delivers the signal, the
 // window is covered.
-it('requests written on idle keep-alive sockets 0–50 ms after draining starts get complete responses with Connection: close', async () => {
-  const server = await startChildServer({ readinessDelay: 0, gracePeriod: 10_000 })
+it('requests written on idle keep-alive sockets 0–50 ms after draining starts get complete responses with Connection: close; the server ends every socket (FIN) before it stops', async () => {
+  const server = await startChildServer({ readinessDelay: 0, gracePeriod: 10_000, logConnections: true })
   const connections = await Promise.all(Array.from({ length: POOL }, () => RawConnection.open(server.port)))
   const warmups = await Promise.all(connections.map((connection) => connection.get('/fast')))
   for (const warmup of warmups) expect(warmup.headers.connection).toBe('keep-alive')
@@ -31,10 +46,22 @@ it('requests written on idle keep-alive sockets 0–50 ms after draining starts 
 
   const wallClock = () => performance.timeOrigin + performance.now()
   const draining = () => server.events.find((event) => event.event === 'state' && event.state === 'draining')
+  const stopped = () => server.events.some((event) => event.event === 'state' && event.state === 'stopped')
+  const ports = connections.map((connection) => connection.socket.localPort)
+  const endings = connections.map((connection) => {
+    const ending: { value?: Ending } = {}
+    const record = (how: Ending['how']) => () => {
+      ending.value ??= { how, at: wallClock(), afterStopped: stopped() }
+    }
+    connection.socket.once('end', record('end'))
+    connection.socket.once('error', record('error'))
+    connection.socket.once('close', record('close'))
+    return ending
+  })
   const write = (connection: RawConnection): Promise<Result> =>
     connection.get('/fast').then(async (response) => {
       await connection.closed()
-      return { status: response.status, connection: response.headers.connection, body: response.body, closedByServer: true }
+      return { status: response.status, connection: response.headers.connection, body: response.body }
     })
 
   const killedAt = wallClock()
@@ -52,20 +79,45 @@ it('requests written on idle keep-alive sockets 0–50 ms after draining starts 
     }
     await new Promise((resolve) => setTimeout(resolve, CADENCE_MS))
   }
-  const unused = connections.slice(results.length)
   const settled = await Promise.all(results)
   const exit = await server.exited
-  for (const connection of unused) connection.socket.destroy()
+  // Every socket has ended by now (at the latest when the child exited); bounded all the same.
+  await Promise.race([
+    Promise.all(connections.map((connection) => connection.closed())),
+    new Promise((resolve) => setTimeout(resolve, 5_000)),
+  ])
+  for (const connection of connections) connection.socket.destroy()
   const start = draining()
   expect(start).toBeDefined()
   const offsets = writtenAt.map((at) => Math.round(at - (start?.t ?? 0)))
   console.info(`[drain race] ${offsets.length} writes, offsets from draining start (ms): ${offsets.join(' ')}`)
+  // The child's own order of events: a socket it closed itself is logged before `stopped`.
+  const stoppedIndex = server.events.findIndex((event) => event.event === 'state' && event.state === 'stopped')
+  const closedInChild = new Map(
+    server.events
+      .map((event, index) => ({ event, index }))
+      .filter(({ event }) => event.event === 'connection-closed')
+      .map(({ event, index }) => [event.port, { index, hadError: event.hadError, t: event.t }]),
+  )
+  const endedAfter = endings.slice(0, settled.length).map((ending) => Math.round((ending.value?.at ?? Number.NaN) - (start?.t ?? 0)))
+  console.info(`[drain race] written sockets ended by the server (ms after draining start): ${endedAfter.join(' ')}`)
 
   for (const result of settled) {
     expect(result.status).toBe(200)
     expect(JSON.parse(result.body)).toEqual({ ok: true })
-    expect(result.closedByServer).toBe(true)
   }
+  expect(stoppedIndex).toBeGreaterThan(0)
+  // Every socket, written on or left idle: ended by the server's FIN, closed by the child before it stopped.
+  const how = ports.map((port, index) => ({
+    ending: endings[index]?.value?.how,
+    endedAfterStopped: endings[index]?.value?.afterStopped,
+    closedInChild: closedInChild.has(port) ? 'closed' : 'not closed',
+    beforeStopped: (closedInChild.get(port)?.index ?? Number.POSITIVE_INFINITY) < stoppedIndex,
+    hadError: closedInChild.get(port)?.hadError,
+  }))
+  expect(how).toEqual(
+    connections.map(() => ({ ending: 'end', endedAfterStopped: false, closedInChild: 'closed', beforeStopped: true, hadError: false })),
+  )
   // Every request written after draining started was told the connection ends.
   const afterStart = settled.filter((_, index) => (offsets[index] ?? -1) >= 0)
   for (const result of afterStart) expect(result.connection).toBe('close')

@@ -13,6 +13,8 @@ export interface FixtureConfig {
   metrics?: boolean
   postgres?: string
   hook?: 'hang' | 'slow'
+  /** Print a `connection-closed` line (client port, hadError) when a socket of the app server closes. */
+  logConnections?: boolean
 }
 
 /** One JSON line the fixture printed, with its wall-clock time `t`. */

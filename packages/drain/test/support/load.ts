@@ -10,6 +10,14 @@ export interface LoadResult {
   ok: number
   /** Responses received after the signal that carried `Connection: close`. */
   closeAnnounced: number
+  /**
+   * 2xx responses by the phase the server marked them with when their headers went out
+   * (`x-drain-phase`: serving, draining, closing, closed), and by whether they said
+   * `Connection: close` (`draining/close`, `draining/keep-alive` …).
+   */
+  phases: Record<string, number>
+  /** 2xx responses marked `draining` or `closed` (which must announce `Connection: close`) that did not. */
+  unannounced: number
   /** `ECONNREFUSED` on connect after the signal: the only acceptable failure. */
   refusedAfterSignal: number
   /** Every other failure, by code (`ECONNRESET`, `EPIPE`, `socket hang up`, `ECONNREFUSED before signal`, `status 5xx` …). */
@@ -63,6 +71,8 @@ export function emptyLoadResult(): LoadResult {
     sent: 0,
     ok: 0,
     closeAnnounced: 0,
+    phases: {},
+    unannounced: 0,
     refusedAfterSignal: 0,
     failures: {},
     bounded: 0,
@@ -99,17 +109,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const pick =
     options.path ?? ((_loop: number, _index: number) => ({ method: 'GET' as const, path: Math.random() < slowShare ? '/slow' : '/fast' }))
 
-  const once = async (loop: number, index: number): Promise<{ status: number; close: boolean }> => {
+  const once = async (loop: number, index: number): Promise<{ status: number; close: boolean; phase: unknown }> => {
     const { method, path } = pick(loop, index)
     if (options.kind === 'undici') {
       const response = await undiciRequest(`http://127.0.0.1:${options.port}${path}`, { method, dispatcher: undiciAgent })
       await response.body.text()
-      return { status: response.statusCode, close: response.headers.connection === 'close' }
+      return { status: response.statusCode, close: response.headers.connection === 'close', phase: response.headers['x-drain-phase'] }
     }
     return new Promise((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port: options.port, path, method, agent: httpAgent }, (res) => {
         res.resume()
-        res.once('end', () => resolve({ status: res.statusCode ?? 0, close: res.headers.connection === 'close' }))
+        res.once('end', () =>
+          resolve({ status: res.statusCode ?? 0, close: res.headers.connection === 'close', phase: res.headers['x-drain-phase'] }),
+        )
         res.once('error', reject)
       })
       req.once('error', reject)
@@ -123,9 +135,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       result.sent++
       const requestStart = performance.now()
       try {
-        const { status, close } = await once(id, index)
+        const { status, close, phase } = await once(id, index)
         if (status >= 200 && status < 300) {
           result.ok++
+          if (typeof phase === 'string') {
+            const key = `${phase}/${close ? 'close' : 'keep-alive'}`
+            result.phases[key] = (result.phases[key] ?? 0) + 1
+            if ((phase === 'draining' || phase === 'closed') && !close) result.unannounced++
+          }
           const at = options.signalAt()
           if (at !== undefined) result.lastOkAfterMs = Math.round(performance.now() - at)
         } else result.failures[`status ${status}`] = (result.failures[`status ${status}`] ?? 0) + 1
