@@ -70,6 +70,28 @@ describe('BreakerGroup', () => {
     group[Symbol.dispose]()
   })
 
+  it('counts a call whose fallback is still running as busy: eviction waits for the fallback', async () => {
+    const registry = new Registry()
+    const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1 })
+    let release: (value: string) => void = () => undefined
+    let fallbackStarted = false
+    const down = group.get('down')
+    const pending = down.execute(() => Promise.reject(new Error('upstream down')), {
+      fallback: () => {
+        fallbackStarted = true
+        return new Promise<string>((resolve) => (release = resolve))
+      },
+    })
+    await vi.waitFor(() => expect(fallbackStarted).toBe(true))
+    group.get('other')
+    expect(down.state).toBe('closed')
+    release('cached')
+    await expect(pending).resolves.toBe('cached')
+    group.get('other')
+    expect(down.state).toBe('disabled')
+    group[Symbol.dispose]()
+  })
+
   it('takes back a key evicted while busy when it is used again, state and calls intact', async () => {
     const registry = new Registry()
     const group = new BreakerGroup({ name: 'hosts', registry, maxKeys: 1 })

@@ -473,24 +473,26 @@ export class Breaker<F = never> implements Disposable {
   async #run(work: Work, fallback: AnyFallback): Promise<unknown> {
     if (this.#disposed) throw this.#disposedError()
     this.#calls++
+    // Fallbacks are awaited here, not returned, so that the call counts as in flight until its
+    // fallback settles (a BreakerGroup does not dispose a key whose fallback still runs).
     try {
       const deadline = Deadline.current()
       let last: Attempt | undefined
       for (let n = 0; ; n++) {
         if (last !== undefined && !this.#circuit.closed) {
           // Retries only while closed: the failure stands.
-          return this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
+          return await this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
         }
         const reason = this.#refusal()
         if (reason !== undefined) {
           const error = new BrokenCircuitError(this.name, reason, this.retryAfter())
           this.#observer.rejected(reason)
           this.#reject.emit({ reason, error })
-          return this.#fallbackFor(reason, error, fallback, deadline)
+          return await this.#fallbackFor(reason, error, fallback, deadline)
         }
         if (deadline?.expired === true) {
           this.#observer.call('ignored', 0)
-          return this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+          return await this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
         }
         const closed = this.#circuit.closed
         const attempt = this.#attempt(work, n, deadline, closed)
@@ -508,13 +510,13 @@ export class Breaker<F = never> implements Disposable {
         this.#observer.call((outcome === 'filtered' ? 'ignored' : outcome) as CallOutcome, attempt.seconds)
         if (outcome === 'success') return attempt.value
         if (outcome === 'filtered') throw attempt.error
-        if (outcome === 'ignored') return this.#fallbackFor('deadline', attempt.error, fallback, deadline)
+        if (outcome === 'ignored') return await this.#fallbackFor('deadline', attempt.error, fallback, deadline)
         if (n >= this.#retries || this.#disposed || !this.#circuit.closed)
-          return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+          return await this.#fallbackFor(outcome, attempt.error, fallback, deadline)
         const pause = await this.#pause(deadline)
         if (pause === 'deadline')
-          return this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
-        if (pause === 'stop') return this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+          return await this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+        if (pause === 'stop') return await this.#fallbackFor(outcome, attempt.error, fallback, deadline)
         this.#observer.retry()
         last = attempt
       }
