@@ -44,8 +44,8 @@ export class Attempt implements CallContext {
   error: unknown = undefined
   /** Seconds from start to outcome. */
   seconds = 0
-  /** Set by the host: neighbours in its list of live attempts. */
-  previous: Attempt | undefined = undefined
+  /** Set by the host's list of live attempts. */
+  prev: Attempt | undefined = undefined
   next: Attempt | undefined = undefined
   /** Set by the host: opossum's window bucket this attempt was counted in. */
   bucket: { fires: number } | undefined = undefined

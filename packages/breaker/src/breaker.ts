@@ -2,6 +2,7 @@ import {
   BallastError,
   describeValue,
   functionOption,
+  LiveList,
   type MetricsOptions,
   metricsTarget,
   numberOption,
@@ -196,7 +197,7 @@ export class Breaker<F = never> implements Disposable {
   readonly #observer: BreakerObserver
   readonly #host: AttemptHost
   readonly #timeouts: AttemptTimeouts<Attempt> | undefined
-  #live: Attempt | undefined = undefined
+  readonly #live = new LiveList<Attempt>()
   readonly #pauses = new Set<() => void>()
   #running = 0
   // Calls not settled yet: attempts, retry pauses and fallbacks (a BreakerGroup keeps a busy key).
@@ -437,9 +438,7 @@ export class Breaker<F = never> implements Disposable {
     this.#disposed = true
     this.#circuit.shutdown()
     const error = this.#disposedError()
-    const live: Attempt[] = []
-    for (let attempt = this.#live; attempt !== undefined; attempt = attempt.next) live.push(attempt)
-    for (const attempt of live) attempt.cancel(error)
+    for (const attempt of this.#live.snapshot()) attempt.cancel(error)
     this.#timeouts?.dispose()
     for (const stop of [...this.#pauses]) stop()
     this.#observer.dispose()
@@ -503,7 +502,7 @@ export class Breaker<F = never> implements Disposable {
           // The attempt holds its outcome and error.
         }
         if (closed) this.#countClosed(attempt)
-        this.#unlink(attempt)
+        this.#live.remove(attempt)
         const outcome = attempt.outcome
         // opossum refused without running the action: only once shut down.
         if (outcome === undefined) throw this.#disposedError()
@@ -536,10 +535,7 @@ export class Breaker<F = never> implements Disposable {
     attempt.trial = circuit.halfOpen
     // Closed, the attempt is counted here (its end by #countClosed); otherwise opossum's fire() counts it.
     attempt.bucket = closed ? this.#opened.fired() : this.#opened.currentBucket()
-    const head = this.#live
-    if (head !== undefined) head.previous = attempt
-    attempt.next = head
-    this.#live = attempt
+    this.#live.add(attempt)
     return attempt
   }
 
@@ -554,16 +550,6 @@ export class Breaker<F = never> implements Disposable {
     const outcome = attempt.outcome
     if (outcome === 'success') this.#opened.succeeded()
     else if (outcome === 'failure' || outcome === 'timeout') this.#opened.failed(attempt.error)
-  }
-
-  #unlink(attempt: Attempt): void {
-    const { previous, next } = attempt
-    if (previous === undefined) {
-      if (this.#live === attempt) this.#live = next
-    } else previous.next = next
-    if (next !== undefined) next.previous = previous
-    attempt.previous = undefined
-    attempt.next = undefined
   }
 
   /** Waits `retry.delay` if the deadline leaves budget for it and another attempt. */

@@ -1,5 +1,6 @@
 export { BallastError, type BallastErrorOptions, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
 export { FastCounter, FastHistogram } from './fast-series.js'
+export { type Linked, LiveList } from './live-list.js'
 export {
   addCollector,
   counter,

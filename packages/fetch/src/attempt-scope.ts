@@ -1,41 +1,5 @@
-import { type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
+import { type Linked, type LiveList, type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
 import type { Deadline } from '@ballast/deadline'
-
-/**
- * A client's attempts not yet released, as an intrusive doubly linked list: an
- * attempt joins and leaves it with a few field writes (a `Set` hashed every
- * attempt and cost ~0.3 µs per call), and disposing the client walks it.
- */
-export class LiveScopes {
-  #head: AttemptScope | undefined = undefined
-
-  add(scope: AttemptScope): void {
-    const head = this.#head
-    scope.next = head
-    if (head !== undefined) head.prev = scope
-    this.#head = scope
-  }
-
-  remove(scope: AttemptScope): void {
-    const { prev, next } = scope
-    if (prev === undefined) {
-      if (this.#head === scope) this.#head = next
-    } else prev.next = next
-    if (next !== undefined) next.prev = prev
-    scope.prev = undefined
-    scope.next = undefined
-  }
-
-  /** Aborts every live attempt with `reason` (each leaves the list as it is released). */
-  disposeAll(reason: unknown): void {
-    let scope = this.#head
-    while (scope !== undefined) {
-      const next = scope.next
-      scope.dispose(reason)
-      scope = next
-    }
-  }
-}
 
 /** What ended an attempt early. */
 export type AbortSource = 'timer' | 'deadline' | 'caller' | 'breaker' | 'disposed'
@@ -57,16 +21,16 @@ let budgetTimers: TimerQueues<AttemptScope>
  *
  * The deadline is watched through `Deadline.onAbort` (no AbortController on the
  * deadline, no event listener); only an outside `init.signal` gets a listener.
- * Until released, a scope sits in its client's {@link LiveScopes} (two links, no
+ * Until released, a scope sits in its client's `LiveList` (two links, no
  * closure, no hashing), so disposing the client can abort it.
  */
-export class AttemptScope {
+export class AttemptScope implements Linked<AttemptScope> {
   readonly #controller = new AbortController()
   readonly #budget: number
   readonly #deadlineBound: boolean
   readonly #deadline: Deadline | undefined
   readonly #timeoutReason: TimeoutReason
-  readonly #live: LiveScopes
+  readonly #live: LiveList<AttemptScope>
   // Links of the client's list of live scopes.
   prev: AttemptScope | undefined = undefined
   next: AttemptScope | undefined = undefined
@@ -78,7 +42,13 @@ export class AttemptScope {
   #callerSignal: AbortSignal | undefined = undefined
   #callerListener: (() => void) | undefined = undefined
 
-  constructor(budget: number, deadlineBound: boolean, deadline: Deadline | undefined, timeoutReason: TimeoutReason, live: LiveScopes) {
+  constructor(
+    budget: number,
+    deadlineBound: boolean,
+    deadline: Deadline | undefined,
+    timeoutReason: TimeoutReason,
+    live: LiveList<AttemptScope>,
+  ) {
     this.#budget = budget
     this.#deadlineBound = deadlineBound
     this.#deadline = deadline

@@ -1,7 +1,7 @@
 import { BREAKER_NAME, Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
-import { BallastError, describeValue, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
+import { BallastError, describeValue, LiveList, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
 import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout } from '@ballast/deadline'
-import { AttemptScope, LiveScopes, type TimeoutReason } from './attempt-scope.js'
+import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
 import { backoff, retryAfterMs } from './backoff.js'
 import { coverBody, discard } from './covered-body.js'
 import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
@@ -182,7 +182,7 @@ class ResilientClient implements Client {
   readonly #baseOrigin: string
   readonly #timeoutReason: TimeoutReason
   /** Attempts not yet released (request or body in flight): aborted when the client is disposed. */
-  readonly #live = new LiveScopes()
+  readonly #live = new LiveList<AttemptScope>()
   #disposed: BallastError | undefined = undefined
 
   constructor(options: ClientOptions) {
@@ -244,7 +244,7 @@ class ResilientClient implements Client {
     if (this.#disposed === undefined) {
       const error = new BallastError(`fetch client "${this.name}" is disposed`, { code: 'BALLAST_FETCH_DISPOSED', status: 503 })
       this.#disposed = error
-      this.#live.disposeAll(error)
+      for (const scope of this.#live.snapshot()) scope.dispose(error)
     }
     this.breaker?.[Symbol.dispose]()
     this.breakers?.[Symbol.dispose]()
