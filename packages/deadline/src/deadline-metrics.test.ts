@@ -60,6 +60,31 @@ describe.each(expressVersions)('deadline() metrics on %s', (_name, express) => {
     }
   })
 
+  it('records the budget a request runs under: a shorter route deadline() replaces the app-wide one and the caller budget', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 2_000, registry }))
+    app.get('/short', deadline({ timeout: 500, registry }), (_req, res) => {
+      res.json({ ok: true })
+    })
+    const server = await listen(app as never)
+    try {
+      const get = async (budget?: string) =>
+        expect((await fetch(`${server.origin}/short`, budget ? { headers: { 'request-timeout-ms': budget } } : {})).status).toBe(200)
+      await get()
+      await get('1000')
+      // A caller budget shorter than the route's stays the request's budget.
+      await get('300')
+      const after = await registry.metrics()
+      expect(value(after, 'ballast_deadline_budget_seconds_count{route="/short",source="default"}')).toBe(2)
+      expect(value(after, 'ballast_deadline_budget_seconds_sum{route="/short",source="default"}')).toBe(1)
+      expect(value(after, 'ballast_deadline_budget_seconds_count{route="/short",source="header"}')).toBe(1)
+      expect(value(after, 'ballast_deadline_budget_seconds_sum{route="/short",source="header"}')).toBe(0.3)
+    } finally {
+      await server.close()
+    }
+  })
+
   it('counts each (route, method) apart when requests alternate between routes, methods and mounts', async () => {
     const registry = new Registry()
     const app = express()

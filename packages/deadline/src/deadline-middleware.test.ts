@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Deadline } from './deadline.js'
 import { deadline, requestDeadline } from './deadline-middleware.js'
 import { ClientClosedError, DeadlineExceededError } from './errors.js'
-import { activeTimers, expressVersions, listen, sleep } from './test-helpers.js'
+import { activeTimers, expressVersions, listen, rawExchange, sleep } from './test-helpers.js'
 
 type Listening = Awaited<ReturnType<typeof listen>>
 
@@ -32,6 +32,7 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
   // Paths that got past deadline() to the next middleware, and calls of the /handler-called handler.
   const reached: string[] = []
   let handlerCalls = 0
+  let onTimeoutSaw: string[][] = []
   let app: Listening
   let client: Client
   const onUncaught = (error: unknown) => thrown.push(error)
@@ -69,6 +70,47 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
         }
       }, 150)
     })
+    router.get('/stream-length', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' })
+      res.write('partial ')
+    })
+    router.get(
+      '/dressed',
+      (_req, res, next) => {
+        // What middleware before the handler sets: kept on the timeout response.
+        res.setHeader('access-control-allow-origin', '*')
+        res.setHeader('x-request-id', 'r-1')
+        next()
+      },
+      (_req, res) => {
+        // What the handler set for the answer it meant to send, then it hangs.
+        res.setHeader('content-type', 'text/csv')
+        res.setHeader('content-length', '1000')
+        res.setHeader('content-encoding', 'gzip')
+        res.setHeader('content-disposition', 'attachment; filename="report.csv"')
+        res.setHeader('cache-control', 'public, max-age=86400')
+        res.setHeader('expires', 'Thu, 01 Dec 2099 16:00:00 GMT')
+        res.setHeader('etag', '"v1"')
+        res.setHeader('last-modified', 'Wed, 21 Oct 2015 07:28:00 GMT')
+      },
+    )
+    const seenByOnTimeout: string[][] = []
+    router.get(
+      '/on-timeout-partial/:framing',
+      deadline({
+        timeout: 20,
+        registry,
+        onTimeout: (req, res) => {
+          seenByOnTimeout.push(res.getHeaderNames())
+          res.writeHead(504, req.url?.endsWith('/length') ? { 'content-length': '100' } : {})
+          res.write('part')
+        },
+      }),
+      (_req, res) => {
+        res.setHeader('etag', '"v1"')
+      },
+    )
+    onTimeoutSaw = seenByOnTimeout
     router.get('/fast', (req, res) => {
       const typed: Deadline | undefined = req.deadline
       res.json({
@@ -126,17 +168,61 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     expect(thrown).toEqual([])
   })
 
-  it('ends a response whose headers are already out, and the socket stays usable', async () => {
-    const res = await client.request({ path: '/stream', method: 'GET' })
-    expect(res.statusCode).toBe(200)
-    expect(await res.body.text()).toBe('partial ')
-    await sleep(120)
+  it.each([
+    ['chunked', '/stream'],
+    ['content-length', '/stream-length'],
+  ])(
+    'cuts a %s response whose headers are already out: the connection closes, so the client sees it incomplete',
+    async (_framing, path) => {
+      const late0 = await metricTotal(registry, 'ballast_deadline_late_writes_total')
+      const { text, closedByServer } = await rawExchange(app.port, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+      expect(text).toMatch(/^HTTP\/1\.1 200 /)
+      expect(text).toContain('partial ')
+      // No last chunk: a clean end would pass 'partial ' off as the whole body.
+      expect(text).not.toContain('\r\n0\r\n\r\n')
+      expect(closedByServer).toBe(true)
+      if (path === '/stream') {
+        // The handler's end('done') at 150 ms is a counted no-op.
+        await sleep(120)
+        expect((await metricTotal(registry, 'ballast_deadline_late_writes_total')) - late0).toBe(1)
+      }
+      const next = await client.request({ path: '/fast', method: 'GET' })
+      expect(next.statusCode).toBe(200)
+      await next.body.dump()
+      expect(thrown).toEqual([])
+    },
+  )
+
+  it("answers the timeout without the handler's body, encoding and caching headers, keeping the others", async () => {
+    const res = await client.request({ path: '/dressed', method: 'GET' })
+    expect(res.statusCode).toBe(504)
+    const body = await res.body.text()
+    expect(JSON.parse(body)).toEqual({ error: { code: 'BALLAST_DEADLINE_EXCEEDED', message: 'deadline exceeded' } })
+    expect(res.headers['content-type']).toBe('application/json; charset=utf-8')
+    expect(res.headers['content-length']).toBe(String(Buffer.byteLength(body)))
+    for (const name of ['content-encoding', 'content-disposition', 'cache-control', 'expires', 'etag', 'last-modified']) {
+      expect([name, res.headers[name]]).toEqual([name, undefined])
+    }
+    expect(res.headers['access-control-allow-origin']).toBe('*')
+    expect(res.headers['x-request-id']).toBe('r-1')
     const next = await client.request({ path: '/fast', method: 'GET' })
     expect(next.statusCode).toBe(200)
     await next.body.dump()
-    expect(app.connections()).toBe(1)
-    expect(thrown).toEqual([])
   })
+
+  it.each(['length', 'chunked'])(
+    'closes the connection when onTimeout starts a response (%s) and leaves it unfinished',
+    async (framing) => {
+      const { text, closedByServer } = await rawExchange(app.port, `GET /on-timeout-partial/${framing} HTTP/1.1\r\nHost: x\r\n\r\n`)
+      expect(text).toMatch(/^HTTP\/1\.1 504 /)
+      expect(text).toContain('part')
+      expect(text).not.toContain('\r\n0\r\n\r\n')
+      expect(closedByServer).toBe(true)
+      // onTimeout got the response without the handler's etag.
+      expect(onTimeoutSaw.at(-1)).not.toContain('etag')
+      expect(thrown).toEqual([])
+    },
+  )
 
   it('sets req.deadline as Deadline.current() and honours a smaller caller budget', async () => {
     const res = await client.request({ path: '/fast', method: 'GET', headers: { 'request-timeout-ms': '40' } })

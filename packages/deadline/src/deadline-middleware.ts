@@ -42,8 +42,10 @@ export interface DeadlineMiddlewareOptions extends MetricsOptions {
   status?: 503 | 504
   /**
    * Sends the timeout response instead of the default JSON body; called at most
-   * once per request, synchronously. If it throws or leaves the response
-   * unfinished, the default response (or a plain end) follows.
+   * once per request, synchronously, on a response stripped of the handler's body,
+   * encoding and caching headers. If it throws without sending headers, the default
+   * response follows; if it leaves a response it started unfinished, the connection
+   * is closed.
    */
   onTimeout?: TimeoutHandler
   /**
@@ -69,6 +71,26 @@ const INHERITED = { inherited: true } as const
 const LOCAL = {} as const
 const KNOWN_ROUTE = /^[A-Za-z]+ \S+$/
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/
+// Headers the handler may have set for the answer it meant to send (its body,
+// encoding and caching): the timeout response has none of them. The others
+// (CORS, request ids, cookies, a draining server's Connection: close) stay.
+const HANDLER_REPRESENTATION = new Set([
+  'accept-ranges',
+  'age',
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'content-length',
+  'content-location',
+  'content-range',
+  'content-type',
+  'etag',
+  'expires',
+  'last-modified',
+  'trailer',
+  'transfer-encoding',
+])
 // Shared by every copy of this package, so a nested deadline() from another copy still only shrinks.
 const STATE = Symbol.for('ballast.deadline.request')
 
@@ -86,8 +108,9 @@ class RequestState implements AbortWatcher {
   current: Deadline
   nested: Deadline[] | undefined = undefined
   readonly metrics: DeadlineMetrics
-  readonly budget: number
-  readonly fromHeader: boolean
+  // The budget the request runs under and where it came from: a shorter nested deadline() replaces them.
+  budget: number
+  fromHeader: boolean
   settings: Settings
   answered = false
   answeredAt = 0
@@ -128,15 +151,27 @@ class RequestState implements AbortWatcher {
     if (res.writableEnded || res.destroyed) return
     this.exceeded = rootDeadlineSource(reason) === 'inherited' ? 'inherited' : 'deadline'
     if (!res.headersSent) this.#respond(reason)
-    // Headers are out: finish the response. With an explicit content-length the
-    // body is short, so the connection cannot be reused and is closed instead.
-    else if (res.hasHeader('content-length')) res.destroy()
-    else res.end()
+    else this.#cutShort()
     this.#silence()
+  }
+
+  /**
+   * Headers are out, so the body is cut short. Ending it cleanly (a last chunk)
+   * would pass the truncated body off as complete: closing the connection, once
+   * what was written is flushed, is how HTTP/1.1 tells the client it is not
+   * (Express closes it too on an error after headers).
+   */
+  #cutShort(): void {
+    const socket = this.res.socket
+    if (socket === null) this.res.destroy()
+    else socket.destroySoon()
   }
 
   #respond(error: DeadlineExceededError): void {
     const { res, settings } = this
+    for (const name of res.getHeaderNames()) {
+      if (HANDLER_REPRESENTATION.has(name)) res.removeHeader(name)
+    }
     const onTimeout = settings.onTimeout
     if (onTimeout !== undefined) {
       try {
@@ -146,7 +181,7 @@ class RequestState implements AbortWatcher {
       }
       if (res.writableEnded) return
       if (res.headersSent) {
-        res.end()
+        this.#cutShort()
         return
       }
     }
@@ -248,10 +283,12 @@ export function requestDeadline(req: object): Deadline | undefined {
  * available as `req.deadline` and `Deadline.current()` for the rest of the chain.
  *
  * When it runs out: its signal aborts with a {@link DeadlineExceededError}, and
- * exactly one response goes out (504 JSON by default, or `onTimeout`'s); if the
- * handler had already sent headers the response is ended. Whatever the handler
- * writes afterwards, or passes to `next`, is dropped and counted, and the
- * keep-alive connection stays usable. A client that disconnects aborts the
+ * exactly one response goes out (504 JSON by default, or `onTimeout`'s), without
+ * the body, encoding and caching headers the handler had set; if the handler had
+ * already sent headers, the body is cut short and the connection is closed so the
+ * client can tell. Whatever the handler writes afterwards, or passes to `next`, is
+ * dropped and counted, and after a timeout response the keep-alive connection
+ * stays usable. A client that disconnects aborts the
  * signal with {@link ClientClosedError}. A caller budget already spent is answered
  * before the next middleware runs. Placed again on a route, it can only shrink
  * the deadline. One timer per request, cleared when the response closes.
@@ -331,6 +368,8 @@ function nest(state: RequestState, settings: Settings, next: Next): void {
     return
   }
   const child = current.child(settings.timeout)
+  state.budget = settings.timeout
+  state.fromHeader = false
   state.adopt(child, settings)
   if (!state.answered) child.run(next)
 }

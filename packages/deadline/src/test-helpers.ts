@@ -38,3 +38,29 @@ export async function listen(handler: Parameters<typeof import('node:http').crea
 
 /** Active `Timeout` handles, as Node reports them. */
 export const activeTimers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+
+/**
+ * Sends one raw HTTP/1.1 request on a new connection and collects what comes
+ * back until the server closes it (or `ms` pass): the bytes as latin1 text, and
+ * whether the server closed the connection.
+ */
+export async function rawExchange(port: number, request: string, ms = 2_000): Promise<{ text: string; closedByServer: boolean }> {
+  const { connect } = await import('node:net')
+  const socket = connect(port, '127.0.0.1')
+  socket.setEncoding('latin1')
+  let text = ''
+  socket.on('data', (chunk: string) => {
+    text += chunk
+  })
+  socket.write(request)
+  const closedByServer = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+    socket.on('error', () => undefined)
+  })
+  socket.destroy()
+  return { text, closedByServer }
+}
