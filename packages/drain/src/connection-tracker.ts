@@ -160,13 +160,27 @@ export class ConnectionTracker {
    */
   refreshAnnouncements(): void {
     const announce = this.#events.announcing()
-    for (const state of this.#sockets.values()) {
-      for (const res of state.responses) {
-        if (res.headersSent) continue
-        if (announce) res.setHeader('connection', 'close')
-        else if (res.getHeader('connection') === 'close') res.removeHeader('connection')
-      }
+    for (const state of this.#sockets.values()) announceOn(state, announce)
+  }
+
+  /** Whether `socket` is one of this tracker's (its responses' `Connection` header is then the tracker's to set). */
+  tracks(socket: Socket): boolean {
+    return this.#sockets.has(socket)
+  }
+
+  /**
+   * Whether a response ahead of `res` on its connection already went out saying the
+   * connection ends: Node closes it after that response, so `res` (a request the
+   * client pipelined behind it) can never be delivered, and its handler must not run.
+   */
+  cutOff(req: IncomingMessage, res: ServerResponse): boolean {
+    const state = this.#sockets.get(req.socket)
+    if (state === undefined) return false
+    for (const earlier of state.responses) {
+      if (earlier === res) return false
+      if (earlier.headersSent && (earlier.getHeader('connection') === 'close' || !earlier.shouldKeepAlive)) return true
     }
+    return false
   }
 
   /**
@@ -365,6 +379,7 @@ export class ConnectionTracker {
     socket.once('close', () => {
       this.#clearLinger(state)
       this.#sockets.delete(socket)
+      if (state.responses.size > 0) closeOrphans(state)
       if (this.#sockets.size === 0) {
         // After this 'close' event, so the drain counts the connection as closed first
         // (below), and HTTP closes the socket's response (in-flight count) in its own listener.
@@ -387,7 +402,7 @@ export class ConnectionTracker {
     state.active++
     state.responses.add(res)
     this.#clearLinger(state)
-    if (this.#events.announcing()) announceClose(res)
+    if (this.#events.announcing()) announceOn(state, true)
     // Node emits 'close' exactly once per response, after 'finish' (in the same
     // tick's next-tick queue, so no request can come in between) or on a disconnect.
     res.on('close', () => {
@@ -434,6 +449,32 @@ export class ConnectionTracker {
   }
 }
 
-function announceClose(res: ServerResponse): void {
-  if (!res.headersSent) res.setHeader('connection', 'close')
+/**
+ * Node 22 never emits 'close' on a response still queued behind the one its
+ * connection ended with (a request pipelined after a `Connection: close`
+ * response, which can no longer be answered); Node 24 does. Emitted here, once
+ * Node has had its turn, so every 'close' listener (the in-flight count, a
+ * request's deadline) sees such a response end instead of waiting for it forever.
+ */
+function closeOrphans(state: SocketState): void {
+  const orphans = [...state.responses]
+  setImmediate(() => {
+    for (const res of orphans) if (state.responses.has(res)) res.emit('close')
+  })
+}
+
+/**
+ * Puts `Connection: close` on the last response outstanding on a connection (or
+ * takes it off them all), and never on one with requests pipelined behind it: Node
+ * ends the connection after a response that says so, dropping the responses queued
+ * behind it, whose handlers have run. Responses whose headers are out are left be.
+ */
+function announceOn(state: SocketState, announce: boolean): void {
+  let last: ServerResponse | undefined
+  if (announce) for (const res of state.responses) last = res
+  for (const res of state.responses) {
+    if (res.headersSent) continue
+    if (res === last) res.setHeader('connection', 'close')
+    else if (res.getHeader('connection') === 'close') res.removeHeader('connection')
+  }
 }

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -55,6 +55,25 @@ function leakedResources(baseline: string[]): Record<string, number> {
   }
   const [before, now] = [count(baseline), count(process.getActiveResourcesInfo())]
   return Object.fromEntries(Object.entries(now).filter(([type, n]) => n > (before[type] ?? 0)))
+}
+
+/** A raw connection to 127.0.0.1:`port`: what it received, and when the server closed it (bounded at 5 s). */
+function rawConnection(port: number): { socket: net.Socket; text(): string; closed: Promise<void> } {
+  const socket = net.connect(port, '127.0.0.1')
+  let text = ''
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk: string) => {
+    text += chunk
+  })
+  socket.on('error', () => undefined)
+  const closed = new Promise<void>((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), 5_000)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+  return { socket, text: () => text, closed }
 }
 
 function app(drain: Drain) {
@@ -617,6 +636,72 @@ describe('servers', () => {
     expect(served).toEqual(['warm', 'warm', 'kept'])
     keptAgent.destroy()
     leftAgent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('requests pipelined on one connection during the drain are all answered: only the last response says Connection: close', async () => {
+    const drain = new Drain({ ...QUIET, readinessDelay: 300, registry: new Registry() })
+    const application = express()
+    application.use(drain.middleware())
+    const handled: string[] = []
+    application.all('/work/:name', (req, res) => {
+      handled.push(req.params.name as string)
+      setTimeout(() => res.json({ name: req.params.name }), Number(req.query.ms ?? 0))
+    })
+    const server = http.createServer(application)
+    drain.attach(server)
+    const port = await listen(server)
+    const connection = rawConnection(port)
+    connection.socket.write('GET /work/warm HTTP/1.1\r\nHost: x\r\n\r\n')
+    await vi.waitFor(() => expect(connection.text()).toContain('"warm"'), { timeout: 5_000 })
+    const shutdown = drain.shutdown('test')
+    // The first is the slowest: the two behind it are answered before it, and queued.
+    const post = (name: string, ms: number) => `POST /work/${name}?ms=${ms} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`
+    connection.socket.write(post('one', 30) + post('two', 0) + post('three', 0))
+    await connection.closed
+    const responses = connection
+      .text()
+      .split(/(?=HTTP\/1\.1 )/)
+      .slice(1)
+    expect(handled).toEqual(['warm', 'one', 'two', 'three'])
+    expect(responses.map((response) => /"name":"(\w+)"/.exec(response)?.[1])).toEqual(['one', 'two', 'three'])
+    expect(responses.map((response) => /^connection: close\r?$/im.test(response))).toEqual([false, false, true])
+    expect((await shutdown).outcome).toBe('ok')
+    drain[Symbol.dispose]()
+  })
+
+  it('a request pipelined behind a response that already went out with Connection: close is not run (it cannot be answered)', async () => {
+    const drain = new Drain({ ...QUIET, readinessDelay: 300, registry: new Registry() })
+    const application = express()
+    application.use(drain.middleware())
+    const handled: string[] = []
+    application.get('/stream', (_req, res) => {
+      handled.push('stream')
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.write('a')
+      setTimeout(() => res.end('b'), 100)
+    })
+    application.post('/order', (_req, res) => {
+      handled.push('order')
+      res.json({ ok: true })
+    })
+    const server = http.createServer(application)
+    drain.attach(server)
+    const port = await listen(server)
+    const connection = rawConnection(port)
+    connection.socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+    await vi.waitFor(() => expect(connection.text()).toContain('\r\n\r\n'), { timeout: 5_000 })
+    const shutdown = drain.shutdown('test')
+    connection.socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+    // The second stream's headers are out, saying the connection ends after it.
+    await vi.waitFor(() => expect(connection.text().split('HTTP/1.1 ').length).toBe(3), { timeout: 5_000 })
+    connection.socket.write('POST /order HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n')
+    await connection.closed
+    expect(connection.text().split('HTTP/1.1 ').length).toBe(3)
+    expect(handled).toEqual(['stream', 'stream'])
+    const report = await shutdown
+    expect(report.outcome).toBe('ok')
+    expect(drain.inflight).toBe(0)
     drain[Symbol.dispose]()
   })
 

@@ -544,10 +544,16 @@ export class Drain implements Disposable {
       return
     }
     this.#inflight++
-    if (this.#announce && !res.headersSent) res.setHeader('connection', 'close')
     // 'close' comes once per response, after 'finish' or on a disconnect: one
     // listener, shared by every request.
     res.on('close', this.#onResponseClose)
+    if (this.#announce) {
+      const tracker = this.#trackers.find((candidate) => candidate.tracks(req.socket))
+      // Pipelined behind a response that closes the connection: it could never be answered.
+      if (tracker?.cutOff(req, res) === true) return
+      // A tracked connection's announcement is its tracker's (the last response on it only).
+      if (tracker === undefined && !res.headersSent) res.setHeader('connection', 'close')
+    }
     if (this.#holding) {
       // A client that gave up meanwhile is not served.
       this.#held.push(() => {

@@ -39,6 +39,8 @@ beforeAll(async () => {
       )
     },
     '/500': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(500).end('down'),
+    '/600': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(600).end('odd'),
+    '/999': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(999).end('odd'),
     '/504': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(504).end('out of budget'),
     '/missing': (_req: unknown, res: import('node:http').ServerResponse) =>
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no such thing"}'),
@@ -334,6 +336,25 @@ describe('body coverage', () => {
     expect(timers()).toBe(before)
     c[Symbol.dispose]()
   })
+
+  it.each([600, 999])(
+    'a status outside what Response can be built with (%i) reaches the caller as sent, counted 5xx as RFC 9110 reads it',
+    async (status) => {
+      const registry = new Registry()
+      const c = createClient({ name: 'odd', baseUrl: a.url, registry, timeout: 5_000 })
+      const response = await c.fetch(`/${status}`)
+      expect(response.status).toBe(status)
+      expect(response.ok).toBe(false)
+      expect(response.url).toBe(`${a.url}/${status}`)
+      const copy = response.clone()
+      expect([copy.status, copy.ok, copy.url]).toEqual([status, false, response.url])
+      expect(await response.text()).toBe('odd')
+      expect(await copy.text()).toBe('odd')
+      expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: '5xx' })).toBe(1)
+      expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(1)
+      c[Symbol.dispose]()
+    },
+  )
 })
 
 describe('retries and failures', () => {

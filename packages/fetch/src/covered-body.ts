@@ -40,14 +40,39 @@ export function coverBody(response: Response, scope: AttemptScope, translate: (e
     },
     { highWaterMark: 0 },
   )
-  const covered = new Response(stream, { status: response.status, statusText: response.statusText, headers: response.headers })
-  // A constructed Response has no url, redirect flag or type: carry the original's.
-  Object.defineProperties(covered, {
-    url: { value: response.url, enumerable: true },
-    redirected: { value: response.redirected, enumerable: true },
-    type: { value: response.type, enumerable: true },
-  })
-  return covered
+  try {
+    return carryOver(
+      response,
+      new Response(stream, { status: constructible(response.status), statusText: response.statusText, headers: response.headers }),
+    )
+  } catch (error) {
+    // Whatever the constructor refuses, the attempt's timer and connection are not left behind.
+    scope.release()
+    reader.cancel(error).catch(() => undefined)
+    throw error
+  }
+}
+
+// The Response constructor takes 200..599, while servers send 600..999 too
+// (RFC 9110 reads them as 5xx); the real status is carried over as a property.
+const constructible = (status: number): number => (status >= 200 && status <= 599 ? status : 599)
+
+/**
+ * A constructed Response has no url, redirect flag or type, and may stand in a
+ * status of its own: gives it the original's, and to its clones too.
+ */
+function carryOver(original: Response, covered: Response): Response {
+  const properties: PropertyDescriptorMap = {
+    url: { value: original.url, enumerable: true },
+    redirected: { value: original.redirected, enumerable: true },
+    type: { value: original.type, enumerable: true },
+    clone: { value: () => carryOver(original, Response.prototype.clone.call(covered)) },
+  }
+  if (covered.status !== original.status) {
+    properties.status = { value: original.status, enumerable: true }
+    properties.ok = { value: original.ok, enumerable: true }
+  }
+  return Object.defineProperties(covered, properties)
 }
 
 /** Drops a response that is not handed to the caller: frees its connection and its attempt. */
