@@ -122,10 +122,15 @@ export function instruments(target: MetricsTarget): Instruments {
   }
 }
 
+// How many live breakers hold each name's series, per metric (so per registry and
+// prefix): breakers sharing a name share its series, and the last one disposed removes them.
+const holders = new WeakMap<object, Map<string, number>>()
+
 /**
  * Prometheus series of one breaker (section 4 of the design). All label sets exist
  * at 0 from construction; the state, ratio and concurrency gauges are read at
- * scrape time; {@link dispose} removes every series of this breaker.
+ * scrape time; {@link dispose} removes every series of this breaker (once no
+ * other breaker of the same name on the registry is left to share them).
  */
 export class BreakerMetrics implements BreakerObserver {
   readonly #name: string
@@ -141,6 +146,9 @@ export class BreakerMetrics implements BreakerObserver {
     this.#m = m
     this.#name = name
     const breaker = name
+    const held = holders.get(m.calls) ?? new Map<string, number>()
+    holders.set(m.calls, held)
+    held.set(name, (held.get(name) ?? 0) + 1)
     zeroSeries(
       m.transitions,
       STATES.map((state) => ({ breaker, state })),
@@ -221,6 +229,14 @@ export class BreakerMetrics implements BreakerObserver {
     for (const remove of this.#removeCollectors) remove()
     const breaker = this.#name
     const m = this.#m
+    const held = holders.get(m.calls)
+    const others = (held?.get(breaker) ?? 1) - 1
+    if (others > 0) {
+      // Another breaker of this name still counts into these series.
+      held?.set(breaker, others)
+      return
+    }
+    held?.delete(breaker)
     for (const state of STATES) {
       m.state.remove({ breaker, state })
       m.transitions.remove({ breaker, state })

@@ -94,6 +94,16 @@ describe('Breaker options', () => {
     expect(() => new Breaker({ name: 'a', registry: {} as Registry })).toThrow(/registry/)
   })
 
+  it('rejects a call whose work, options or fallback are of the wrong kind, naming the value', async () => {
+    const b = new Breaker({ name: 'args', registry: new Registry() })
+    await expect(b.execute('x' as never)).rejects.toThrow(new TypeError(`Breaker.execute: work must be a function, got 'x'`))
+    // A fallback passed where the options go is refused, not ignored.
+    await expect(b.execute(async () => 1, (() => 2) as never)).rejects.toThrow(/Breaker\.execute: "options" must be an object, got/)
+    await expect(b.execute(async () => 1, { fallback: 'x' as never })).rejects.toThrow(/option "fallback" must be a function, got 'x'/)
+    expect(() => b.wrap(async () => 1, (() => 2) as never)).toThrow(/Breaker\.wrap: "options" must be an object, got/)
+    b[Symbol.dispose]()
+  })
+
   it('fails clearly, leaving nothing running, when a metric name is taken by an incompatible metric', async () => {
     const registry = new Registry()
     const { Counter } = await import('prom-client')
@@ -117,6 +127,27 @@ describe('Breaker options', () => {
     expect(text).toContain('ballast_breaker_state{breaker="one",state="closed"} 1')
     expect(text).toContain('ballast_breaker_state{breaker="two",state="closed"} 1')
     for (const b of [one, two, again]) b[Symbol.dispose]()
+  })
+
+  it('breakers sharing a name share its series: disposing one keeps them counting for the other; the last removes them', async () => {
+    const registry = new Registry()
+    const calls = async () => {
+      const metric = await registry.getSingleMetric('ballast_breaker_calls_total')?.get()
+      return metric?.values.find((v) => v.labels.breaker === 'dup' && v.labels.outcome === 'success')?.value
+    }
+    const first = new Breaker({ name: 'dup', registry })
+    const second = new Breaker({ name: 'dup', registry })
+    await first.execute(async () => 'ok')
+    await second.execute(async () => 'ok')
+    expect(await calls()).toBe(2)
+    first[Symbol.dispose]()
+    expect(await calls()).toBe(2)
+    await second.execute(async () => 'ok')
+    expect(await calls()).toBe(3)
+    expect(await registry.metrics()).toContain('ballast_breaker_state{breaker="dup",state="closed"} 1')
+    second[Symbol.dispose]()
+    expect(await calls()).toBeUndefined()
+    expect(await registry.metrics()).not.toContain('breaker="dup"')
   })
 })
 
@@ -705,5 +736,25 @@ describe('dispose', () => {
     expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length).toBe(baseline)
     const text = await registry.metrics()
     expect(text).not.toMatch(/breaker="(keep|gone|busy)"/)
+  })
+
+  it('a call waiting out its retry pause when the breaker is disposed rejects with BALLAST_BREAKER_DISPOSED, as a running one does', async () => {
+    const b = new Breaker({ name: 'pausing', registry: new Registry(), retry: { attempts: 1, delay: 60_000 } })
+    let attempts = 0
+    const fallback = vi.fn(() => 'cached')
+    const pending = b.execute(
+      async () => {
+        attempts++
+        throw new Error('down')
+      },
+      { fallback },
+    )
+    // The attempt failed and the call now waits out its pause: no attempt running.
+    await vi.waitFor(() => expect([attempts, b.running]).toEqual([1, 0]))
+    await new Promise((resolve) => setImmediate(resolve))
+    b[Symbol.dispose]()
+    await expect(pending).rejects.toMatchObject({ code: 'BALLAST_BREAKER_DISPOSED' })
+    expect(attempts).toBe(1)
+    expect(fallback).not.toHaveBeenCalled()
   })
 })

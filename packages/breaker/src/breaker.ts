@@ -358,6 +358,9 @@ export class Breaker<F = never> implements Disposable {
   execute<T>(work: (context: CallContext) => PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T | F> {
     if (typeof work !== 'function')
       return Promise.reject(new TypeError(`${OWNER}.execute: work must be a function, got ${describeValue(work)}`))
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      return Promise.reject(new TypeError(`${OWNER}.execute: "options" must be an object, got ${describeValue(options)}`))
+    }
     const fallback = options?.fallback
     if (fallback !== undefined && typeof fallback !== 'function') {
       return Promise.reject(new TypeError(`${OWNER}.execute: option "fallback" must be a function, got ${describeValue(fallback)}`))
@@ -391,6 +394,9 @@ export class Breaker<F = never> implements Disposable {
     options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
   ): (...args: A) => Promise<T | F> {
     if (typeof fn !== 'function') throw new TypeError(`${OWNER}.wrap: fn must be a function, got ${describeValue(fn)}`)
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw new TypeError(`${OWNER}.wrap: "options" must be an object, got ${describeValue(options)}`)
+    }
     const fallback = options?.fallback
     if (fallback !== undefined && typeof fallback !== 'function') {
       throw new TypeError(`${OWNER}.wrap: option "fallback" must be a function, got ${describeValue(fallback)}`)
@@ -516,6 +522,8 @@ export class Breaker<F = never> implements Disposable {
         if (pause === 'deadline')
           return await this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
         if (pause === 'stop') return await this.#fallbackFor(outcome, attempt.error, fallback, deadline)
+        // Disposed during the pause: as for a call whose attempt was running then.
+        if (pause === 'disposed') throw this.#disposedError()
         this.#observer.retry()
         last = attempt
       }
@@ -553,19 +561,19 @@ export class Breaker<F = never> implements Disposable {
   }
 
   /** Waits `retry.delay` if the deadline leaves budget for it and another attempt. */
-  #pause(deadline: Deadline | undefined): Promise<'go' | 'stop' | 'deadline'> {
+  #pause(deadline: Deadline | undefined): Promise<'go' | 'stop' | 'deadline' | 'disposed'> {
     const delay = this.#retryDelay
     if (deadline !== undefined && deadline.remaining() <= delay) return Promise.resolve('stop')
     if (delay === 0) return Promise.resolve('go')
     return new Promise((resolve) => {
-      const finish = (result: 'go' | 'stop' | 'deadline') => {
+      const finish = (result: 'go' | 'deadline' | 'disposed') => {
         clearTimeout(timer)
         deadline?.signal.removeEventListener('abort', onAbort)
         this.#pauses.delete(stop)
         resolve(result)
       }
       const onAbort = () => finish('deadline')
-      const stop = () => finish('stop')
+      const stop = () => finish('disposed')
       const timer = setTimeout(() => finish('go'), delay)
       deadline?.signal.addEventListener('abort', onAbort)
       this.#pauses.add(stop)

@@ -19,6 +19,7 @@ export {
   booleanOption,
   describeValue,
   functionOption,
+  listenerArgument,
   MAX_TIMER_DELAY,
   type NumberBounds,
   numberOption,

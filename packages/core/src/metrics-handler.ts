@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { register as globalRegistry } from 'prom-client'
+import { describeValue } from './options.js'
 
 /** What the handler needs of a registry: any prom-client `Registry`, Prometheus or OpenMetrics. */
 export interface ExpositionSource {
@@ -20,6 +21,9 @@ export interface ExpositionSource {
  * ```
  */
 export function metricsHandler(registry: ExpositionSource = globalRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  if (typeof registry !== 'object' || registry === null || typeof (registry as Partial<ExpositionSource>).metrics !== 'function') {
+    throw new TypeError(`metricsHandler: "registry" must be a prom-client Registry, got ${describeValue(registry)}`)
+  }
   return async function serveMetrics(_req, res) {
     try {
       const body = await registry.metrics()

@@ -128,6 +128,11 @@ describe('importing registers nothing', () => {
 })
 
 describe('metricsHandler', () => {
+  it('refuses a registry that cannot render an exposition, at construction', () => {
+    expect(() => metricsHandler('x' as never)).toThrow(new TypeError(`metricsHandler: "registry" must be a prom-client Registry, got 'x'`))
+    expect(() => metricsHandler({} as never)).toThrow(TypeError)
+  })
+
   it('serves the exposition with the registry content type, also for OpenMetrics', async () => {
     const registry = new Registry()
     counter(metricsTarget('T', { registry }), { name: 'hits_total', help: 'Hits.', labelNames: [] }).inc()

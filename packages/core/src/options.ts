@@ -63,6 +63,15 @@ export function functionOption<F extends (...args: never[]) => unknown>(owner: s
 }
 
 /**
+ * Validates the listener given to an `onX(listener)` method, at subscription:
+ * a non-function would otherwise fail only when the event fires.
+ */
+export function listenerArgument<F extends (...args: never[]) => unknown>(owner: string, value: unknown): F {
+  if (typeof value !== 'function') throw new TypeError(`${owner}: "listener" must be a function, got ${describeValue(value)}`)
+  return value as F
+}
+
+/**
  * Validates a string option, optionally against a pattern (a `RangeError` when it
  * does not match, naming the pattern).
  */

@@ -155,6 +155,33 @@ describe('Deadline', () => {
     expect(() => Deadline.after(10).child(5, 'x' as never)).toThrow(TypeError)
   })
 
+  it('refuses a bad signal, inherited flag, onAbort listener or withDeadline work at the call, naming it and the value', async () => {
+    for (const [signal, shown] of [
+      [5, '5'],
+      [{}, '{}'],
+      [null, 'null'],
+      ['x', "'x'"],
+    ] as const) {
+      expect(() => Deadline.after(10, { signal: signal as never })).toThrow(
+        new TypeError(`Deadline.after: option "signal" must be an AbortSignal, got ${shown}`),
+      )
+    }
+    expect(() => Deadline.after(10, { inherited: 'yes' as never })).toThrow(
+      /Deadline\.after: option "inherited" must be a boolean, got 'yes'/,
+    )
+    expect(() => Deadline.after(10).child(5, { inherited: 1 as never })).toThrow(
+      /Deadline\.child: option "inherited" must be a boolean, got 1/,
+    )
+    using deadline = Deadline.after(10)
+    expect(() => deadline.onAbort('x' as never)).toThrow(/Deadline\.onAbort: "listener" must be a function, got 'x'/)
+    expect(() => withDeadline(100, 'x' as never)).toThrow(/withDeadline: "work" must be a function, got 'x'/)
+    // A signal of another shape that behaves like one still links.
+    const controller = new AbortController()
+    using linked = Deadline.after(1_000, { signal: controller.signal })
+    controller.abort(new Error('stop'))
+    expect(linked.signal.aborted).toBe(true)
+  })
+
   it('disposing a parent cancels children still linked to it', () => {
     const parent = Deadline.after(1_000)
     const child = parent.child(500)

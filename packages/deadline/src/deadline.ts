@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
-import { describeValue, MAX_TIMER_DELAY, type TimerQueue, TimerQueues } from '@ballast/core'
+import { describeValue, listenerArgument, MAX_TIMER_DELAY, type TimerQueue, TimerQueues } from '@ballast/core'
 import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError } from './errors.js'
 
 // One store per process, shared by every copy of this package an application
@@ -31,7 +31,22 @@ function checkOptions(owner: string, options: unknown): void {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`${owner}: "options" must be an object, got ${describeValue(options)}`)
   }
+  const { inherited, signal } = options as DeadlineOptions
+  if (inherited !== undefined && typeof inherited !== 'boolean') {
+    throw new TypeError(`${owner}: option "inherited" must be a boolean, got ${describeValue(inherited)}`)
+  }
+  if (signal !== undefined && !isAbortSignal(signal)) {
+    throw new TypeError(`${owner}: option "signal" must be an AbortSignal, got ${describeValue(signal)}`)
+  }
 }
+
+// By shape, so that a signal of another realm or a conforming polyfill links too.
+const isAbortSignal = (value: unknown): value is AbortSignal =>
+  typeof value === 'object' &&
+  value !== null &&
+  typeof (value as AbortSignal).aborted === 'boolean' &&
+  typeof (value as AbortSignal).addEventListener === 'function' &&
+  typeof (value as AbortSignal).removeEventListener === 'function'
 
 function checkMs(owner: string, ms: unknown): number {
   if (typeof ms !== 'number' || Number.isNaN(ms)) {
@@ -349,6 +364,7 @@ export class Deadline implements Disposable {
    * ```
    */
   onAbort(listener: (reason: unknown) => void): Disposable {
+    listenerArgument('Deadline.onAbort', listener)
     if (this.#aborted) {
       callListener(listener, this.#reason)
       return unsubscribed
@@ -608,6 +624,7 @@ export class Deadline implements Disposable {
  * ```
  */
 export function withDeadline<T>(ms: number, work: (signal: AbortSignal) => PromiseLike<T>): Promise<T> {
+  if (typeof work !== 'function') throw new TypeError(`withDeadline: "work" must be a function, got ${describeValue(work)}`)
   const current = storage.getStore()
   return raceAndDispose(current === undefined ? Deadline.after(ms) : current.child(ms), work)
 }

@@ -18,6 +18,13 @@ describe('parseTimeout', () => {
     expect(parseTimeout('1500', 2_000)).toBe(1_500)
   })
 
+  it('refuses a cap that is not a number >= 0, naming the value', () => {
+    expect(() => parseTimeout('100', -1)).toThrow(new RangeError('parseTimeout: "max" must be a number >= 0, got -1'))
+    expect(() => parseTimeout('100', Number.NaN)).toThrow(RangeError)
+    expect(() => parseTimeout('100', '' as never)).toThrow(new TypeError(`parseTimeout: "max" must be a number >= 0, got ''`))
+    expect(() => parseTimeout('100', Symbol('x') as never)).toThrow(TypeError)
+  })
+
   it('never yields NaN, a negative or more than the route timeout over 100,000 random strings', () => {
     const header = fc.oneof(
       fc.string({ maxLength: 14 }),

@@ -30,7 +30,8 @@ export function encodeTimeout(ms: number): string {
  * Reads a `request-timeout-ms` header value: relative milliseconds, 1 to 10
  * ASCII digits and nothing else (no sign, space, decimal point or exponent).
  * Anything else gives `undefined`, for the caller to ignore and count. `0` is a
- * valid, already spent budget. With `max`, the result is capped at it.
+ * valid, already spent budget. With `max` (a number >= 0, else a `TypeError` or
+ * `RangeError`), the result is capped at it.
  *
  * @example
  * ```ts
@@ -40,6 +41,10 @@ export function encodeTimeout(ms: number): string {
  * ```
  */
 export function parseTimeout(value: string | undefined, max?: number): number | undefined {
+  if (max !== undefined && !(typeof max === 'number' && max >= 0)) {
+    const Kind = typeof max === 'number' ? RangeError : TypeError
+    throw new Kind(`parseTimeout: "max" must be a number >= 0, got ${describeValue(max)}`)
+  }
   if (typeof value !== 'string' || !DIGITS.test(value)) return undefined
   const ms = Number(value)
   return max !== undefined && ms > max ? max : ms

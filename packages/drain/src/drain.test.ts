@@ -92,6 +92,14 @@ function app(drain: Drain) {
 }
 
 describe('options', () => {
+  it('refuses an event listener that is no function when it subscribes, not when the event fires', () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    for (const subscribe of ['onStateChange', 'onConnectionClose', 'onReject', 'onHookEnd', 'onHookRegistered'] as const) {
+      expect(() => drain[subscribe]('x' as never)).toThrow(new TypeError(`Drain.${subscribe}: "listener" must be a function, got 'x'`))
+    }
+    drain[Symbol.dispose]()
+  })
+
   it('rejects bad options at construction, naming the option and the value', () => {
     expect(() => new Drain({ ...QUIET, gracePeriod: -1 })).toThrow(
       new RangeError('Drain: option "gracePeriod" must be a number >= 1 <= 2147483647, got -1'),

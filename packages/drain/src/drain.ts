@@ -298,11 +298,11 @@ export class Drain implements Disposable {
     const target = metricsTarget(OWNER, options)
 
     const reportListenerError = (error: unknown) => this.#logger.error({ err: error }, 'drain event listener threw')
-    this.#stateChange = new DrainEvent(reportListenerError)
-    this.#connectionClose = new DrainEvent(reportListenerError)
-    this.#reject = new DrainEvent(reportListenerError)
-    this.#hookEnd = new DrainEvent(reportListenerError)
-    this.#hookRegistered = new DrainEvent(reportListenerError)
+    this.#stateChange = new DrainEvent('Drain.onStateChange', reportListenerError)
+    this.#connectionClose = new DrainEvent('Drain.onConnectionClose', reportListenerError)
+    this.#reject = new DrainEvent('Drain.onReject', reportListenerError)
+    this.#hookEnd = new DrainEvent('Drain.onHookEnd', reportListenerError)
+    this.#hookRegistered = new DrainEvent('Drain.onHookRegistered', reportListenerError)
     // Metrics only subscribe to the public events and getters below.
     this.#metrics = observeDrain(this, target)
     // Last, and all or nothing: a constructor that throws must not leave a listener

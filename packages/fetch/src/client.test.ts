@@ -109,6 +109,16 @@ describe('createClient options', () => {
     expect(() => createClient({ name: 'c', registry: {} as never })).toThrow(/"registry"/)
   })
 
+  it('refuses an init that is not an object, sending nothing; null is no init, as for fetch', async () => {
+    const c = createClient({ name: 'init', baseUrl: a.url, registry: new Registry() })
+    const hits = a.hits('/echo')
+    await expect(c.fetch('/echo', 'POST' as never)).rejects.toThrow(new TypeError(`init.fetch: "init" must be an object, got 'POST'`))
+    await expect(c.json('/echo', 5 as never)).rejects.toThrow(new TypeError('init.json: "init" must be an object, got 5'))
+    expect(a.hits('/echo')).toBe(hits)
+    expect(await c.json('/echo', null as never)).toMatchObject({ method: 'GET' })
+    c[Symbol.dispose]()
+  })
+
   it('creates every label set at 0 before traffic, and the exposition passes promtool', async () => {
     const registry = new Registry()
     const c = createClient({ name: 'inventory', baseUrl: a.url, registry })

@@ -278,8 +278,13 @@ class ResilientClient implements Client {
     return { href: url.href, origin: url.protocol + url.host }
   }
 
-  async #call(input: string | URL, init: ClientRequestInit | undefined, mode: Mode): Promise<unknown> {
+  async #call(input: string | URL, given: ClientRequestInit | null | undefined, mode: Mode): Promise<unknown> {
     if (this.#disposed !== undefined) throw this.#disposed
+    if (given !== undefined && given !== null && typeof given !== 'object') {
+      throw new TypeError(`${this.name}.${mode === 'json' ? 'json' : 'fetch'}: "init" must be an object, got ${describeValue(given)}`)
+    }
+    // null is no init, as for the platform fetch.
+    const init = given ?? undefined
     const fallback = init?.fallback
     const callTimeout = init?.timeout
     // What fetch gets: the caller's init minus ballast's own options (copied only when they are there).
