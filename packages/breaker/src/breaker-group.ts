@@ -1,6 +1,6 @@
 import { BallastError, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
 import { Registry } from 'prom-client'
-import { BREAKER_NAME, Breaker, type BreakerOptions, callsInFlight } from './breaker.js'
+import { BREAKER_NAME, BREAKER_OPTIONS, Breaker, type BreakerOptions, callsInFlight } from './breaker.js'
 import { instruments } from './breaker-metrics.js'
 
 const OWNER = 'BreakerGroup'
@@ -54,7 +54,7 @@ export class BreakerGroup<F = never> implements Disposable {
   #disposed = false
 
   constructor(options: BreakerGroupOptions<F>) {
-    const opts = objectOption<BreakerGroupOptions<F>>(OWNER, 'options', options)
+    const opts = objectOption<BreakerGroupOptions<F>>(OWNER, 'options', options, [...BREAKER_OPTIONS, 'maxKeys', 'idleTimeout'])
     if (opts === undefined) throw new TypeError(`${OWNER}: option "options" must be an object, got undefined`)
     if (opts.name === undefined) throw new TypeError(`${OWNER}: option "name" must be a string matching ${BREAKER_NAME}, got undefined`)
     this.name = stringOption(OWNER, 'name', opts.name, undefined, BREAKER_NAME) as string

@@ -8,6 +8,7 @@ import { TimeoutError } from 'p-timeout'
 import { Registry, register } from 'prom-client'
 import { describe, expect, it, vi } from 'vitest'
 import { Breaker, type BreakerOptions, type FallbackContext } from './breaker.js'
+import { BreakerGroup } from './breaker-group.js'
 import { BreakerTimeoutError, BrokenCircuitError } from './errors.js'
 
 function breaker<F = never>(options: Partial<BreakerOptions<F>> = {}): { b: Breaker<F>; registry: Registry } {
@@ -92,6 +93,15 @@ describe('Breaker options', () => {
     expect(() => new Breaker({ name: 'a', fallback: 'x' as never })).toThrow(/fallback.*'x'/)
     expect(() => new Breaker({ name: 'a', rollingCountTimeout: 1000, rollingCountBuckets: 3 })).toThrow(/rollingCountBuckets.*3/)
     expect(() => new Breaker({ name: 'a', registry: {} as Registry })).toThrow(/registry/)
+    expect(() => new Breaker({ name: 'a', timout: 800 } as never)).toThrow(
+      new TypeError('Breaker: unknown option "timout" (did you mean "timeout"?), got 800'),
+    )
+    expect(() => new Breaker({ name: 'a', retry: { attempt: 3 } } as never)).toThrow(
+      /unknown option "retry.attempt" \(did you mean "retry.attempts"\?\)/,
+    )
+    expect(() => new BreakerGroup({ name: 'g', maxkeys: 5 } as never)).toThrow(
+      /BreakerGroup: unknown option "maxkeys" \(did you mean "maxKeys"\?\)/,
+    )
   })
 
   it('rejects a call whose work, options or fallback are of the wrong kind, naming the value', async () => {

@@ -21,6 +21,22 @@ import { type OpenedCircuit, type OpossumCircuit, openCircuit } from './opossum.
 export type { CallContext } from './attempt.js'
 
 const OWNER = 'Breaker'
+/** The option names of {@link Breaker} (a {@link BreakerGroup} adds its key bounds). */
+export const BREAKER_OPTIONS: readonly string[] = [
+  'name',
+  'timeout',
+  'errorThresholdPercentage',
+  'volumeThreshold',
+  'resetTimeout',
+  'rollingCountTimeout',
+  'rollingCountBuckets',
+  'capacity',
+  'retry',
+  'isFailure',
+  'fallback',
+  'registry',
+  'prefix',
+]
 /**
  * Allowed breaker names: they become the `breaker` metric label.
  *
@@ -218,7 +234,7 @@ export class Breaker<F = never> implements Disposable {
   readonly #fallbackEvent = new BreakerEvent<FallbackEvent>()
 
   constructor(options: BreakerOptions<F>) {
-    const opts = objectOption<BreakerOptions<F>>(OWNER, 'options', options)
+    const opts = objectOption<BreakerOptions<F>>(OWNER, 'options', options, BREAKER_OPTIONS)
     if (opts === undefined) throw new TypeError(`${OWNER}: option "options" must be an object, got undefined`)
     if (opts.name === undefined) throw new TypeError(`${OWNER}: option "name" must be a string matching ${BREAKER_NAME}, got undefined`)
     this.name = stringOption(OWNER, 'name', opts.name, undefined, BREAKER_NAME) as string
@@ -245,7 +261,7 @@ export class Breaker<F = never> implements Disposable {
       )
     }
     this.#capacity = numberOption(OWNER, 'capacity', opts.capacity, Number.POSITIVE_INFINITY, { min: 1, integer: true })
-    const retry = objectOption<RetryOptions>(OWNER, 'retry', opts.retry)
+    const retry = objectOption<RetryOptions>(OWNER, 'retry', opts.retry, ['attempts', 'delay'])
     this.#retries = numberOption(OWNER, 'retry.attempts', retry?.attempts, 0, { min: 0, max: 100, integer: true })
     this.#retryDelay = numberOption(OWNER, 'retry.delay', retry?.delay, 0, { min: 0, max: 2 ** 31 - 1 })
     const isFailure = functionOption<(error: unknown) => boolean>(OWNER, 'isFailure', opts.isFailure) ?? isDependencyFailure

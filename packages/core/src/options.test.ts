@@ -31,6 +31,22 @@ describe('option validation', () => {
     expect(() => stringOption('Breaker', 'name', 7, undefined)).toThrow(TypeError)
   })
 
+  it('refuses option names it does not know, suggesting the closest known one', () => {
+    const known = ['timeout', 'resetTimeout', 'retry']
+    expect(() => objectOption('Breaker', 'options', { timout: 800 }, known)).toThrow(
+      new TypeError('Breaker: unknown option "timout" (did you mean "timeout"?), got 800'),
+    )
+    expect(() => objectOption('Breaker', 'retry', { attempt: 3 }, ['attempts', 'delay'])).toThrow(
+      new TypeError('Breaker: unknown option "retry.attempt" (did you mean "retry.attempts"?), got 3'),
+    )
+    expect(() => objectOption('Breaker', 'options', { ResetTimeOut: 5 }, known)).toThrow(/did you mean "resetTimeout"/)
+    // Nothing close: no suggestion. A name set to undefined is refused too.
+    expect(() => objectOption('Breaker', 'options', { colour: undefined }, known)).toThrow(
+      new TypeError('Breaker: unknown option "colour", got undefined'),
+    )
+    expect(objectOption('Breaker', 'options', { timeout: 1, retry: undefined }, known)).toEqual({ timeout: 1, retry: undefined })
+  })
+
   it('throws a RangeError for values out of bounds', () => {
     expect(() => numberOption('Breaker', 'timeout', -1, 10, { min: 0 })).toThrow(
       new RangeError('Breaker: option "timeout" must be a number >= 0, got -1'),

@@ -106,10 +106,56 @@ export function oneOfOption<T extends string | number | boolean>(
 }
 
 /** Validates that the options argument itself is a plain object (or absent). */
-export function objectOption<T extends object>(owner: string, option: string, value: unknown): T | undefined {
+export function objectOption<T extends object>(owner: string, option: string, value: unknown, known?: readonly string[]): T | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(owner, option, 'an object', value, TypeError)
+  if (known !== undefined) refuseUnknown(owner, option === 'options' ? '' : `${option}.`, value as Record<string, unknown>, known)
   return value as T
+}
+
+/**
+ * A misspelt option name would leave its default silently in force: every name
+ * an options object carries must be one of `known` (an `undefined` value too,
+ * for the same reason), and the error suggests the closest known one.
+ */
+function refuseUnknown(owner: string, path: string, value: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue
+    const near = closest(key, known)
+    const hint = near === undefined ? '' : ` (did you mean "${path}${near}"?)`
+    throw new TypeError(`${owner}: unknown option "${path}${key}"${hint}, got ${describeValue(value[key])}`)
+  }
+}
+
+/** The known name at most two edits away from `name` (case aside), if one is. */
+function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = 3
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+// Levenshtein distance, one row at a time.
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(
+        (previous[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      )
+    }
+    previous = row
+  }
+  return previous[b.length] as number
 }
 
 /**

@@ -147,6 +147,10 @@ describe('deadline() options', () => {
     )
     expect(() => deadline({ timeout: 10, registry: {} as never })).toThrow(/option "registry"/)
     expect(() => deadline({ timeout: 10, routes: ['/x'], registry: new Registry() })).toThrow(/option "routes"/)
+    // A misspelt option would leave its default in force: the caller's budget header still honoured.
+    expect(() => deadline({ timeout: 10, headers: false } as never)).toThrow(
+      new TypeError('deadline(): unknown option "headers" (did you mean "header"?), got false'),
+    )
   })
 
   it('uses status 503 and onTimeout when given, and falls back when onTimeout throws', async () => {

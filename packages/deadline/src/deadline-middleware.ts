@@ -303,7 +303,15 @@ export function requestDeadline(req: object): Deadline | undefined {
  * ```
  */
 export function deadline(options: DeadlineMiddlewareOptions): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
-  const given = objectOption<DeadlineMiddlewareOptions>(OWNER, 'options', options)
+  const given = objectOption<DeadlineMiddlewareOptions>(OWNER, 'options', options, [
+    'timeout',
+    'header',
+    'status',
+    'onTimeout',
+    'routes',
+    'registry',
+    'prefix',
+  ])
   if (given === undefined) throw new TypeError(`${OWNER}: options with a "timeout" are required, got undefined`)
   if (given.timeout === undefined) throw new TypeError(`${OWNER}: option "timeout" must be a number >= 1, got undefined`)
   const timeout = numberOption(OWNER, 'timeout', given.timeout, 0, { min: 1 })

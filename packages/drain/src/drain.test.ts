@@ -105,6 +105,12 @@ describe('options', () => {
       new RangeError('Drain: option "gracePeriod" must be a number >= 1 <= 2147483647, got -1'),
     )
     expect(() => new Drain({ ...QUIET, gracePeriod: '10' as unknown as number })).toThrow(TypeError)
+    expect(() => new Drain({ ...QUIET, gracePeriode: 10 } as never)).toThrow(
+      new TypeError('Drain: unknown option "gracePeriode" (did you mean "gracePeriod"?), got 10'),
+    )
+    expect(() => new Drain({ ...QUIET, registry: new Registry() }).onShutdown('db', () => {}, { timout: 5 } as never)).toThrow(
+      /Drain: unknown option "timout" \(did you mean "timeout"\?\)/,
+    )
     expect(() => new Drain({ ...QUIET, gracePeriod: 1_000, readinessDelay: 1_000 })).toThrow(
       /readinessDelay.*< gracePeriod \(1000\), got 1000/,
     )

@@ -277,7 +277,17 @@ export class Drain implements Disposable {
   #reason = ''
 
   constructor(options: DrainOptions = {}) {
-    objectOption(OWNER, 'options', options)
+    objectOption(OWNER, 'options', options, [
+      'gracePeriod',
+      'readinessDelay',
+      'idleLinger',
+      'hookTimeout',
+      'signals',
+      'exit',
+      'logger',
+      'registry',
+      'prefix',
+    ])
     this.gracePeriod = numberOption(OWNER, 'gracePeriod', options.gracePeriod, 25_000, { min: 1, max: 2 ** 31 - 1 })
     const onKubernetes = typeof process.env.KUBERNETES_SERVICE_HOST === 'string' && process.env.KUBERNETES_SERVICE_HOST !== ''
     // A default must never make the options the user did pass invalid: with a short
@@ -451,7 +461,7 @@ export class Drain implements Disposable {
     if (typeof name !== 'string') throw new TypeError(`${OWNER}: option "name" must be a string, got ${describeValue(name)}`)
     stringOption(OWNER, 'name', name, undefined, HOOK_NAME)
     if (typeof hook !== 'function') throw new TypeError(`${OWNER}: option "hook" must be a function, got ${describeValue(hook)}`)
-    objectOption(OWNER, 'options', options)
+    objectOption(OWNER, 'options', options, ['timeout'])
     const timeout = numberOption(OWNER, 'timeout', options.timeout, this.hookTimeout, { min: 1 })
     if (this.#hooks.some((existing) => existing.name === name)) {
       throw new RangeError(`${OWNER}: option "name" must be unique, got ${describeValue(name)} twice`)

@@ -64,6 +64,38 @@ beforeAll(async () => {
         res.writeHead(503).end('busy')
       })
     },
+    // Redirects: each answers with its status and a Location.
+    '/r302': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(302, { location: '/body' }).end(),
+    '/r303': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(303, { location: '/body' }).end(),
+    '/r307': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(307, { location: '/body' }).end(),
+    '/loop': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(302, { location: '/loop' }).end(),
+    '/to-other-origin': (_req: unknown, res: import('node:http').ServerResponse) =>
+      res.writeHead(307, { location: `${b.url}/headers` }).end(),
+    '/slow-redirect': (_req: unknown, res: import('node:http').ServerResponse) => {
+      const timer = setTimeout(() => res.writeHead(302, { location: '/echo' }).end(), 150)
+      res.on('close', () => clearTimeout(timer))
+    },
+    '/body': (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+      let body = ''
+      req.setEncoding('utf8')
+      req.on('data', (chunk: string) => {
+        body += chunk
+      })
+      req.on('end', () =>
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ method: req.method, body, type: req.headers['content-type'] ?? null })),
+      )
+    },
+    '/headers': (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          authorization: req.headers.authorization ?? null,
+          cookie: req.headers.cookie ?? null,
+          custom: req.headers['x-custom'] ?? null,
+          budget: req.headers['request-timeout-ms'] ?? null,
+        }),
+      ),
     '/slow': (_req: unknown, res: import('node:http').ServerResponse) => {
       const timer = setTimeout(() => res.writeHead(200).end('late'), 300)
       res.on('close', () => clearTimeout(timer))
@@ -107,6 +139,14 @@ describe('createClient options', () => {
     )
     expect(() => createClient({ name: 'c', breaker: { volumeThreshold: -2 }, baseUrl: 'http://x' })).toThrow(/volumeThreshold.*-2/)
     expect(() => createClient({ name: 'c', registry: {} as never })).toThrow(/"registry"/)
+    expect(() => createClient({ name: 'c', timout: 800 } as never)).toThrow(/unknown option "timout" \(did you mean "timeout"\?\), got 800/)
+    expect(() => createClient({ name: 'c', breaker: { resetTimout: 5 } } as never)).toThrow(
+      /unknown option "breaker.resetTimout" \(did you mean "breaker.resetTimeout"\?\)/,
+    )
+    expect(() => createClient({ name: 'c', retry: { attempts: 1, method: ['POST'] } } as never)).toThrow(
+      /unknown option "retry.method" \(did you mean "retry.methods"\?\)/,
+    )
+    expect(() => createClient({ name: 'c', propagate: { headr: 'x-budget' } } as never)).toThrow(/unknown option "propagate.headr"/)
   })
 
   it('refuses an init that is not an object, sending nothing; null is no init, as for fetch', async () => {
@@ -566,6 +606,69 @@ describe('retries and failures', () => {
     expect(await c.json('/500', { fallback: () => Response.json({ cached: 1 }) })).toEqual({ cached: 1 })
     expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(1)
     c[Symbol.dispose]()
+  })
+})
+
+describe('redirects', () => {
+  it("each hop is sent the budget left at its own send, never the first hop's", async () => {
+    const c = createClient({ name: 'redirects', baseUrl: a.url, registry: new Registry(), timeout: 5_000 })
+    using deadline = Deadline.after(1_000)
+    const response = await deadline.run(() => c.fetch('/slow-redirect'))
+    const body = (await response.json()) as { budget: string }
+    const [first] = a.budgets('/slow-redirect')
+    // The first hop took 150 ms before it answered 302: the second is told that much less.
+    expect(first).toBeLessThanOrEqual(1_000 - 10)
+    expect(Number(body.budget)).toBeLessThanOrEqual((first as number) - 150)
+    expect(Number(body.budget)).toBeGreaterThan(0)
+    expect(response.redirected).toBe(true)
+    expect(response.url).toBe(`${a.url}/echo`)
+    c[Symbol.dispose]()
+  })
+
+  it('follows as fetch does: 303 and a POST after 302 turn into a GET without the body, 307 resends method and body', async () => {
+    const c = createClient({ name: 'redirects', baseUrl: a.url, registry: new Registry() })
+    const post = { method: 'POST', body: '{"n":1}', headers: { 'content-type': 'application/json' } }
+    expect(await c.json('/r303', post)).toEqual({ method: 'GET', body: '', type: null })
+    expect(await c.json('/r302', post)).toEqual({ method: 'GET', body: '', type: null })
+    expect(await c.json('/r307', post)).toEqual({ method: 'POST', body: '{"n":1}', type: 'application/json' })
+    expect(await c.json('/r307', { method: 'PUT', body: 'x' })).toMatchObject({ method: 'PUT', body: 'x' })
+    // A streamed body cannot be sent twice: the 307 fails as it does with fetch.
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('once'))
+        controller.close()
+      },
+    })
+    const error = await c.fetch('/r307', { method: 'POST', body: stream, duplex: 'half' } as RequestInit).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchNetworkError)
+    c[Symbol.dispose]()
+  })
+
+  it('drops credentials on a redirect to another origin, keeps the other headers and the budget', async () => {
+    const c = createClient({ name: 'redirects', registry: new Registry(), timeout: 2_000 })
+    const body = await c.json<Record<string, string | null>>(`${a.url}/to-other-origin`, {
+      headers: { authorization: 'Bearer secret', cookie: 'session=1', 'x-custom': 'kept' },
+    })
+    expect(body).toMatchObject({ authorization: null, cookie: null, custom: 'kept' })
+    expect(Number(body.budget)).toBeGreaterThan(0)
+    expect(Number(body.budget)).toBeLessThanOrEqual(2_000)
+    c[Symbol.dispose]()
+  })
+
+  it('gives up after 20 redirects like fetch (a network error), and leaves redirect: manual and propagate: false to fetch', async () => {
+    const c = createClient({ name: 'redirects', baseUrl: a.url, registry: new Registry() })
+    const hits = a.hits('/loop')
+    expect(await c.fetch('/loop').catch((e: unknown) => e)).toBeInstanceOf(FetchNetworkError)
+    expect(a.hits('/loop') - hits).toBe(21)
+    const manual = await c.fetch('/r302', { redirect: 'manual' })
+    expect([manual.status, manual.headers.get('location')]).toEqual([302, '/body'])
+    await manual.body?.cancel()
+    const plain = createClient({ name: 'plain', baseUrl: a.url, registry: new Registry(), propagate: false })
+    const followed = await plain.fetch('/r303', { method: 'POST', body: 'x' })
+    expect([followed.status, followed.redirected]).toEqual([200, true])
+    await followed.body?.cancel()
+    c[Symbol.dispose]()
+    plain[Symbol.dispose]()
   })
 })
 

@@ -7,6 +7,7 @@ import { coverBody, discard } from './covered-body.js'
 import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { FetchMetrics, type FetchObserver, type StatusClass, statusClass } from './metrics.js'
 import { type ClientOptions, OWNER, type ResolvedOptions, resolveOptions } from './options.js'
+import { MAX_REDIRECTS, networkError, nextHop } from './redirects.js'
 
 /**
  * Per-call options: the platform's `RequestInit` plus ballast's.
@@ -459,7 +460,7 @@ class ResilientClient implements Client {
     let headers: RequestInit['headers'] = init.headers
     if (o.header !== undefined) {
       // Measured now, at send time, so the callee is never promised more than is left.
-      const left = deadline === undefined ? scope.remaining() : Math.min(scope.remaining(), deadline.remaining() - o.margin)
+      const left = this.#budgetLeft(scope, deadline)
       if (init.headers === undefined || init.headers === null) headers = { [o.header]: encodeTimeout(left) }
       else {
         const copy = new Headers(init.headers)
@@ -467,6 +468,8 @@ class ResilientClient implements Client {
         headers = copy
       }
     }
+    // With a budget header, redirects are followed here, so each hop is told what is left at its own send.
+    const follow = o.header !== undefined && (init.redirect === undefined || init.redirect === 'follow')
     let response: Response
     try {
       const signal = scope.signal
@@ -478,7 +481,9 @@ class ResilientClient implements Client {
           : headers === undefined
             ? { ...init, signal }
             : { ...init, headers, signal }
+      if (follow) sent.redirect = 'manual'
       response = await o.fetch(url.href, sent)
+      if (follow) response = await this.#follow(response, url.href, sent, scope, deadline)
     } catch (error) {
       scope.release()
       throw this.#translate(error, scope, true)
@@ -511,6 +516,45 @@ class ResilientClient implements Client {
       return JSON.parse(text) as unknown
     } catch (error) {
       throw new FetchInvalidJsonError(this.name, url.href, error)
+    }
+  }
+
+  /** The budget a request sent now may be promised: the attempt's, within the caller's deadline less the margin. */
+  #budgetLeft(scope: AttemptScope, deadline: Deadline | undefined): number {
+    return deadline === undefined ? scope.remaining() : Math.min(scope.remaining(), deadline.remaining() - this.#options.margin)
+  }
+
+  /**
+   * Follows the redirects fetch was asked to leave to the client (as fetch itself
+   * would, see nextHop), under the same attempt signal, sending each hop the
+   * budget left at its own send.
+   */
+  async #follow(
+    response: Response,
+    href: string,
+    sent: RequestInit,
+    scope: AttemptScope,
+    deadline: Deadline | undefined,
+  ): Promise<Response> {
+    const o = this.#options
+    // An injected fetch that hides redirects (a browser-like one): let it follow them itself.
+    if (response.type === 'opaqueredirect') return o.fetch(href, { ...sent, redirect: 'follow' })
+    let current = response
+    let target = href
+    let request = sent
+    for (let hops = 0; ; hops++) {
+      const hop = nextHop(current, target, request, replayable(request.body))
+      if (hop === undefined) {
+        if (hops > 0) Object.defineProperty(current, 'redirected', { value: true, enumerable: true })
+        return current
+      }
+      current.body?.cancel().catch(() => undefined)
+      if (hop instanceof TypeError) throw hop
+      if (hops === MAX_REDIRECTS) throw networkError('redirect count exceeded')
+      hop.init.headers.set(o.header as string, encodeTimeout(this.#budgetLeft(scope, deadline)))
+      target = hop.href
+      request = hop.init
+      current = await o.fetch(target, request)
     }
   }
 

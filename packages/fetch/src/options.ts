@@ -155,9 +155,21 @@ function baseUrlOption(value: unknown): URL | undefined {
   return url
 }
 
+// The breaker options a client passes on (the others are the client's own, BREAKER_OWNED).
+const BREAKER_TUNING = [
+  'volumeThreshold',
+  'errorThresholdPercentage',
+  'resetTimeout',
+  'rollingCountTimeout',
+  'rollingCountBuckets',
+  'capacity',
+  'maxKeys',
+  'idleTimeout',
+]
+
 function breakerOption(value: unknown): ClientBreakerOptions | false {
   if (value === false) return false
-  const breaker = objectOption<Record<string, unknown>>(OWNER, 'breaker', value)
+  const breaker = objectOption<Record<string, unknown>>(OWNER, 'breaker', value, [...BREAKER_TUNING, ...BREAKER_OWNED])
   if (breaker === undefined) return {}
   for (const key of BREAKER_OWNED) {
     if (breaker[key] !== undefined) {
@@ -188,7 +200,19 @@ function methodsOption(value: unknown): Set<string> {
  * option and quoting the bad value.
  */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
-  const opts = objectOption<ClientOptions>(OWNER, 'options', options)
+  const opts = objectOption<ClientOptions>(OWNER, 'options', options, [
+    'name',
+    'baseUrl',
+    'timeout',
+    'breaker',
+    'retry',
+    'propagate',
+    'minBudget',
+    'isFailure',
+    'fetch',
+    'registry',
+    'prefix',
+  ])
   if (opts === undefined) throw new TypeError(`${OWNER}: option "options" must be an object, got undefined`)
   if (opts.name === undefined) throw new TypeError(`${OWNER}: option "name" must be a string matching ${BREAKER_NAME}, got undefined`)
   const name = stringOption(OWNER, 'name', opts.name, undefined, BREAKER_NAME) as string
@@ -206,7 +230,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     }
   }
 
-  const retry = objectOption<ClientRetryOptions>(OWNER, 'retry', opts.retry)
+  const retry = objectOption<ClientRetryOptions>(OWNER, 'retry', opts.retry, ['attempts', 'delay', 'maxDelay', 'methods'])
   if (retry !== undefined && retry.attempts === undefined) {
     throw new TypeError(`${OWNER}: option "retry.attempts" must be an integer >= 0 <= 10, got undefined`)
   }
@@ -221,7 +245,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   let header: string | undefined
   let margin = 10
   if (opts.propagate !== false) {
-    const propagate = objectOption<PropagateOptions>(OWNER, 'propagate', opts.propagate)
+    const propagate = objectOption<PropagateOptions>(OWNER, 'propagate', opts.propagate, ['header', 'margin'])
     header = propertyKey(stringOption(OWNER, 'propagate.header', propagate?.header, DEFAULT_TIMEOUT_HEADER, TOKEN).toLowerCase())
     margin = numberOption(OWNER, 'propagate.margin', propagate?.margin, 10, { min: 0, max: MAX_TIMER_DELAY })
   }
