@@ -1,7 +1,9 @@
 // Writes ballast.json, the Grafana dashboard, from the panel list below:
 // `node examples/grafana/generate.mjs && pnpm exec biome format --write examples/grafana`. Edit here rather than in the JSON, so
 // the layout, the datasource references and the variable filters stay uniform.
-// examples/orders-service/test/dashboard.test.ts fails when the JSON is stale.
+// examples/orders-service/test/scenario.test.ts fails when the JSON is stale (and queries every
+// expression against a real Prometheus); test/dashboard-queries.test.ts checks what the breaker
+// state and drain age expressions compute, with promtool.
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -72,14 +74,19 @@ const sections = [
       {
         type: 'state-timeline',
         title: 'Breaker state',
+        description: 'One row per breaker and instance: each replica has its own breaker, so one may be open while another is half-open.',
         width: 12,
         targets: [
           {
+            // Each instance reports exactly one state at 1: its code is the sum of the weighted
+            // states of that instance alone. (Adding up per-state maxima across instances would
+            // turn half-open on one replica and open on another into 3, "disabled".)
             expr:
-              `max by (breaker) (ballast_breaker_state{${sel}, state="half_open"})` +
-              ` + 2 * max by (breaker) (ballast_breaker_state{${sel}, state="open"})` +
-              ` + 3 * max by (breaker) (ballast_breaker_state{${sel}, state="disabled"})`,
-            legend: '{{breaker}}',
+              'sum by (job, instance, breaker) (' +
+              `ballast_breaker_state{${sel}, state="half_open"}` +
+              ` or 2 * ballast_breaker_state{${sel}, state="open"}` +
+              ` or 3 * ballast_breaker_state{${sel}, state="disabled"})`,
+            legend: '{{breaker}} {{instance}}',
           },
         ],
         mappings: [
@@ -106,14 +113,21 @@ const sections = [
       },
       {
         title: 'Fallbacks and rejections',
+        description:
+          'Fallbacks and retries of breakers used directly, and of the @ballast/fetch clients (counted by the client, not its breaker). Rejections: calls the breaker refused.',
         unit: 'ops',
         targets: [
           { expr: `sum by (breaker, result) (${rate('ballast_breaker_fallbacks_total')})`, legend: '{{breaker}} fallback {{result}}' },
+          {
+            expr: `sum by (client) (${rate('ballast_fetch_requests_total', ', status_class="fallback"')})`,
+            legend: '{{client}} fallback (fetch)',
+          },
           {
             expr: `sum by (breaker, reason) (${rate('ballast_breaker_rejected_calls_total')})`,
             legend: '{{breaker}} rejected ({{reason}})',
           },
           { expr: `sum by (breaker) (${rate('ballast_breaker_retries_total')})`, legend: '{{breaker}} retries' },
+          { expr: `sum by (client) (${rate('ballast_fetch_retries_total')})`, legend: '{{client}} retries (fetch)' },
         ],
       },
       {
@@ -211,13 +225,18 @@ const sections = [
       },
       {
         title: 'Seconds since the drain started',
+        description:
+          'Drain age as of each scrape (scrape time minus drain start), so it stops at the last age scraped when the instance exits instead of growing while Prometheus still returns its last sample. Alert BallastDrainGracePeriodReached fires above 10 s.',
         unit: 's',
         targets: [
           {
-            expr: `max by (instance) (time() - ballast_drain_started_timestamp_seconds{${sel}} and ballast_drain_started_timestamp_seconds{${sel}} > 0)`,
+            expr:
+              `max by (instance) (timestamp(ballast_drain_started_timestamp_seconds{${sel}}) - ballast_drain_started_timestamp_seconds{${sel}}` +
+              ` and ballast_drain_started_timestamp_seconds{${sel}} > 0)`,
             legend: '{{instance}}',
           },
         ],
+        thresholds: [10],
       },
     ],
   },

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadInventoryConfig } from '../src/config.js'
 import { freePort } from '../src/demo/processes.js'
 import { runScenario, type ScenarioResult } from '../src/demo/scenario.js'
 import { startPostgres } from './support/postgres.js'
@@ -51,8 +52,24 @@ async function promtool(args: string[], cwd = PROMETHEUS_DIR): Promise<string> {
 describe('Prometheus rules, dashboard and manifests', () => {
   it('promtool check config, check rules and test rules are clean', async () => {
     expect(await promtool(['check', 'config', 'prometheus.yml'])).toContain('SUCCESS')
-    expect(await promtool(['check', 'rules', 'alerts.yml'])).toContain('SUCCESS: 4 rules found')
+    expect(await promtool(['check', 'rules', 'alerts.yml'])).toContain('SUCCESS: 5 rules found')
     expect(await promtool(['test', 'rules', 'alerts.test.yml'])).toContain('SUCCESS')
+  })
+
+  it('every alert links its RUNBOOK.md section and the dashboard', async () => {
+    const rules = await readFile(join(PROMETHEUS_DIR, 'alerts.yml'), 'utf8')
+    const runbook = await readFile(join(PROMETHEUS_DIR, 'RUNBOOK.md'), 'utf8')
+    const { uid } = JSON.parse(await readFile(join(EXAMPLES, 'grafana', 'ballast.json'), 'utf8')) as { uid: string }
+    const blocks = rules.split(/^\s*- alert:\s*/m).slice(1)
+    expect(blocks.map((block) => block.split('\n')[0])).toEqual(alertExpressions().map((a) => a.alert))
+    for (const block of blocks) {
+      const name = block.split('\n')[0]?.trim() ?? ''
+      const annotation = (key: string) => new RegExp(`^\\s*${key}:\\s*"([^"]*)"`, 'm').exec(block)?.[1]
+      // GitHub's anchor of a `## Name` heading: the name in lower case.
+      expect(annotation('runbook_url'), name).toBe(`RUNBOOK.md#${name.toLowerCase()}`)
+      expect(runbook, name).toMatch(new RegExp(`^## ${name}$`, 'm'))
+      expect(annotation('dashboard'), name).toMatch(new RegExp(`^/d/${uid}\\?var-job=\\{\\{ \\$labels\\.job \\}\\}`))
+    }
   })
 
   it('the committed dashboard is what examples/grafana/generate.mjs produces, with a datasource variable and no __inputs', async () => {
@@ -82,8 +99,22 @@ describe('Prometheus rules, dashboard and manifests', () => {
     const hooks = 1 + 5 // logger flush and store close timeouts (orders-service.ts)
     expect(grace).toBeGreaterThanOrEqual(readiness + longestRequest + hooks + 1)
     expect(termination).toBeGreaterThan(preStop + grace)
-    expect(yaml).toMatch(/readinessProbe:\s+httpGet:\s+path: \/readyz/)
+    expect(yaml).toMatch(/readinessProbe:[\s\S]*?httpGet:\s+path: \/readyz/)
     expect(yaml).toMatch(/livenessProbe:[\s\S]*?path: \/livez/)
+    // The readiness probe tolerates one failed probe, yet sees the drain's 503 while the
+    // pod still serves: within the readiness delay.
+    const probe = /readinessProbe:[\s\S]*?(?=\n {10}\w)/.exec(yaml)?.[0] ?? ''
+    const period = Number(/periodSeconds: (\d+)/.exec(probe)?.[1])
+    const failures = Number(/failureThreshold: (\d+)/.exec(probe)?.[1])
+    expect(failures).toBeGreaterThanOrEqual(2)
+    expect(period * failures).toBeLessThan(readiness)
+    // Pod Security "restricted".
+    expect(yaml).toMatch(/seccompProfile:\s+type: RuntimeDefault/)
+    expect(yaml).toMatch(/runAsNonRoot: true/)
+    expect(yaml).toMatch(/allowPrivilegeEscalation: false/)
+    // The inventory listens on its INVENTORY_PORT: the URL names that port, not HTTP's 80.
+    const inventoryUrl = new URL(/- name: INVENTORY_URL\s+value: (\S+)/.exec(yaml)?.[1] ?? '')
+    expect(Number(inventoryUrl.port)).toBe(loadInventoryConfig({}).port)
   })
 })
 
@@ -188,6 +219,7 @@ describe('the demo scenario', () => {
     expect(alerts.map((a) => a.alert)).toEqual([
       'BallastBreakerOpenTooLong',
       'BallastDeadlineExpiredRatioHigh',
+      'BallastFetchFallbackRatioHigh',
       'BallastBreakerFlapping',
       'BallastDrainGracePeriodReached',
     ])
@@ -195,9 +227,23 @@ describe('the demo scenario', () => {
       if ((await query(withBoolComparisons(expr))).length === 0) empty.push(`alert ${alert}: ${withBoolComparisons(expr)}`)
     }
     expect(empty).toEqual([])
-    // The slow phase really trips the deadline alert's condition (its `for` aside).
-    const ratio = alerts.find((a) => a.alert === 'BallastDeadlineExpiredRatioHigh')?.expr ?? ''
-    expect(await query(ratio)).not.toEqual([])
+
+    // Which series an alert's condition (its `for` aside) held for during the run, as label sets.
+    const holds = async (alert: string, labels: string[]) => {
+      const expr = alerts.find((a) => a.alert === alert)?.expr ?? ''
+      const series = (await query(expr)) as { metric: Record<string, string> }[]
+      return series.map(({ metric }) => Object.fromEntries(labels.map((label) => [label, metric[label]])))
+    }
+    // The slow phase trips the deadline alert where the budget runs out: on the slow
+    // inventory, whose requests carry the orders service's remaining budget, so they
+    // expire there as "inherited". The orders service cuts its wait and serves cached
+    // stock: the fallback alert's condition holds for its inventory client.
+    expect(await holds('BallastDeadlineExpiredRatioHigh', ['job', 'route'])).toContainEqual({ job: 'inventory', route: '/stock/:itemId' })
+    const inherited = (await query('sum by (job, reason) (increase(ballast_deadline_exceeded_total{job="inventory"}[2m])) > 0')) as {
+      metric: Record<string, string>
+    }[]
+    expect(inherited.map(({ metric }) => metric.reason)).toEqual(['inherited'])
+    expect(await holds('BallastFetchFallbackRatioHigh', ['job', 'client'])).toEqual([{ job: 'orders', client: 'inventory' }])
   })
 
   it('scripts/demo.mjs passes without a TTY on PostgreSQL (rows == 201 answers across SIGTERM) and leaves no process behind', {
