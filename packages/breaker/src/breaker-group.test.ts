@@ -188,6 +188,14 @@ describe('BreakerGroup', () => {
     expect(() => new BreakerGroup({ name: 'g', timeout: -3 })).toThrow(/timeout.*-3/)
     const group = new BreakerGroup({ name: 'g', registry: new Registry() })
     expect(() => group.get('has space')).toThrow(RangeError)
+    expect(() => group.get('has space')).toThrow(/got 'has space'/)
+    for (const [key, shown] of [
+      [Number.NaN, 'NaN'],
+      [Symbol('s'), 'Symbol(s)'],
+      [1n, '1n'],
+    ] as const) {
+      expect(() => group.get(key as never)).toThrow(new TypeError(`BreakerGroup: key must be a string, got ${shown}`))
+    }
     group[Symbol.dispose]()
     expect(() => group.get('after')).toThrow(expect.objectContaining({ code: 'BALLAST_BREAKER_DISPOSED', status: 503 }))
   })

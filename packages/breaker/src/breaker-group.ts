@@ -1,4 +1,4 @@
-import { BallastError, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
+import { BallastError, describeValue, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
 import { Registry } from 'prom-client'
 import { BREAKER_NAME, BREAKER_OPTIONS, Breaker, type BreakerOptions, callsInFlight } from './breaker.js'
 import { instruments } from './breaker-metrics.js'
@@ -102,9 +102,10 @@ export class BreakerGroup<F = never> implements Disposable {
       entries.set(key, found)
       return found.breaker
     }
+    if (typeof key !== 'string') throw new TypeError(`${OWNER}: key must be a string, got ${describeValue(key)}`)
     const name = `${this.name}:${key}`
-    if (typeof key !== 'string' || !BREAKER_NAME.test(name)) {
-      throw new RangeError(`${OWNER}: key must make "${this.name}:<key>" match ${BREAKER_NAME}, got ${JSON.stringify(key)}`)
+    if (!BREAKER_NAME.test(name)) {
+      throw new RangeError(`${OWNER}: key must make "${this.name}:<key>" match ${BREAKER_NAME}, got ${describeValue(key)}`)
     }
     this.#sweep(now)
     while (entries.size >= this.#maxKeys) this.#evictOne()

@@ -85,7 +85,9 @@ describe('Breaker options', () => {
     expect(() => new Breaker({ name: 'has space' })).toThrow(/'has space'/)
     expect(() => new Breaker({ name: 'x'.repeat(65) })).toThrow(RangeError)
     expect(() => new Breaker({ name: 'a', timeout: -1 })).toThrow(/option "timeout" must be a number >= 1, got -1/)
-    expect(() => new Breaker({ name: 'a', timeout: '5' as unknown as number })).toThrow(TypeError)
+    expect(() => new Breaker({ name: 'a', timeout: '5' as unknown as number })).toThrow(
+      new TypeError(`Breaker: option "timeout" must be a number >= 1 or false, got '5'`),
+    )
     expect(() => new Breaker({ name: 'a', errorThresholdPercentage: 101 })).toThrow(/errorThresholdPercentage.*101/)
     expect(() => new Breaker({ name: 'a', volumeThreshold: 1.5 })).toThrow(/volumeThreshold.*1.5/)
     expect(() => new Breaker({ name: 'a', capacity: 0 })).toThrow(/capacity.*0/)

@@ -239,6 +239,9 @@ export class Breaker<F = never> implements Disposable {
     if (opts.name === undefined) throw new TypeError(`${OWNER}: option "name" must be a string matching ${BREAKER_NAME}, got undefined`)
     this.name = stringOption(OWNER, 'name', opts.name, undefined, BREAKER_NAME) as string
     const timeout = opts.timeout
+    if (timeout !== undefined && timeout !== false && typeof timeout !== 'number') {
+      throw new TypeError(`${OWNER}: option "timeout" must be a number >= 1 or false, got ${describeValue(timeout)}`)
+    }
     this.#timeout = timeout === false ? false : numberOption(OWNER, 'timeout', timeout, 10_000, { min: 1 })
     // Above 2^31-1 ms a timer cannot be set: the same as no attempt timeout.
     const budget = this.#timeout === false ? undefined : timerDelay(this.#timeout)

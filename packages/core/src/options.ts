@@ -100,7 +100,9 @@ export function oneOfOption<T extends string | number | boolean>(
 ): T {
   if (value === undefined) return fallback
   if (!allowed.includes(value as T)) {
-    fail(owner, option, `one of ${allowed.map((v) => describeValue(v)).join(', ')}`, value, RangeError)
+    // A value of another type than the allowed ones is a TypeError ('504' for 504), a wrong one of the type a RangeError.
+    const Kind = allowed.some((known) => typeof known === typeof value) ? RangeError : TypeError
+    fail(owner, option, `one of ${allowed.map((v) => describeValue(v)).join(', ')}`, value, Kind)
   }
   return value as T
 }

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { MAX_ROUTE_LABELS, OTHER_ROUTES } from './deadline-metrics.js'
+import { MAX_MOUNTS_PER_ROUTE, MAX_ROUTE_LABELS, OTHER_MOUNT, OTHER_ROUTES } from './deadline-metrics.js'
 import { deadline } from './deadline-middleware.js'
 import * as api from './index.js'
 import { expressVersions, listen } from './test-helpers.js'
@@ -141,6 +141,9 @@ describe('deadline() options', () => {
     expect(() => deadline({ timeout: 10, status: 500 as never, registry: new Registry() })).toThrow(
       /option "status" must be one of 503, 504, got 500/,
     )
+    expect(() => deadline({ timeout: 10, status: '504' as never, registry: new Registry() })).toThrow(
+      new TypeError(`deadline(): option "status" must be one of 503, 504, got '504'`),
+    )
     expect(() => deadline({ timeout: 10, header: 'bad header', registry: new Registry() })).toThrow(/option "header"/)
     expect(() => deadline({ timeout: 10, onTimeout: 'x' as never, registry: new Registry() })).toThrow(
       /option "onTimeout" must be a function/,
@@ -183,7 +186,7 @@ describe('deadline() options', () => {
     }
   })
 
-  it('labels a router mount path as one route whatever its case in the URL, and caps the route labels', async () => {
+  it('labels a router mount path as one route whatever its case in the URL, and bounds the labels a parameter in a mount path makes', async () => {
     const registry = new Registry()
     const app = express4()
     app.use(deadline({ timeout: 1_000, registry }))
@@ -196,8 +199,11 @@ describe('deadline() options', () => {
     tenant.get('/x', (_req, res) => {
       res.json({ ok: true })
     })
-    // Parameters in a mount path reach the label as the client sent them: the cap bounds them.
+    // Parameters in a mount path reach req.baseUrl as the client sent them.
     app.use('/t/:tenant', tenant)
+    app.get('/orders/:id', (_req, res) => {
+      res.json({ ok: true })
+    })
     const server = await listen(app as never)
     try {
       for (const path of ['/api/items/1', '/API/items/2', '/Api/items/3', '/aPi/items/4']) {
@@ -205,20 +211,46 @@ describe('deadline() options', () => {
       }
       const tenants = MAX_ROUTE_LABELS + 5
       for (let i = 0; i < tenants; i++) expect((await fetch(`${server.origin}/t/${i}/x`)).status).toBe(200)
+      // A route first seen after a client sent all those tenants still gets its own label.
+      expect((await fetch(`${server.origin}/orders/1`)).status).toBe(200)
       await new Promise((resolve) => setTimeout(resolve, 50))
       const text = await registry.metrics()
       expect(value(text, 'ballast_deadline_requests_total{route="/api/items/:id",method="GET"}')).toBe(4)
       expect(text).not.toMatch(/route="\/(API|Api|aPi)\//)
+      expect(value(text, 'ballast_deadline_requests_total{route="/orders/:id",method="GET"}')).toBe(1)
       const routes = new Set(
         text
           .split('\n')
           .filter((line) => line.startsWith('ballast_deadline_requests_total{'))
           .map((line) => /route="([^"]*)"/.exec(line)?.[1]),
       )
-      expect(routes.size).toBe(MAX_ROUTE_LABELS + 1)
-      expect(routes.has(OTHER_ROUTES)).toBe(true)
-      // One label went to the /api route: the tenants past the cap are counted under <other>.
-      expect(value(text, `ballast_deadline_requests_total{route="${OTHER_ROUTES}",method="GET"}`)).toBe(tenants - (MAX_ROUTE_LABELS - 1))
+      // /api/items/:id, /orders/:id, the first MAX_MOUNTS_PER_ROUTE tenants, and <mount>/x for the others.
+      expect(routes.size).toBe(2 + MAX_MOUNTS_PER_ROUTE + 1)
+      expect(routes.has(OTHER_ROUTES)).toBe(false)
+      expect(value(text, `ballast_deadline_requests_total{route="${OTHER_MOUNT}/x",method="GET"}`)).toBe(tenants - MAX_MOUNTS_PER_ROUTE)
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('caps the route labels of one middleware at MAX_ROUTE_LABELS; later routes are counted under <other>', async () => {
+    const registry = new Registry()
+    const app = express4()
+    app.use(deadline({ timeout: 1_000, registry }))
+    const count = MAX_ROUTE_LABELS + 5
+    for (let i = 0; i < count; i++) {
+      app.get(`/r${i}`, (_req, res) => {
+        res.json({ ok: true })
+      })
+    }
+    const server = await listen(app as never)
+    try {
+      for (let i = 0; i < count; i++) expect((await fetch(`${server.origin}/r${i}`)).status).toBe(200)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const text = await registry.metrics()
+      expect(value(text, 'ballast_deadline_requests_total{route="/r0",method="GET"}')).toBe(1)
+      expect(value(text, `ballast_deadline_requests_total{route="/r${MAX_ROUTE_LABELS - 1}",method="GET"}`)).toBe(1)
+      expect(value(text, `ballast_deadline_requests_total{route="${OTHER_ROUTES}",method="GET"}`)).toBe(count - MAX_ROUTE_LABELS)
     } finally {
       await server.close()
     }

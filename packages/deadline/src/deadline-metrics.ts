@@ -70,6 +70,18 @@ export const MAX_ROUTE_LABELS = 200
 /** Route label of the requests past {@link MAX_ROUTE_LABELS}. */
 export const OTHER_ROUTES = '<other>'
 
+/**
+ * Most mount paths one Express route is labelled under. A router mounted on a
+ * path with parameters (`/t/:tenant`) would make a label per value a client
+ * sends; past this many, the route's requests from further mounts are labelled
+ * {@link OTHER_MOUNT} plus its template, so clients cannot use up
+ * {@link MAX_ROUTE_LABELS} and push the application's routes into `<other>`.
+ */
+export const MAX_MOUNTS_PER_ROUTE = 8
+
+/** Stands for the mount path in the label of a route seen under more than {@link MAX_MOUNTS_PER_ROUTE} mounts. */
+export const OTHER_MOUNT = '<mount>'
+
 const BUDGET_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 const OVERRUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -93,6 +105,8 @@ export class DeadlineMetrics {
   // Route labels in use, by canonical key: a router's mount path matches whatever
   // the case of the URL (Express's default), so '/API/x' and '/api/x' are one route.
   readonly #labels = new Map<string, string>()
+  // The mount paths (lower case) each Express route object was labelled under.
+  readonly #mounts = new WeakMap<object, Set<string>>()
   #last: { route: object; base: string | undefined; method: string | undefined; series: RouteSeries } | undefined
 
   constructor(target: MetricsTarget) {
@@ -152,8 +166,26 @@ export class DeadlineMetrics {
   routeOf(req: RoutedRequest): string {
     const label = routeLabel(req)
     const base = req.baseUrl
-    if (base === undefined || base === '' || req.route === undefined) return this.#labelOf(label, label)
-    return this.#labelOf(label, base.toLowerCase() + label.slice(base.length))
+    const route = req.route
+    if (base === undefined || base === '' || route === undefined) return this.#labelOf(label, label)
+    const mount = base.toLowerCase()
+    const key = mount + label.slice(base.length)
+    if (this.#labels.has(key) || this.#mountAllowed(route, mount)) return this.#labelOf(label, key)
+    const collapsed = OTHER_MOUNT + label.slice(base.length)
+    return this.#labelOf(collapsed, collapsed)
+  }
+
+  /** Whether `route` may get a label under one more mount path (see {@link MAX_MOUNTS_PER_ROUTE}). */
+  #mountAllowed(route: object, mount: string): boolean {
+    let mounts = this.#mounts.get(route)
+    if (mounts === undefined) {
+      mounts = new Set()
+      this.#mounts.set(route, mounts)
+    }
+    if (mounts.has(mount)) return true
+    if (mounts.size >= MAX_MOUNTS_PER_ROUTE) return false
+    mounts.add(mount)
+    return true
   }
 
   /** Creates every series of a (route, method) at 0, once. */

@@ -70,6 +70,11 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
         }
       }, 150)
     })
+    router.get('/flood', (_req, res) => {
+      // More than the socket buffers hold: a client that does not read leaves most of it pending.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      res.write(Buffer.alloc(32 * 1024 * 1024))
+    })
     router.get('/stream-length', (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' })
       res.write('partial ')
@@ -192,6 +197,23 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
       expect(thrown).toEqual([])
     },
   )
+
+  it('destroys a cut response whose client stopped reading, instead of holding the connection open for it', async () => {
+    const { connect } = await import('node:net')
+    const serverSide = new Promise<number>((resolve) => {
+      app.server.once('connection', (socket: Socket) => socket.once('close', () => resolve(performance.now())))
+    })
+    const client = connect(app.port, '127.0.0.1')
+    client.on('error', () => undefined)
+    client.write('GET /flood HTTP/1.1\r\nHost: x\r\n\r\n')
+    client.pause()
+    const sent = performance.now()
+    const closedAt = await Promise.race([serverSide, sleep(5_000).then(() => Number.NaN)])
+    client.destroy()
+    // The 80 ms deadline, then at most a second to flush: never the 5 s of this test's patience.
+    expect(closedAt - sent).toBeLessThan(4_000)
+    expect(thrown).toEqual([])
+  })
 
   it("answers the timeout without the handler's body, encoding and caching headers, keeping the others", async () => {
     const res = await client.request({ path: '/dressed', method: 'GET' })

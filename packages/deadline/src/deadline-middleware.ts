@@ -91,6 +91,8 @@ const HANDLER_REPRESENTATION = new Set([
   'trailer',
   'transfer-encoding',
 ])
+// How long a response cut short after its headers may take to flush what was written before the connection is destroyed.
+const CUT_SHORT_FLUSH_MS = 1_000
 // Shared by every copy of this package, so a nested deadline() from another copy still only shrinks.
 const STATE = Symbol.for('ballast.deadline.request')
 
@@ -163,8 +165,13 @@ class RequestState implements AbortWatcher {
    */
   #cutShort(): void {
     const socket = this.res.socket
-    if (socket === null) this.res.destroy()
-    else socket.destroySoon()
+    if (socket === null) {
+      this.res.destroy()
+      return
+    }
+    socket.destroySoon()
+    // A client that stopped reading would hold the connection (and what is buffered for it) open.
+    socket.setTimeout(CUT_SHORT_FLUSH_MS, () => socket.destroy())
   }
 
   #respond(error: DeadlineExceededError): void {

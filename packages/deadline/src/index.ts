@@ -1,5 +1,13 @@
 export { Deadline, type DeadlineOptions, withDeadline } from './deadline.js'
-export { DeadlineMetrics, type ExceededReason, MAX_ROUTE_LABELS, OTHER_ROUTES, type RouteSeries } from './deadline-metrics.js'
+export {
+  DeadlineMetrics,
+  type ExceededReason,
+  MAX_MOUNTS_PER_ROUTE,
+  MAX_ROUTE_LABELS,
+  OTHER_MOUNT,
+  OTHER_ROUTES,
+  type RouteSeries,
+} from './deadline-metrics.js'
 export { type DeadlineMiddlewareOptions, deadline, requestDeadline, type TimeoutHandler } from './deadline-middleware.js'
 export {
   ClientClosedError,

@@ -105,6 +105,9 @@ describe('options', () => {
       new RangeError('Drain: option "gracePeriod" must be a number >= 1 <= 2147483647, got -1'),
     )
     expect(() => new Drain({ ...QUIET, gracePeriod: '10' as unknown as number })).toThrow(TypeError)
+    expect(() => new Drain({ ...QUIET, exit: 'yes' as never })).toThrow(
+      new TypeError(`Drain: option "exit" must be a boolean or a function, got 'yes'`),
+    )
     expect(() => new Drain({ ...QUIET, gracePeriode: 10 } as never)).toThrow(
       new TypeError('Drain: unknown option "gracePeriode" (did you mean "gracePeriod"?), got 10'),
     )
@@ -116,7 +119,7 @@ describe('options', () => {
     )
     expect(() => new Drain({ ...QUIET, idleLinger: Number.NaN })).toThrow(/option "idleLinger".*got NaN/)
     expect(() => new Drain({ ...QUIET, signals: ['TERM'] as unknown as NodeJS.Signals[] })).toThrow(/option "signals".*'TERM'/)
-    expect(() => new Drain({ ...QUIET, exit: 'yes' as unknown as boolean })).toThrow(/option "exit" must be a boolean, got 'yes'/)
+    expect(() => new Drain({ ...QUIET, exit: 1 as unknown as boolean })).toThrow(/option "exit" must be a boolean or a function, got 1/)
     expect(() => new Drain({ ...QUIET, logger: {} as never })).toThrow(/option "logger"/)
     expect(() => new Drain({ ...QUIET, registry: {} as never })).toThrow(/option "registry"/)
     const drain = new Drain({ ...QUIET, registry: new Registry() })
@@ -358,7 +361,10 @@ describe('sequence', () => {
     expect(elapsed).toBeGreaterThanOrEqual(290)
     expect(elapsed).toBeLessThan(300 + 1_000)
 
-    const drain2 = new Drain({ ...QUIET, gracePeriod: 100, registry: new Registry() })
+    const registry2 = new Registry()
+    const drain2 = new Drain({ ...QUIET, gracePeriod: 100, registry: registry2 })
+    const ended: { name: string; outcome: string }[] = []
+    drain2.onHookEnd(({ name, outcome }) => ended.push({ name, outcome }))
     let hookSignal: AbortSignal | undefined
     drain2.onShutdown(
       'stuck',
@@ -371,6 +377,9 @@ describe('sequence', () => {
     const report2 = await drain2.shutdown()
     expect(report2.hooks).toMatchObject([{ name: 'stuck', outcome: 'abandoned' }])
     expect(hookSignal?.reason).toBeInstanceOf(GracePeriodExceededError)
+    // The hook that held the exit is in the hook metrics and events, counted as timed out.
+    expect(ended).toEqual([{ name: 'stuck', outcome: 'timed_out' }])
+    expect(await registry2.metrics()).toMatch(/ballast_drain_hook_duration_seconds_count\{hook="stuck",outcome="timed_out"\} 1\n/)
     drain[Symbol.dispose]()
     drain2[Symbol.dispose]()
   })

@@ -740,7 +740,11 @@ export class Drain implements Disposable {
     if (running !== undefined) {
       running.abandon()
       running.controller.abort(reason)
-      this.#hookReports.push({ name: running.name, outcome: 'abandoned', durationMs: performance.now() - running.startedAt })
+      const durationMs = performance.now() - running.startedAt
+      this.#hookReports.push({ name: running.name, outcome: 'abandoned', durationMs })
+      // Counted as timed out (the drain's own time ran out while it ran), so the hook
+      // that held the exit shows in the hook metrics and events, not in the report only.
+      this.#hookEnd.emit({ name: running.name, outcome: 'timed_out', durationMs, error: reason })
     }
     for (const tracker of this.#trackers) this.#forced += tracker.destroyAll()
     // A destroyed socket emits 'close' (and HTTP closes its response) only a loop turn
@@ -847,6 +851,9 @@ function signalsOption(value: unknown): readonly NodeJS.Signals[] {
 
 function exitOption(value: unknown, handlesSignals: boolean): ((code: number) => void) | undefined {
   if (typeof value === 'function') return functionOption<(code: number) => void>(OWNER, 'exit', value)
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new TypeError(`${OWNER}: option "exit" must be a boolean or a function, got ${describeValue(value)}`)
+  }
   const exit = booleanOption(OWNER, 'exit', value, handlesSignals)
   return exit ? (code) => process.exit(code) : undefined
 }

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { BrokenCircuitError } from '@ballast/breaker'
 import { Deadline, DeadlineExceededError } from '@ballast/deadline'
 import { Registry } from 'prom-client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { FetchBudgetError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { createClient } from './index.js'
 import { activeResources, backToBaseline, closedPort, metric, promtool, type Upstream, upstream } from './test-support.js'
@@ -452,6 +452,10 @@ describe('retries and failures', () => {
     expect(c.breaker?.state).toBe('closed')
     expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'success' })).toBe(2)
     expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: '4xx' })).toBe(2)
+    // No failure, so no fallback: cached data does not stand in for "not found".
+    const fallback = vi.fn(() => Response.json({ cached: true }))
+    expect(await c.json('/missing', { fallback }).catch((e: unknown) => e)).toBeInstanceOf(FetchStatusError)
+    expect(fallback).not.toHaveBeenCalled()
     c[Symbol.dispose]()
   })
 
