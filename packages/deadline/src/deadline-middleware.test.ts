@@ -72,8 +72,12 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     })
     router.get('/flood', (_req, res) => {
       // More than the socket buffers hold: a client that does not read leaves most of it pending.
-      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(64 * 1024 * 1024) })
       res.write(Buffer.alloc(32 * 1024 * 1024))
+    })
+    router.get('/headers-only', (req, res) => {
+      // Headers written, nothing flushed yet: Node sends them with the first body byte or the end.
+      res.writeHead(200, req.query.length === undefined ? { 'content-type': 'text/plain' } : { 'content-length': '100' })
     })
     router.get('/stream-length', (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' })
@@ -173,24 +177,41 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     expect(thrown).toEqual([])
   })
 
-  it.each([
-    ['chunked', '/stream'],
-    ['content-length', '/stream-length'],
-  ])(
-    'cuts a %s response whose headers are already out: the connection closes, so the client sees it incomplete',
-    async (_framing, path) => {
-      const late0 = await metricTotal(registry, 'ballast_deadline_late_writes_total')
+  it('ends a chunked response whose headers are already out, and the socket stays usable', async () => {
+    const connections = app.connections()
+    const late0 = await metricTotal(registry, 'ballast_deadline_late_writes_total')
+    const res = await client.request({ path: '/stream', method: 'GET' })
+    expect(res.statusCode).toBe(200)
+    expect(await res.body.text()).toBe('partial ')
+    // The handler's end('done') at 150 ms is a counted no-op.
+    await sleep(120)
+    expect((await metricTotal(registry, 'ballast_deadline_late_writes_total')) - late0).toBe(1)
+    // Headers written but not flushed: complete as they stand (an empty chunked body), ended on the same socket.
+    const headersOnly = await client.request({ path: '/headers-only', method: 'GET' })
+    expect([headersOnly.statusCode, await headersOnly.body.text()]).toEqual([200, ''])
+    const next = await client.request({ path: '/fast', method: 'GET' })
+    expect(next.statusCode).toBe(200)
+    await next.body.dump()
+    expect(app.connections()).toBe(connections === 0 ? 1 : connections)
+    expect(thrown).toEqual([])
+  })
+
+  it('ends a HEAD answer at the deadline as it stands, its content-length describing the GET body, and keeps the connection', async () => {
+    const { text, closedByServer } = await rawExchange(app.port, 'HEAD /headers-only?length HTTP/1.1\r\nHost: x\r\n\r\n', 500)
+    expect(text).toMatch(/^HTTP\/1\.1 200 /)
+    expect(text).toMatch(/\r\ncontent-length: 100\r\n/i)
+    expect(text.endsWith('\r\n\r\n')).toBe(true)
+    expect(closedByServer).toBe(false)
+  })
+
+  it.each(['/stream-length', '/headers-only?length'])(
+    'cuts a response that declared a content-length it will not reach (%s): headers and what was written, then the connection closes',
+    async (path) => {
       const { text, closedByServer } = await rawExchange(app.port, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
       expect(text).toMatch(/^HTTP\/1\.1 200 /)
-      expect(text).toContain('partial ')
-      // No last chunk: a clean end would pass 'partial ' off as the whole body.
-      expect(text).not.toContain('\r\n0\r\n\r\n')
+      expect(text).toMatch(/\r\ncontent-length: 100\r\n/i)
+      if (path === '/stream-length') expect(text.endsWith('\r\n\r\npartial ')).toBe(true)
       expect(closedByServer).toBe(true)
-      if (path === '/stream') {
-        // The handler's end('done') at 150 ms is a counted no-op.
-        await sleep(120)
-        expect((await metricTotal(registry, 'ballast_deadline_late_writes_total')) - late0).toBe(1)
-      }
       const next = await client.request({ path: '/fast', method: 'GET' })
       expect(next.statusCode).toBe(200)
       await next.body.dump()
@@ -232,19 +253,22 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     await next.body.dump()
   })
 
-  it.each(['length', 'chunked'])(
-    'closes the connection when onTimeout starts a response (%s) and leaves it unfinished',
-    async (framing) => {
-      const { text, closedByServer } = await rawExchange(app.port, `GET /on-timeout-partial/${framing} HTTP/1.1\r\nHost: x\r\n\r\n`)
-      expect(text).toMatch(/^HTTP\/1\.1 504 /)
-      expect(text).toContain('part')
-      expect(text).not.toContain('\r\n0\r\n\r\n')
+  it.each(['length', 'chunked'])("ends a response onTimeout started (%s) and left unfinished as it would a handler's", async (framing) => {
+    const { text, closedByServer } = await rawExchange(app.port, `GET /on-timeout-partial/${framing} HTTP/1.1\r\nHost: x\r\n\r\n`, 500)
+    expect(text).toMatch(/^HTTP\/1\.1 504 /)
+    expect(text).toContain('part')
+    if (framing === 'length') {
+      // A declared length not reached: cut, and the connection closed.
       expect(closedByServer).toBe(true)
-      // onTimeout got the response without the handler's etag.
-      expect(onTimeoutSaw.at(-1)).not.toContain('etag')
-      expect(thrown).toEqual([])
-    },
-  )
+    } else {
+      // Chunked: ended with its last chunk, the connection kept.
+      expect(text.endsWith('\r\n0\r\n\r\n')).toBe(true)
+      expect(closedByServer).toBe(false)
+    }
+    // onTimeout got the response without the handler's etag.
+    expect(onTimeoutSaw.at(-1)).not.toContain('etag')
+    expect(thrown).toEqual([])
+  })
 
   it('sets req.deadline as Deadline.current() and honours a smaller caller budget', async () => {
     const res = await client.request({ path: '/fast', method: 'GET', headers: { 'request-timeout-ms': '40' } })

@@ -44,8 +44,8 @@ export interface DeadlineMiddlewareOptions extends MetricsOptions {
    * Sends the timeout response instead of the default JSON body; called at most
    * once per request, synchronously, on a response stripped of the handler's body,
    * encoding and caching headers. If it throws without sending headers, the default
-   * response follows; if it leaves a response it started unfinished, the connection
-   * is closed.
+   * response follows; a response it started and left unfinished is ended as a
+   * handler's would be.
    */
   onTimeout?: TimeoutHandler
   /**
@@ -91,7 +91,7 @@ const HANDLER_REPRESENTATION = new Set([
   'trailer',
   'transfer-encoding',
 ])
-// How long a response cut short after its headers may take to flush what was written before the connection is destroyed.
+// How long a response cut short after its headers may take to flush what was written before its connection is destroyed.
 const CUT_SHORT_FLUSH_MS = 1_000
 // Shared by every copy of this package, so a nested deadline() from another copy still only shrinks.
 const STATE = Symbol.for('ballast.deadline.request')
@@ -153,25 +153,28 @@ class RequestState implements AbortWatcher {
     if (res.writableEnded || res.destroyed) return
     this.exceeded = rootDeadlineSource(reason) === 'inherited' ? 'inherited' : 'deadline'
     if (!res.headersSent) this.#respond(reason)
-    else this.#cutShort()
+    else this.#endStarted()
     this.#silence()
   }
 
   /**
-   * Headers are out, so the body is cut short. Ending it cleanly (a last chunk)
-   * would pass the truncated body off as complete: closing the connection, once
-   * what was written is flushed, is how HTTP/1.1 tells the client it is not
-   * (Express closes it too on an error after headers).
+   * Ends a response whose headers are out, keeping the connection for the next
+   * request. One that declared a `content-length` its body will not reach would
+   * desynchronise a reused connection: it is cut instead, the connection closed
+   * once what was written is flushed (the client sees a short body), within a
+   * second even if the client stopped reading.
    */
-  #cutShort(): void {
-    const socket = this.res.socket
-    if (socket === null) {
-      this.res.destroy()
-      return
+  #endStarted(): void {
+    const { req, res } = this
+    const socket = res.socket
+    if (!res.hasHeader('content-length') || req.method === 'HEAD') res.end()
+    else if (socket === null) res.destroy()
+    else {
+      // Headers written by writeHead() alone are not on the wire yet.
+      res.flushHeaders()
+      socket.destroySoon()
+      socket.setTimeout(CUT_SHORT_FLUSH_MS, () => socket.destroy())
     }
-    socket.destroySoon()
-    // A client that stopped reading would hold the connection (and what is buffered for it) open.
-    socket.setTimeout(CUT_SHORT_FLUSH_MS, () => socket.destroy())
   }
 
   #respond(error: DeadlineExceededError): void {
@@ -188,7 +191,7 @@ class RequestState implements AbortWatcher {
       }
       if (res.writableEnded) return
       if (res.headersSent) {
-        this.#cutShort()
+        this.#endStarted()
         return
       }
     }
@@ -292,11 +295,11 @@ export function requestDeadline(req: object): Deadline | undefined {
  * When it runs out: its signal aborts with a {@link DeadlineExceededError}, and
  * exactly one response goes out (504 JSON by default, or `onTimeout`'s), without
  * the body, encoding and caching headers the handler had set; if the handler had
- * already sent headers, the body is cut short and the connection is closed so the
- * client can tell. Whatever the handler writes afterwards, or passes to `next`, is
- * dropped and counted, and after a timeout response the keep-alive connection
- * stays usable. A client that disconnects aborts the
- * signal with {@link ClientClosedError}. A caller budget already spent is answered
+ * already sent headers, the response is ended (or, when it declared a
+ * `content-length` it did not reach, cut and its connection closed). Whatever the
+ * handler writes afterwards, or passes to `next`, is dropped and counted, and the
+ * keep-alive connection stays usable. A client that disconnects aborts the signal
+ * with {@link ClientClosedError}. A caller budget already spent is answered
  * before the next middleware runs. Placed again on a route, it can only shrink
  * the deadline. One timer per request, cleared when the response closes.
  *

@@ -7,7 +7,7 @@ import { coverBody, discard } from './covered-body.js'
 import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { FetchMetrics, type FetchObserver, type StatusClass, statusClass } from './metrics.js'
 import { type ClientOptions, OWNER, type ResolvedOptions, resolveOptions } from './options.js'
-import { MAX_REDIRECTS, networkError, nextHop } from './redirects.js'
+import { isRedirect, MAX_REDIRECTS, networkError, nextHop } from './redirects.js'
 
 /**
  * Per-call options: the platform's `RequestInit` plus ballast's.
@@ -483,7 +483,7 @@ class ResilientClient implements Client {
             : { ...init, headers, signal }
       if (follow) sent.redirect = 'manual'
       response = await o.fetch(url.href, sent)
-      if (follow) response = await this.#follow(response, url.href, sent, scope, deadline)
+      if (follow && isRedirect(response)) response = await this.#follow(response, url.href, sent, scope, deadline)
     } catch (error) {
       scope.release()
       throw this.#translate(error, scope, true)

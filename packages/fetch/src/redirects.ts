@@ -7,6 +7,11 @@ const BODY_HEADERS = ['content-encoding', 'content-language', 'content-location'
 // Credentials that must not follow a request to another origin (the standard names authorization; undici also these).
 const ORIGIN_BOUND_HEADERS = ['authorization', 'proxy-authorization', 'cookie']
 
+/** Whether `response` is a redirect the client may have to follow (or one a browser-like fetch hid). */
+export function isRedirect(response: Response): boolean {
+  return REDIRECT_STATUSES.has(response.status) || response.type === 'opaqueredirect'
+}
+
 /** The request of the next hop: where to, and with what. */
 export interface Hop {
   readonly href: string
