@@ -484,6 +484,25 @@ describe.each(expressVersions)('%s racing the deadline by ±2 ms', (_name, expre
 
 // Express 4 does not forward a rejected handler promise (the issue's "does not forward async
 // errors"): there it is the process's unhandled rejection whatever the middleware does.
+describe("express 5: onTimeout typed with Express's own Request and Response", () => {
+  it("takes up the handler's types, so res.status().json() type-checks, and sends its answer", async () => {
+    const registry = new Registry()
+    const app = express5()
+    const onTimeout = (req: express5.Request, res: express5.Response): void => {
+      res.status(503).set('retry-after', '1').json({ late: req.path })
+    }
+    app.use(deadline({ timeout: 30, registry, onTimeout }))
+    app.get('/hang', () => {})
+    const server = await listen(app as never)
+    try {
+      const res = await fetch(`${server.origin}/hang`)
+      expect([res.status, res.headers.get('retry-after'), await res.json()]).toEqual([503, '1', { late: '/hang' }])
+    } finally {
+      await server.close()
+    }
+  })
+})
+
 describe('express 5: an async handler that throws after the 504', () => {
   it('gets one response, its throw is a counted late write, nothing escapes, and the socket is reused', async () => {
     const registry = new Registry()

@@ -26,11 +26,25 @@ declare global {
   }
 }
 
-/** What `onTimeout` gets: the request, the response (nothing sent yet) and the reason. */
-export type TimeoutHandler = (req: IncomingMessage, res: ServerResponse, error: DeadlineExceededError) => void
+/**
+ * What `onTimeout` gets: the request, the response (nothing sent yet) and the
+ * reason. Node's types by default; annotate the parameters with the framework's
+ * own (Express's `Request` and `Response`) and {@link deadline} takes them up.
+ *
+ * @example
+ * ```ts
+ * const onTimeout: TimeoutHandler<Request, Response> = (_req, res) => res.status(503).json({ retry: true })
+ * ```
+ */
+export type TimeoutHandler<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse> = (
+  req: Req,
+  res: Res,
+  error: DeadlineExceededError,
+) => void
 
 /** Options of {@link deadline}. */
-export interface DeadlineMiddlewareOptions extends MetricsOptions {
+export interface DeadlineMiddlewareOptions<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>
+  extends MetricsOptions {
   /** Route budget in ms, required, `>= 1`; above 2^31-1 no timer is armed. */
   timeout: number
   /**
@@ -47,7 +61,7 @@ export interface DeadlineMiddlewareOptions extends MetricsOptions {
    * response follows; a response it started and left unfinished is ended as a
    * handler's would be.
    */
-  onTimeout?: TimeoutHandler
+  onTimeout?: TimeoutHandler<Req, Res>
   /**
    * Routes known in advance, as `'METHOD /template'` (`'GET /orders/:id'`), whose
    * series are created at 0 at construction. Others get theirs on first request.
@@ -312,7 +326,9 @@ export function requestDeadline(req: object): Deadline | undefined {
  * })
  * ```
  */
-export function deadline(options: DeadlineMiddlewareOptions): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
+export function deadline<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>(
+  options: DeadlineMiddlewareOptions<Req, Res>,
+): (req: Req, res: Res, next: Next) => void {
   const given = objectOption<DeadlineMiddlewareOptions>(OWNER, 'options', options, [
     'timeout',
     'header',
