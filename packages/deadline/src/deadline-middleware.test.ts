@@ -224,6 +224,9 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     const serverSide = new Promise<number>((resolve) => {
       app.server.once('connection', (socket: Socket) => socket.once('close', () => resolve(performance.now())))
     })
+    let serverTimeouts = 0
+    const countTimeout = () => serverTimeouts++
+    app.server.on('timeout', countTimeout)
     const client = connect(app.port, '127.0.0.1')
     client.on('error', () => undefined)
     client.write('GET /flood HTTP/1.1\r\nHost: x\r\n\r\n')
@@ -231,8 +234,11 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     const sent = performance.now()
     const closedAt = await Promise.race([serverSide, sleep(5_000).then(() => Number.NaN)])
     client.destroy()
+    app.server.off('timeout', countTimeout)
     // The 80 ms deadline, then at most a second to flush: never the 5 s of this test's patience.
     expect(closedAt - sent).toBeLessThan(4_000)
+    // Closed by the middleware's own timer: the server's 'timeout' (an app's server.setTimeout handler) is not fired.
+    expect(serverTimeouts).toBe(0)
     expect(thrown).toEqual([])
   })
 

@@ -187,7 +187,9 @@ class RequestState implements AbortWatcher {
       // Headers written by writeHead() alone are not on the wire yet.
       res.flushHeaders()
       socket.destroySoon()
-      socket.setTimeout(CUT_SHORT_FLUSH_MS, () => socket.destroy())
+      // A timer of its own, not socket.setTimeout(): that would also fire the server's and the response's 'timeout'.
+      const flushed = setTimeout(() => socket.destroy(), CUT_SHORT_FLUSH_MS).unref()
+      socket.once('close', () => clearTimeout(flushed))
     }
   }
 
