@@ -5,6 +5,17 @@ import { instruments } from './breaker-metrics.js'
 
 const OWNER = 'BreakerGroup'
 
+/**
+ * The option names a {@link BreakerGroup} takes: a {@link Breaker}'s plus its key
+ * bounds. Any other name is refused at construction.
+ *
+ * @example
+ * ```ts
+ * BREAKER_GROUP_OPTIONS.includes('maxKeys') // true
+ * ```
+ */
+export const BREAKER_GROUP_OPTIONS: readonly string[] = [...BREAKER_OPTIONS, 'maxKeys', 'idleTimeout']
+
 /** Options of {@link BreakerGroup}: a {@link Breaker}'s options plus the key bounds. */
 export interface BreakerGroupOptions<F = never> extends BreakerOptions<F> {
   /**
@@ -54,7 +65,7 @@ export class BreakerGroup<F = never> implements Disposable {
   #disposed = false
 
   constructor(options: BreakerGroupOptions<F>) {
-    const opts = objectOption<BreakerGroupOptions<F>>(OWNER, 'options', options, [...BREAKER_OPTIONS, 'maxKeys', 'idleTimeout'])
+    const opts = objectOption<BreakerGroupOptions<F>>(OWNER, 'options', options, BREAKER_GROUP_OPTIONS)
     if (opts === undefined) throw new TypeError(`${OWNER}: option "options" must be an object, got undefined`)
     if (opts.name === undefined) throw new TypeError(`${OWNER}: option "name" must be a string matching ${BREAKER_NAME}, got undefined`)
     this.name = stringOption(OWNER, 'name', opts.name, undefined, BREAKER_NAME) as string

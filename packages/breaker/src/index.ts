@@ -13,7 +13,7 @@ export {
   type RetryOptions,
   type StateChangeEvent,
 } from './breaker.js'
-export { BreakerGroup, type BreakerGroupOptions } from './breaker-group.js'
+export { BREAKER_GROUP_OPTIONS, BreakerGroup, type BreakerGroupOptions } from './breaker-group.js'
 export { DURATION_BUCKETS } from './breaker-metrics.js'
 export { BreakerTimeoutError, BrokenCircuitError, type RejectionReason } from './errors.js'
 export type { Listener } from './events.js'

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { FetchBudgetError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { createClient } from './index.js'
-import { activeResources, backToBaseline, closedPort, metric, promtool, type Upstream, upstream } from './test-support.js'
+import { abortReasonSpy, activeResources, backToBaseline, closedPort, metric, promtool, type Upstream, upstream } from './test-support.js'
 
 let a: Upstream
 let b: Upstream
@@ -236,12 +236,7 @@ describe('deadline propagation', () => {
 
   it('keeps the margin back: under a deadline the attempt ends on its own budget, before the deadline does', async () => {
     /** Why each attempt's signal (the one handed to fetch) aborted. */
-    const reasons: unknown[] = []
-    const spy: typeof fetch = (input, init) => {
-      const signal = init?.signal as AbortSignal
-      signal.addEventListener('abort', () => reasons.push(signal.reason), { once: true })
-      return fetch(input, init)
-    }
+    const { fetch: spy, reasons } = abortReasonSpy()
     const registry = new Registry()
     // A timeout just under the caller's 300 ms, with the default 10 ms margin: min(295, 300 - 10)
     // makes the deadline the bound. Without the margin the timeout (295) would be, and the attempt

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { type ClientOptions, createClient } from './index.js'
-import { activeResources, backToBaseline, closedPort, snapshot, type Upstream, upstream } from './test-support.js'
+import { abortReasonSpy, activeResources, backToBaseline, closedPort, snapshot, type Upstream, upstream } from './test-support.js'
 
 // The fault matrix: one real upstream on 127.0.0.1 per fault, one fresh client
 // (and registry) per test. Each test states what the caller sees, how many
@@ -191,12 +191,7 @@ describe('fault matrix', () => {
 
   it("hang before headers, a retry cut by the caller's deadline: all attempts inside the one deadline", async () => {
     /** Why each attempt's signal (the one handed to fetch) aborted. */
-    const reasons: unknown[] = []
-    const spy: typeof fetch = (input, init) => {
-      const signal = init?.signal as AbortSignal
-      signal.addEventListener('abort', () => reasons.push(signal.reason), { once: true })
-      return fetch(input, init)
-    }
+    const { fetch: spy, reasons } = abortReasonSpy()
     const hitsBefore = server.hits('/hang')
     const { client: c, registry } = client({ timeout: 150, fetch: spy }) // 2 retries, 10 ms backoff
     const before = await series(registry)

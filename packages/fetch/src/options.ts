@@ -1,4 +1,4 @@
-import { BREAKER_NAME, type BreakerGroupOptions } from '@ballast/breaker'
+import { BREAKER_GROUP_OPTIONS, BREAKER_NAME, type BreakerGroupOptions } from '@ballast/breaker'
 import {
   describeValue,
   functionOption,
@@ -155,21 +155,10 @@ function baseUrlOption(value: unknown): URL | undefined {
   return url
 }
 
-// The breaker options a client passes on (the others are the client's own, BREAKER_OWNED).
-const BREAKER_TUNING = [
-  'volumeThreshold',
-  'errorThresholdPercentage',
-  'resetTimeout',
-  'rollingCountTimeout',
-  'rollingCountBuckets',
-  'capacity',
-  'maxKeys',
-  'idleTimeout',
-]
-
 function breakerOption(value: unknown): ClientBreakerOptions | false {
   if (value === false) return false
-  const breaker = objectOption<Record<string, unknown>>(OWNER, 'breaker', value, [...BREAKER_TUNING, ...BREAKER_OWNED])
+  // The group's names: the ones the client sets itself (BREAKER_OWNED) are refused below, with where to set them.
+  const breaker = objectOption<Record<string, unknown>>(OWNER, 'breaker', value, BREAKER_GROUP_OPTIONS)
   if (breaker === undefined) return {}
   for (const key of BREAKER_OWNED) {
     if (breaker[key] !== undefined) {

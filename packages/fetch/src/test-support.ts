@@ -110,6 +110,20 @@ export async function snapshot(
 }
 
 /** Active handles and requests, by type, ignoring the test runner's own. */
+/**
+ * A `fetch` that passes every call on and records why each call's signal
+ * aborted (the attempt's own budget, the caller's deadline…), in order.
+ */
+export function abortReasonSpy(): { fetch: typeof fetch; reasons: unknown[] } {
+  const reasons: unknown[] = []
+  const spy: typeof fetch = (input, init) => {
+    const signal = init?.signal as AbortSignal
+    signal.addEventListener('abort', () => reasons.push(signal.reason), { once: true })
+    return fetch(input, init)
+  }
+  return { fetch: spy, reasons }
+}
+
 export function activeResources(): string[] {
   return process
     .getActiveResourcesInfo()
