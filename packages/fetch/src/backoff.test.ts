@@ -39,8 +39,22 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs('Wed, 31 Dec 2025 23:59:00 GMT', now)).toBe(0)
   })
 
+  it('reads the obsolete HTTP-date forms as GMT, whatever the local zone', () => {
+    expect(retryAfterMs('Thursday, 01-Jan-26 00:00:04 GMT', now)).toBe(4_000)
+    // asctime has no zone: read as GMT, not as the machine's local time.
+    const zone = process.env.TZ
+    process.env.TZ = 'America/New_York'
+    try {
+      expect(retryAfterMs('Thu Jan  1 00:00:05 2026', now)).toBe(5_000)
+    } finally {
+      if (zone === undefined) delete process.env.TZ
+      else process.env.TZ = zone
+    }
+  })
+
   it('ignores what is neither', () => {
-    for (const value of [null, undefined, '', '-1', '1.5', '2e3', 'soon', '12345678901']) {
+    // Date.parse reads the last two as far-future dates.
+    for (const value of [null, undefined, '', '-1', '1.5', '2e3', 'soon', '12345678901', 'Retry in 2050', 'x 2030']) {
       expect(retryAfterMs(value, now)).toBeUndefined()
     }
   })

@@ -42,6 +42,7 @@ beforeAll(async () => {
     '/600': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(600).end('odd'),
     '/999': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(999).end('odd'),
     '/504': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(504).end('out of budget'),
+    '/busy': (_req: unknown, res: import('node:http').ServerResponse) => res.writeHead(503, { 'retry-after': '4' }).end('busy'),
     '/missing': (_req: unknown, res: import('node:http').ServerResponse) =>
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no such thing"}'),
     '/drip': (_req: unknown, res: import('node:http').ServerResponse) => {
@@ -159,6 +160,19 @@ describe('createClient options', () => {
     c[Symbol.dispose]()
   })
 
+  it("refuses a per-call timeout below the client's minBudget, which no call could ever be sent under", async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'mb', baseUrl: a.url, registry, minBudget: 50 })
+    const hits = a.hits('/echo')
+    await expect(c.fetch('/echo', { timeout: 20 })).rejects.toThrow(
+      new RangeError(`mb.fetch: option "timeout" must be >= the client's minBudget (50), got 20`),
+    )
+    expect(await metric(registry, 'ballast_fetch_fail_fast_total', {})).toBe(0)
+    expect(await c.json('/echo', { timeout: 50 })).toMatchObject({ method: 'GET' })
+    expect(a.hits('/echo')).toBe(hits + 1)
+    c[Symbol.dispose]()
+  })
+
   it('creates every label set at 0 before traffic, and the exposition passes promtool', async () => {
     const registry = new Registry()
     const c = createClient({ name: 'inventory', baseUrl: a.url, registry })
@@ -203,6 +217,19 @@ describe('deadline propagation', () => {
     const off = createClient({ name: 'echo', baseUrl: a.url, registry: new Registry(), propagate: false })
     expect(await off.json('/echo')).toMatchObject({ budget: null, custom: null })
     for (const c of [plain, custom, off]) c[Symbol.dispose]()
+  })
+
+  it("keeps a caller's own smaller budget header: the header is capped, never raised", async () => {
+    const c = createClient({ name: 'echo', baseUrl: a.url, registry: new Registry(), timeout: 5_000 })
+    const sent = async (value: string) =>
+      Number((await c.json<{ budget: string }>('/echo', { headers: [['Request-Timeout-Ms', value]] })).budget)
+    expect(await sent('50')).toBe(50)
+    for (const value of ['99999', 'soon', '-1']) {
+      const budget = await sent(value)
+      expect(budget).toBeLessThanOrEqual(5_000)
+      expect(budget).toBeGreaterThan(4_000)
+    }
+    c[Symbol.dispose]()
   })
 
   it('below minBudget fails fast without a socket, counted; a fallback answers instead', async () => {
@@ -403,6 +430,49 @@ describe('body coverage', () => {
 })
 
 describe('retries and failures', () => {
+  it('a header value fetch refuses is the caller error: a TypeError as from fetch, not retried, not a breaker failure, released at once', async () => {
+    const bare = await fetch(`${a.url}/echo`, { headers: { 'x-user': 'Zoë €' } }).catch((error: unknown) => error)
+    expect(bare).toBeInstanceOf(TypeError)
+    const registry = new Registry()
+    const c = createClient({ name: 'hdr', baseUrl: a.url, registry, timeout: 7_000, retry: { attempts: 2, delay: 1 } })
+    const before = timers()
+    const sent = a.hits('/echo')
+    for (let i = 0; i < 3; i++) {
+      await expect(c.fetch('/echo', { headers: { 'x-user': 'Zoë €' } })).rejects.toBeInstanceOf(TypeError)
+    }
+    expect(a.hits('/echo')).toBe(sent)
+    expect(timers()).toBe(before)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(3)
+    expect(await metric(registry, 'ballast_fetch_retries_total', {})).toBe(0)
+    expect(c.breaker?.state).toBe('closed')
+    c[Symbol.dispose]()
+  })
+
+  it('a breaker that opens during a retry pause: the caller gets the 500 in hand, and no retry is counted or sent', async () => {
+    const registry = new Registry()
+    const c = createClient({
+      name: 'pause',
+      baseUrl: a.url,
+      registry,
+      retry: { attempts: 1, delay: 600, maxDelay: 600 },
+      breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeout: 10_000 },
+    })
+    const hits = a.hits('/500')
+    const first = c.fetch('/500')
+    expect(await until(() => a.hits('/500') === hits + 1)).toBe(true)
+    // The first call now pauses 300..600 ms before its retry; a POST (never retried) opens the breaker meanwhile.
+    const post = await c.fetch('/500', { method: 'POST' })
+    await post.text()
+    expect(c.breaker?.state).toBe('open')
+    const response = await first
+    expect(response.status).toBe(500)
+    expect(await response.text()).toBe('down')
+    expect(a.hits('/500')).toBe(hits + 2)
+    expect(await metric(registry, 'ballast_fetch_retries_total', {})).toBe(0)
+    c[Symbol.dispose]()
+  })
+
   it('does not retry POST by default; retries it when listed in retry.methods', async () => {
     const hits = a.hits('/500')
     const strict = createClient({ name: 'w', baseUrl: a.url, registry: new Registry(), retry: { attempts: 2, delay: 1 } })
@@ -756,6 +826,22 @@ describe('dispose', () => {
     } finally {
       await hang.close()
     }
+  })
+
+  it('ends a call pausing before its retry at once (a Retry-After of 4 s here), with BALLAST_FETCH_DISPOSED', async () => {
+    const c = createClient({ name: 'dispose-pause', baseUrl: a.url, registry: new Registry(), retry: { attempts: 1 } })
+    const hits = a.hits('/busy')
+    const before = timers()
+    const call = c.fetch('/busy').catch((error: unknown) => error)
+    expect(await until(() => a.hits('/busy') === hits + 1)).toBe(true)
+    await sleep(50)
+    const disposedAt = performance.now()
+    c[Symbol.dispose]()
+    expect(await call).toMatchObject({ code: 'BALLAST_FETCH_DISPOSED' })
+    // Well under the 4 s pause, however loaded the machine.
+    expect(performance.now() - disposedAt).toBeLessThan(2_000)
+    expect(await until(() => timers() <= before)).toBe(true)
+    expect(a.hits('/busy')).toBe(hits + 1)
   })
 
   it('refuses calls after dispose with BALLAST_FETCH_DISPOSED, with or without a breaker, and sends nothing', async () => {

@@ -1,6 +1,7 @@
+import { setMaxListeners } from 'node:events'
 import { BREAKER_NAME, Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
 import { BallastError, describeValue, LiveList, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
-import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout } from '@ballast/deadline'
+import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout, parseTimeout } from '@ballast/deadline'
 import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
 import { backoff, retryAfterMs } from './backoff.js'
 import { coverBody, discard } from './covered-body.js'
@@ -157,6 +158,15 @@ function sleep(ms: number, signals: readonly (AbortSignal | undefined)[]): Promi
   })
 }
 
+/**
+ * Sets the budget header to what is left, or keeps the caller's own value
+ * when it asks the callee for less: the header is capped, never raised.
+ */
+function setBudget(headers: Headers, name: string, left: number): void {
+  const asked = parseTimeout(headers.get(name) ?? undefined)
+  if (asked === undefined || asked > left) headers.set(name, encodeTimeout(left))
+}
+
 type Mode = 'response' | 'json'
 
 /** Where a call goes: the URL to send to and the origin (`scheme:host[:port]`) its breaker is keyed by. */
@@ -185,6 +195,8 @@ class ResilientClient implements Client {
   /** Attempts not yet released (request or body in flight): aborted when the client is disposed. */
   readonly #live = new LiveList<AttemptScope>()
   #disposed: BallastError | undefined = undefined
+  // Aborted on dispose: ends the retry pauses, which have no attempt in flight to abort.
+  readonly #disposal = new AbortController()
 
   constructor(options: ClientOptions) {
     const o = resolveOptions(options)
@@ -201,6 +213,7 @@ class ResilientClient implements Client {
           )
         : new FetchTimeoutError(this.name, budget)
     this.#observer = new FetchMetrics(o.metrics, o.name)
+    setMaxListeners(0, this.#disposal.signal)
     if (o.breaker === false) {
       this.breaker = undefined
       this.breakers = undefined
@@ -246,6 +259,7 @@ class ResilientClient implements Client {
       const error = new BallastError(`fetch client "${this.name}" is disposed`, { code: 'BALLAST_FETCH_DISPOSED', status: 503 })
       this.#disposed = error
       for (const scope of this.#live.snapshot()) scope.dispose(error)
+      this.#disposal.abort(error)
     }
     this.breaker?.[Symbol.dispose]()
     this.breakers?.[Symbol.dispose]()
@@ -296,6 +310,12 @@ class ResilientClient implements Client {
     if (callTimeout !== undefined && !(typeof callTimeout === 'number' && callTimeout >= 1 && callTimeout <= MAX_TIMER_DELAY)) {
       throw new RangeError(
         `${this.name}.fetch: option "timeout" must be a number >= 1 <= ${MAX_TIMER_DELAY}, got ${describeValue(callTimeout)}`,
+      )
+    }
+    // Such a call could never be sent: every one would fail fast, as if its deadline were spent.
+    if (callTimeout !== undefined && callTimeout < this.#options.minBudget) {
+      throw new RangeError(
+        `${this.name}.fetch: option "timeout" must be >= the client's minBudget (${this.#options.minBudget}), got ${describeValue(callTimeout)}`,
       )
     }
     const method = (rest.method ?? 'GET').toUpperCase()
@@ -396,6 +416,11 @@ class ResilientClient implements Client {
         if (deadline !== undefined && (deadline.expired as boolean)) throw deadline.signal.reason
         throw new FetchBudgetError(this.name, budget, o.minBudget)
       }
+      if (n > 0) {
+        // The breaker may have opened during the pause: the failure in hand is the caller's answer.
+        if (breaker !== undefined && breaker.state !== 'closed') break
+        this.#observer.retry()
+      }
       if (last !== undefined) discard(last.response, last.scope)
       last = undefined
       lastError = undefined
@@ -432,12 +457,10 @@ class ResilientClient implements Client {
         // The failed response is kept (not discarded) until the next attempt is really sent: if the
         // deadline leaves no room for it after the pause, that response is the caller's answer.
         try {
-          await sleep(wait, [deadline?.signal, callerSignal])
+          await sleep(wait, [deadline?.signal, callerSignal, this.#disposal.signal])
         } catch (aborted) {
           throw aborted instanceof CallerAbort ? aborted.cause : aborted
         }
-        if (this.#disposed !== undefined) throw this.#disposed
-        this.#observer.retry()
       }
     }
     if (last !== undefined) return { value: last, status: statusClass(last.response.status) }
@@ -457,21 +480,22 @@ class ResilientClient implements Client {
     const scope = new AttemptScope(budget, deadlineBound, deadline, this.#timeoutReason, this.#live)
     scope.linkDeadline()
     scope.linkCaller(callerSignal)
-    let headers: RequestInit['headers'] = init.headers
-    if (o.header !== undefined) {
-      // Measured now, at send time, so the callee is never promised more than is left.
-      const left = this.#budgetLeft(scope, deadline)
-      if (init.headers === undefined || init.headers === null) headers = { [o.header]: encodeTimeout(left) }
-      else {
-        const copy = new Headers(init.headers)
-        copy.set(o.header, encodeTimeout(left))
-        headers = copy
-      }
-    }
     // With a budget header, redirects are followed here, so each hop is told what is left at its own send.
     const follow = o.header !== undefined && (init.redirect === undefined || init.redirect === 'follow')
     let response: Response
     try {
+      let headers: RequestInit['headers'] = init.headers
+      if (o.header !== undefined) {
+        // Measured now, at send time, so the callee is never promised more than is left.
+        const left = this.#budgetLeft(scope, deadline)
+        if (init.headers === undefined || init.headers === null) headers = { [o.header]: encodeTimeout(left) }
+        else {
+          // Headers fetch would refuse throw here, as fetch's own TypeError: the caller's, translated below.
+          const copy = new Headers(init.headers)
+          setBudget(copy, o.header, left)
+          headers = copy
+        }
+      }
       const signal = scope.signal
       const sent: RequestInit =
         init === NO_INIT
@@ -551,7 +575,7 @@ class ResilientClient implements Client {
       current.body?.cancel().catch(() => undefined)
       if (hop instanceof TypeError) throw hop
       if (hops === MAX_REDIRECTS) throw networkError('redirect count exceeded')
-      hop.init.headers.set(o.header as string, encodeTimeout(this.#budgetLeft(scope, deadline)))
+      setBudget(hop.init.headers, o.header as string, this.#budgetLeft(scope, deadline))
       target = hop.href
       request = hop.init
       current = await o.fetch(target, request)
