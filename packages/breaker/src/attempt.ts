@@ -1,4 +1,5 @@
 import type { Deadline } from '@ballast/deadline'
+import { DeadlineExceededError } from '@ballast/deadline'
 import type { AttemptTimeouts } from './attempt-timeouts.js'
 import { BreakerTimeoutError, withCause } from './errors.js'
 import { IGNORED } from './opossum.js'
@@ -173,8 +174,14 @@ export class Attempt implements CallContext {
       return
     }
     this.error = result
-    const deadline = this.#deadline
-    if (deadline?.expired === true) this.#finish('ignored')
+    // Reading `expired` may abort the deadline now, which ends this attempt through handleEvent.
+    if (this.#deadline?.expired === true) {
+      if (this.outcome === undefined) this.#finish('ignored')
+      return
+    }
+    // The caller's deadline still runs: a deadline inside the work (withDeadline(20, …)) ran
+    // out waiting for the dependency, which is the dependency's slowness, as a timeout here.
+    if (result instanceof DeadlineExceededError) this.#finish('timeout')
     else this.#finish(this.#verdict(result))
   }
 

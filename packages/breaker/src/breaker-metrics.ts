@@ -40,7 +40,8 @@ export interface BreakerGauges {
  * into series.
  */
 export interface BreakerObserver {
-  call(outcome: CallOutcome, seconds: number): void
+  /** A call ended; `seconds` is how long its attempt ran, absent when none ran. */
+  call(outcome: CallOutcome, seconds?: number): void
   rejected(reason: RejectionReason): void
   fallback(result: 'success' | 'failure'): void
   retry(): void
@@ -195,10 +196,10 @@ export class BreakerMetrics implements BreakerObserver {
     ) as Record<ExecutedOutcome, FastHistogram>
   }
 
-  call(outcome: CallOutcome, seconds: number): void {
+  call(outcome: CallOutcome, seconds?: number): void {
     if (this.#disposed) return
     this.#calls[outcome].inc()
-    if (outcome !== 'rejected') this.#durations[outcome].observe(seconds)
+    if (outcome !== 'rejected' && seconds !== undefined) this.#durations[outcome].observe(seconds)
   }
 
   rejected(reason: RejectionReason): void {

@@ -6,7 +6,8 @@ import { Breaker, type BreakerState } from './breaker.js'
 
 // A small reference model of the breaker's state machine (opossum's rules plus
 // what ballast adds: attempt timeouts count as failures, a caller's expiring
-// deadline is taken back out of the window and hands a half-open trial back).
+// deadline is taken back out of the window and hands a half-open trial back,
+// only the half-open trial closes or reopens the circuit).
 // Fake timers are the clock of both; timers that fall due at the same instant
 // fire in creation/re-arm order, which the model mirrors with `order`.
 
@@ -92,7 +93,7 @@ class Model {
     if (ok) {
       call.expected = 'ok'
       this.counts.success++
-      if (this.state === 'half-open') this.#close()
+      if (this.state === 'half-open' && call.trial) this.#close()
     } else {
       call.expected = 'fb:failure'
       this.counts.failure++
@@ -106,10 +107,12 @@ class Model {
     this.timed = this.timed.filter((timed) => timed !== call)
   }
 
-  #fail(_call: ModelCall): void {
+  #fail(call: ModelCall): void {
     // opossum counts a failure in the bucket current when it happens, not in the
     // one its call was fired in.
     ;(this.buckets[0] as Bucket).failures++
+    // A call admitted while closed that fails once the circuit is open or half-open only counts: the trial decides.
+    if (this.state !== 'closed' && !call.trial) return
     const fires = this.buckets.reduce((sum, b) => sum + b.fires, 0)
     const failures = this.buckets.reduce((sum, b) => sum + b.failures, 0)
     if (fires < this.p.volumeThreshold && this.state !== 'half-open') return

@@ -508,6 +508,10 @@ export class Breaker<F = never> implements Disposable {
           return await this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
         }
         const reason = this.#refusal()
+        // A retry with no room (capacity) is not a refused call: the failure in hand stands.
+        if (reason !== undefined && last !== undefined) {
+          return await this.#fallbackFor(last.outcome as 'failure' | 'timeout', last.error, fallback, deadline)
+        }
         if (reason !== undefined) {
           const error = new BrokenCircuitError(this.name, reason, this.retryAfter())
           this.#observer.rejected(reason)
@@ -515,9 +519,11 @@ export class Breaker<F = never> implements Disposable {
           return await this.#fallbackFor(reason, error, fallback, deadline)
         }
         if (deadline?.expired === true) {
-          this.#observer.call('ignored', 0)
+          // Not run: counted, but not in the duration histogram of attempts that ran.
+          this.#observer.call('ignored')
           return await this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
         }
+        if (last !== undefined) this.#observer.retry()
         const closed = this.#circuit.closed
         const attempt = this.#attempt(work, n, deadline, closed)
         try {
@@ -543,7 +549,6 @@ export class Breaker<F = never> implements Disposable {
         if (pause === 'stop') return await this.#fallbackFor(outcome, attempt.error, fallback, deadline)
         // Disposed during the pause: as for a call whose attempt was running then.
         if (pause === 'disposed') throw this.#disposedError()
-        this.#observer.retry()
         last = attempt
       }
     } finally {

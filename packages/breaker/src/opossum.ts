@@ -87,9 +87,9 @@ export interface OpenedCircuit<A> {
    * `fire()` would have at its start (`fire` event).
    */
   fired(): OpossumBucket
-  /** The outside call succeeded: counted as `fire()` counts it (and a half-open circuit closes). */
+  /** The outside call succeeded: counted as `fire()` counts it. */
   succeeded(): void
-  /** The outside call failed or timed out: counted, and the circuit trips, as `fire()` would do it. */
+  /** The outside call failed or timed out: counted, and a closed circuit trips, as `fire()` would do it. */
   failed(error: unknown): void
 }
 
@@ -136,18 +136,19 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
         bucket.fires++
         return bucket
       },
+      // A call admitted while closed may end after the circuit opened: it is counted, but only
+      // the half-open trial (which runs through fire()) closes or reopens the circuit, and a
+      // failure that arrives while open does not restart the reset timer.
       succeeded: () => {
-        // Closed, a success only counts; otherwise opossum's own listeners run (a half-open circuit closes).
-        if (circuit.closed) (window[0] as OpossumBucket).successes++
-        else circuit.emit('success', undefined, 0)
+        ;(window[0] as OpossumBucket).successes++
       },
       failed: (error: unknown) => {
-        // opossum 10.0.0's fail(): count, then open past the threshold (or at once when half-open).
+        // opossum 10.0.0's fail(): count, then open past the threshold.
         circuit.emit('failure', error, 0, [])
-        if (circuit.warmUp) return
+        if (!circuit.closed || circuit.warmUp) return
         const { fires, failures } = circuit.status.stats
-        if (fires < circuit.volumeThreshold && !circuit.halfOpen) return
-        if ((failures / fires) * 100 > circuit.options.errorThresholdPercentage || circuit.halfOpen) circuit.open()
+        if (fires < circuit.volumeThreshold) return
+        if ((failures / fires) * 100 > circuit.options.errorThresholdPercentage) circuit.open()
       },
     }
   } catch (error) {
