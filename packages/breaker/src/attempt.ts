@@ -4,7 +4,15 @@ import type { AttemptTimeouts } from './attempt-timeouts.js'
 import { BreakerTimeoutError, withCause } from './errors.js'
 import { IGNORED } from './opossum.js'
 
-/** What a call's work receives. */
+/**
+ * What a call's work receives.
+ *
+ * @example
+ * ```ts
+ * const load = ({ signal, attempt }: CallContext) => fetch(url, { signal, headers: { 'x-attempt': String(attempt) } })
+ * const response = await breaker.execute(load)
+ * ```
+ */
 export interface CallContext {
   /**
    * Aborted when this attempt times out (reason {@link BreakerTimeoutError}), when

@@ -16,7 +16,15 @@ const OWNER = 'BreakerGroup'
  */
 export const BREAKER_GROUP_OPTIONS: readonly string[] = [...BREAKER_OPTIONS, 'maxKeys', 'idleTimeout']
 
-/** Options of {@link BreakerGroup}: a {@link Breaker}'s options plus the key bounds. */
+/**
+ * Options of {@link BreakerGroup}: a {@link Breaker}'s options plus the key bounds.
+ *
+ * @example
+ * ```ts
+ * const options: BreakerGroupOptions = { name: 'webhooks', timeout: 1_000, maxKeys: 200, idleTimeout: 60_000 }
+ * const perHost = new BreakerGroup(options)
+ * ```
+ */
 export interface BreakerGroupOptions<F = never> extends BreakerOptions<F> {
   /**
    * Most keys kept at once; the least recently used is evicted beyond. A key

@@ -47,10 +47,27 @@ export const BREAKER_OPTIONS: readonly string[] = [
  */
 export const BREAKER_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
 
-/** The state of a breaker, as opossum has it. `disabled` once disposed. */
+/**
+ * The state of a breaker, as opossum has it. `disabled` once disposed.
+ *
+ * @example
+ * ```ts
+ * const state: BreakerState = breaker.state
+ * if (state !== 'closed') log.warn({ state }, 'inventory degraded')
+ * ```
+ */
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'disabled'
 
-/** Why the fallback runs. */
+/**
+ * Why the fallback runs.
+ *
+ * @example
+ * ```ts
+ * const why: Record<FallbackReason, string> = {
+ *   open: 'down', 'half-open': 'recovering', capacity: 'busy', timeout: 'slow', failure: 'failing', deadline: 'out of time',
+ * }
+ * ```
+ */
 export type FallbackReason = RejectionReason | 'timeout' | 'failure' | 'deadline'
 
 /**
@@ -72,7 +89,15 @@ export interface FallbackContext {
   readonly retryAfter: number
 }
 
-/** Retry policy: `attempts` retries after the first try. */
+/**
+ * Retry policy: `attempts` retries after the first try.
+ *
+ * @example
+ * ```ts
+ * const retry: RetryOptions = { attempts: 2, delay: 100 } // up to 3 tries, 100 ms apart
+ * const inventory = new Breaker({ name: 'inventory', retry })
+ * ```
+ */
 export interface RetryOptions {
   /** Retries after the first try (1 = try twice). */
   attempts: number
@@ -113,26 +138,55 @@ export interface BreakerOptions<F = never> extends MetricsOptions {
   fallback?: (context: FallbackContext) => F | PromiseLike<F>
 }
 
-/** A state transition. */
+/**
+ * A state transition.
+ *
+ * @example
+ * ```ts
+ * breaker.onStateChange(({ from, to }: StateChangeEvent) => log.warn(`inventory breaker: ${from} -> ${to}`))
+ * ```
+ */
 export interface StateChangeEvent {
   readonly from: BreakerState
   readonly to: BreakerState
 }
 
-/** A call refused without running. */
+/**
+ * A call refused without running.
+ *
+ * @example
+ * ```ts
+ * breaker.onReject(({ reason, error }: RejectEvent) => log.warn({ reason, retryAfter: error.headers?.['retry-after'] }, 'refused'))
+ * ```
+ */
 export interface RejectEvent {
   readonly reason: RejectionReason
   readonly error: BrokenCircuitError
 }
 
-/** A fallback ran. */
+/**
+ * A fallback ran.
+ *
+ * @example
+ * ```ts
+ * breaker.onFallback(({ reason, result }: FallbackEvent) => log.info({ reason, result }, 'served a fallback'))
+ * ```
+ */
 export interface FallbackEvent {
   readonly reason: FallbackReason
   readonly error: unknown
   readonly result: 'success' | 'failure'
 }
 
-/** Per-call options of {@link Breaker.execute}. */
+/**
+ * Per-call options of {@link Breaker.execute}.
+ *
+ * @example
+ * ```ts
+ * const options: ExecuteOptions<number> = { fallback: () => cachedStock }
+ * const stock = await breaker.execute(({ signal }) => fetchStock(signal), options)
+ * ```
+ */
 export interface ExecuteOptions<T> {
   /** Replaces the breaker's fallback for this call. */
   fallback?: (context: FallbackContext) => T | PromiseLike<T>

@@ -1,7 +1,15 @@
 import { BallastError, brandAsBallastError, describeValue, matchesBallastClass } from '@ballast/core'
 import { TimeoutError } from 'p-timeout'
 
-/** Why a call was refused without running: the circuit is open, its one half-open trial is taken, or it is full. */
+/**
+ * Why a call was refused without running: the circuit is open, its one half-open trial is taken, or it is full.
+ *
+ * @example
+ * ```ts
+ * const refused: Record<RejectionReason, number> = { open: 0, 'half-open': 0, capacity: 0 }
+ * breaker.onReject(({ reason }) => refused[reason]++)
+ * ```
+ */
 export type RejectionReason = 'open' | 'half-open' | 'capacity'
 
 /**

@@ -1,4 +1,13 @@
-/** A listener subscription; dispose it (or use `using`) to unsubscribe. */
+/**
+ * A listener of a breaker event. The `onX(listener)` method that takes it returns
+ * a `Disposable`: dispose it (or use `using`) to unsubscribe.
+ *
+ * @example
+ * ```ts
+ * const logChange: Listener<StateChangeEvent> = ({ from, to }) => log.warn(`inventory breaker: ${from} -> ${to}`)
+ * using subscription = breaker.onStateChange(logChange)
+ * ```
+ */
 export type Listener<T> = (event: T) => void
 
 /**

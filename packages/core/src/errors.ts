@@ -1,6 +1,14 @@
 const brand = Symbol.for('ballast.error')
 
-/** Options shared by every {@link BallastError}. */
+/**
+ * Options shared by every {@link BallastError}.
+ *
+ * @example
+ * ```ts
+ * const options: BallastErrorOptions = { code: 'BALLAST_QUOTA', status: 429, headers: { 'retry-after': '5' } }
+ * const error = new BallastError('quota exceeded', options) // next(error): a 429 with retry-after: 5
+ * ```
+ */
 export interface BallastErrorOptions {
   /** Stable machine-readable code, `BALLAST_*`. */
   code: string
@@ -64,6 +72,11 @@ export class BallastError extends Error {
  * True for any error created by any copy of `@ballast/core`, including errors
  * that subclass another library's base (such as p-timeout's `TimeoutError`) and
  * carry the brand with {@link brandAsBallastError}.
+ *
+ * @example
+ * ```ts
+ * const status = isBallastError(error) ? error.status : 500 // in an error handler
+ * ```
  */
 export function isBallastError(value: unknown): value is BallastError {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true
@@ -73,6 +86,13 @@ export function isBallastError(value: unknown): value is BallastError {
  * Marks a class whose base is not {@link BallastError} as one, for errors that must
  * extend a third-party class (p-timeout's `TimeoutError`) yet answer to
  * `isBallastError`. Call once on the prototype.
+ *
+ * @example
+ * ```ts
+ * class UpstreamTimeoutError extends TimeoutError { readonly code = 'BALLAST_UPSTREAM_TIMEOUT'; readonly status = 504 }
+ * brandAsBallastError(UpstreamTimeoutError.prototype)
+ * isBallastError(new UpstreamTimeoutError()) // true
+ * ```
  */
 export function brandAsBallastError(prototype: object): void {
   Object.defineProperty(prototype, brand, { value: true, enumerable: false })
@@ -83,6 +103,13 @@ export function brandAsBallastError(prototype: object): void {
  * the prototype chain first, then the brand plus the class name. Use it as the
  * static `[Symbol.hasInstance]` of error classes that cannot extend
  * {@link BallastError}.
+ *
+ * @example
+ * ```ts
+ * class UpstreamTimeoutError extends TimeoutError {
+ *   static override [Symbol.hasInstance](value: unknown): boolean { return matchesBallastClass(this, value) }
+ * }
+ * ```
  */
 export function matchesBallastClass(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
   if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true

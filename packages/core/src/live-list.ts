@@ -1,4 +1,14 @@
-/** What an item of a {@link LiveList} carries: its own two links, set by the list. */
+/**
+ * What an item of a {@link LiveList} carries: its own two links, set by the list.
+ *
+ * @example
+ * ```ts
+ * class Attempt implements Linked<Attempt> {
+ *   prev: Attempt | undefined = undefined
+ *   next: Attempt | undefined = undefined
+ * }
+ * ```
+ */
 export interface Linked<T> {
   prev: T | undefined
   next: T | undefined
@@ -12,13 +22,13 @@ export interface Linked<T> {
  *
  * @example
  * ```ts
- * class Job implements Linked<Job> { prev: Job | undefined; next: Job | undefined }
+ * class Job implements Linked<Job> { prev: Job | undefined; next: Job | undefined; readonly controller = new AbortController() }
  * const live = new LiveList<Job>()
  * live.add(job)
  * // when it settles:
  * live.remove(job)
  * // when the owner is disposed:
- * for (const job of live.snapshot()) job.cancel()
+ * for (const job of live.snapshot()) job.controller.abort()
  * ```
  */
 export class LiveList<T extends Linked<T>> {

@@ -2,7 +2,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { register as globalRegistry } from 'prom-client'
 import { describeValue } from './options.js'
 
-/** What the handler needs of a registry: any prom-client `Registry`, Prometheus or OpenMetrics. */
+/**
+ * What the handler needs of a registry: any prom-client `Registry`, Prometheus or OpenMetrics.
+ *
+ * @example
+ * ```ts
+ * const both: ExpositionSource = Registry.merge([register, jobsRegistry])
+ * app.get('/metrics', metricsHandler(both))
+ * ```
+ */
 export interface ExpositionSource {
   metrics(): Promise<string>
   readonly contentType: string

@@ -1,7 +1,15 @@
 import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
 import { describeValue, stringOption } from './options.js'
 
-/** The metric options every ballast component accepts. */
+/**
+ * The metric options every ballast component accepts.
+ *
+ * @example
+ * ```ts
+ * const options: MetricsOptions = { registry: new Registry(), prefix: 'orders_' }
+ * const breaker = new Breaker({ name: 'inventory', ...options })
+ * ```
+ */
 export interface MetricsOptions {
   /** Where series are registered. Default: prom-client's global `register`. */
   registry?: Registry
@@ -9,12 +17,26 @@ export interface MetricsOptions {
   prefix?: string
 }
 
-/** Prefix of every metric name unless the `prefix` option says otherwise. */
+/**
+ * Prefix of every metric name unless the `prefix` option says otherwise.
+ *
+ * @example
+ * ```ts
+ * const state = register.getSingleMetric(`${DEFAULT_PREFIX}breaker_state`) // ballast_breaker_state
+ * ```
+ */
 export const DEFAULT_PREFIX = 'ballast_'
 
 const METRIC_PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/
 
-/** A validated registry plus prefix, from which a component creates its metrics. */
+/**
+ * A validated registry plus prefix, from which a component creates its metrics.
+ *
+ * @example
+ * ```ts
+ * const target: MetricsTarget = metricsTarget('JobQueue', { prefix: 'jobs_' }) // target.prefix === 'jobs_'
+ * ```
+ */
 export interface MetricsTarget {
   readonly registry: Registry
   readonly prefix: string
@@ -24,6 +46,12 @@ export interface MetricsTarget {
  * Validates the `registry` and `prefix` options of a component at construction.
  * Nothing is registered here: metrics are created lazily by the component, never
  * on import.
+ *
+ * @example
+ * ```ts
+ * const target = metricsTarget('JobQueue', options) // TypeError / RangeError for a bad registry or prefix
+ * const runs = counter(target, { name: 'runs_total', help: 'Jobs run.', labelNames: ['queue'] })
+ * ```
  */
 export function metricsTarget(owner: string, options: MetricsOptions = {}): MetricsTarget {
   const registry = options.registry ?? globalRegistry
@@ -71,6 +99,12 @@ function getOrCreate<M extends AnyMetric>(
  * Gets the counter `prefix + name` from the registry, or creates it. A second
  * component on the same registry shares the metric (and so its series) rather than
  * failing with prom-client's "already registered" error.
+ *
+ * @example
+ * ```ts
+ * const rejected = counter(target, { name: 'queue_rejected_total', help: 'Jobs refused.', labelNames: ['queue'] })
+ * rejected.inc({ queue: 'emails' })
+ * ```
  */
 export function counter<L extends string>(target: MetricsTarget, spec: MetricSpec<L>): Counter<L> {
   return getOrCreate(
@@ -85,6 +119,14 @@ export function counter<L extends string>(target: MetricsTarget, spec: MetricSpe
  * Gets or creates a gauge. A `collect` callback runs at scrape time and can never
  * break the scrape: an exception inside it is swallowed and the previous values
  * are served.
+ *
+ * @example
+ * ```ts
+ * gauge(target, {
+ *   name: 'queue_depth', help: 'Jobs waiting.', labelNames: ['queue'],
+ *   collect() { this.set({ queue: 'emails' }, emails.length) },
+ * })
+ * ```
  */
 export function gauge<L extends string>(target: MetricsTarget, spec: MetricSpec<L> & { collect?: (this: Gauge<L>) => void }): Gauge<L> {
   const collect = spec.collect
@@ -103,7 +145,15 @@ export function gauge<L extends string>(target: MetricsTarget, spec: MetricSpec<
   ) as Gauge<L>
 }
 
-/** Gets or creates a histogram; `buckets` are in seconds. */
+/**
+ * Gets or creates a histogram; `buckets` are in seconds.
+ *
+ * @example
+ * ```ts
+ * const duration = histogram(target, { name: 'job_duration_seconds', help: 'Job run time.', labelNames: ['queue'], buckets: [0.01, 0.1, 1, 10] })
+ * duration.observe({ queue: 'emails' }, 0.25)
+ * ```
+ */
 export function histogram<L extends string>(target: MetricsTarget, spec: MetricSpec<L> & { buckets: readonly number[] }): Histogram<L> {
   return getOrCreate(
     target,
@@ -124,6 +174,11 @@ export function histogram<L extends string>(target: MetricsTarget, spec: MetricS
  * Wraps a gauge `collect` callback so it never throws (prom-client would fail the
  * whole scrape). Gauges that several components share chain their callbacks
  * through {@link addCollector} instead of replacing each other's.
+ *
+ * @example
+ * ```ts
+ * new Gauge({ name: 'queue_depth', help: 'Jobs waiting.', collect: safeCollect(function (this: Gauge) { this.set(emails.length) }) })
+ * ```
  */
 export function safeCollect<T>(collect: (this: T) => void): (this: T) => void {
   return function collectSafely(this: T) {
@@ -168,7 +223,14 @@ export function addCollector(metric: Gauge<string>, collect: () => void): () => 
   }
 }
 
-/** Creates each label set at zero so it exists before the first event. */
+/**
+ * Creates each label set at zero so it exists before the first event.
+ *
+ * @example
+ * ```ts
+ * zeroSeries(runs, labelProduct({ queue: ['emails', 'sms'], outcome: ['ok', 'failed'] })) // 4 series at 0 before the first job
+ * ```
+ */
 export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSets: readonly Record<string, string>[]): void {
   for (const labels of labelSets) {
     if (metric instanceof Histogram) metric.zero(labels)
@@ -176,7 +238,14 @@ export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSet
   }
 }
 
-/** Every combination of the given label values, for {@link zeroSeries}. */
+/**
+ * Every combination of the given label values, for {@link zeroSeries}.
+ *
+ * @example
+ * ```ts
+ * labelProduct({ queue: ['emails', 'sms'], outcome: ['ok', 'failed'] }) // [{ queue: 'emails', outcome: 'ok' }, … 4 sets]
+ * ```
+ */
 export function labelProduct<K extends string>(dimensions: Record<K, readonly string[]>): Record<K, string>[] {
   let sets: Record<string, string>[] = [{}]
   for (const [name, values] of Object.entries(dimensions) as [K, readonly string[]][]) {

@@ -1,9 +1,24 @@
 import { inspect } from 'node:util'
 
-/** Largest delay `setTimeout` honours; anything above fires at once in Node. */
+/**
+ * Largest delay `setTimeout` honours; anything above fires at once in Node.
+ *
+ * @example
+ * ```ts
+ * const timer = ms <= MAX_TIMER_DELAY ? setTimeout(expire, ms) : undefined // above it: no timer at all
+ * ```
+ */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1
 
-/** Renders a bad option value for an error message: short, quoted, never throws. */
+/**
+ * Renders a bad option value for an error message: short, quoted, never throws.
+ *
+ * @example
+ * ```ts
+ * describeValue('yes') // "'yes'"
+ * throw new TypeError(`JobQueue: option "name" must be a string, got ${describeValue(options.name)}`)
+ * ```
+ */
 export function describeValue(value: unknown): string {
   return inspect(value, { depth: 1, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 64, maxArrayLength: 8 })
 }
@@ -12,7 +27,15 @@ function fail(owner: string, option: string, expected: string, value: unknown, K
   throw new Kind(`${owner}: option "${option}" must be ${expected}, got ${describeValue(value)}`)
 }
 
-/** Bounds for {@link numberOption}. */
+/**
+ * Bounds for {@link numberOption}.
+ *
+ * @example
+ * ```ts
+ * const bounds: NumberBounds = { min: 0, max: 10, integer: true }
+ * const attempts = numberOption('JobQueue', 'retry.attempts', options.attempts, 0, bounds)
+ * ```
+ */
 export interface NumberBounds {
   min?: number
   max?: number
@@ -48,14 +71,28 @@ export function numberOption(
   return value
 }
 
-/** Validates an optional boolean option. */
+/**
+ * Validates an optional boolean option.
+ *
+ * @example
+ * ```ts
+ * const inherited = booleanOption('JobQueue', 'inherited', options.inherited, false) // TypeError for 'yes'
+ * ```
+ */
 export function booleanOption(owner: string, option: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback
   if (typeof value !== 'boolean') fail(owner, option, 'a boolean', value, TypeError)
   return value
 }
 
-/** Validates an optional function option. */
+/**
+ * Validates an optional function option.
+ *
+ * @example
+ * ```ts
+ * const onFull = functionOption<(queue: string) => void>('JobQueue', 'onFull', options.onFull) // undefined when not given
+ * ```
+ */
 export function functionOption<F extends (...args: never[]) => unknown>(owner: string, option: string, value: unknown): F | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'function') fail(owner, option, 'a function', value, TypeError)
@@ -65,6 +102,13 @@ export function functionOption<F extends (...args: never[]) => unknown>(owner: s
 /**
  * Validates the listener given to an `onX(listener)` method, at subscription:
  * a non-function would otherwise fail only when the event fires.
+ *
+ * @example
+ * ```ts
+ * function onDrained(listener: () => void): void {
+ *   listeners.push(listenerArgument<() => void>('JobQueue.onDrained', listener)) // TypeError now, not at the event
+ * }
+ * ```
  */
 export function listenerArgument<F extends (...args: never[]) => unknown>(owner: string, value: unknown): F {
   if (typeof value !== 'function') throw new TypeError(`${owner}: "listener" must be a function, got ${describeValue(value)}`)
@@ -74,6 +118,11 @@ export function listenerArgument<F extends (...args: never[]) => unknown>(owner:
 /**
  * Validates a string option, optionally against a pattern (a `RangeError` when it
  * does not match, naming the pattern).
+ *
+ * @example
+ * ```ts
+ * const header = stringOption('JobQueue', 'header', options.header, 'x-job-id', /^[a-z0-9-]+$/)
+ * ```
  */
 export function stringOption(owner: string, option: string, value: unknown, fallback: string, pattern?: RegExp): string
 export function stringOption(owner: string, option: string, value: unknown, fallback: undefined, pattern?: RegExp): string | undefined
@@ -90,7 +139,14 @@ export function stringOption(
   return value
 }
 
-/** Validates a value that must be one of a fixed set. */
+/**
+ * Validates a value that must be one of a fixed set.
+ *
+ * @example
+ * ```ts
+ * const status = oneOfOption('JobQueue', 'status', options.status, [503, 504], 504) // '504' is a TypeError, 500 a RangeError
+ * ```
+ */
 export function oneOfOption<T extends string | number | boolean>(
   owner: string,
   option: string,
@@ -107,7 +163,15 @@ export function oneOfOption<T extends string | number | boolean>(
   return value as T
 }
 
-/** Validates that the options argument itself is a plain object (or absent). */
+/**
+ * Validates that the options argument itself is a plain object (or absent).
+ *
+ * @example
+ * ```ts
+ * const opts = objectOption<JobQueueOptions>('JobQueue', 'options', options, ['name', 'concurrency'])
+ * // { concurency: 2 }: TypeError: JobQueue: unknown option "concurency" (did you mean "concurrency"?), got 2
+ * ```
+ */
 export function objectOption<T extends object>(owner: string, option: string, value: unknown, known?: readonly string[]): T | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(owner, option, 'an object', value, TypeError)
@@ -164,6 +228,12 @@ function editDistance(a: string, b: string): number {
  * Converts a delay in milliseconds to what `setTimeout` can honour: `undefined`
  * ("no timer") above {@link MAX_TIMER_DELAY}, since Node would fire such a timer
  * after 1 ms instead.
+ *
+ * @example
+ * ```ts
+ * const delay = timerDelay(ms)
+ * if (delay !== undefined) setTimeout(expire, delay).unref()
+ * ```
  */
 export function timerDelay(ms: number): number | undefined {
   return ms > MAX_TIMER_DELAY || !Number.isFinite(ms) ? undefined : Math.max(0, ms)

@@ -1,12 +1,34 @@
-/** Label for requests that matched no route (404s, and middleware-only answers). */
+/**
+ * Label for requests that matched no route (404s, and middleware-only answers).
+ *
+ * @example
+ * ```ts
+ * if (routeLabel(req) === UNMATCHED_ROUTE) notFound.inc() // no route answered
+ * ```
+ */
 export const UNMATCHED_ROUTE = '<unmatched>'
 
-/** Label for HTTP methods outside the standard set, as OpenTelemetry names it. */
+/**
+ * Label for HTTP methods outside the standard set, as OpenTelemetry names it.
+ *
+ * @example
+ * ```ts
+ * zeroSeries(requests, labelProduct({ method: ['GET', 'POST', OTHER_METHOD] }))
+ * ```
+ */
 export const OTHER_METHOD = '_OTHER'
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'])
 
-/** The parts of an Express request the label helpers read (Express 4 and 5). */
+/**
+ * The parts of an Express request the label helpers read (Express 4 and 5).
+ *
+ * @example
+ * ```ts
+ * const req: RoutedRequest = { method: 'GET', baseUrl: '/api', route: { path: '/orders/:id' } }
+ * routeLabel(req) // '/api/orders/:id'
+ * ```
+ */
 export interface RoutedRequest {
   method?: string | undefined
   baseUrl?: string | undefined
@@ -43,7 +65,15 @@ export function routeLabel(req: RoutedRequest): string {
   return template === '/' ? base : base + template
 }
 
-/** The method label: the standard methods as they are, anything else `_OTHER`. */
+/**
+ * The method label: the standard methods as they are, anything else `_OTHER`.
+ *
+ * @example
+ * ```ts
+ * methodLabel('get') // 'GET'
+ * methodLabel('PROPFIND') // '_OTHER'
+ * ```
+ */
 export function methodLabel(method: string | undefined): string {
   // Node's parser hands the standard methods over upper-case already: no copy for them.
   if (method !== undefined && KNOWN_METHODS.has(method)) return method

@@ -12,10 +12,25 @@ import {
 } from '@ballast/core'
 import type { Counter, Histogram } from 'prom-client'
 
-/** Why a request deadline ran out, as the `reason` label says it. */
+/**
+ * Why a request deadline ran out, as the `reason` label says it.
+ *
+ * @example
+ * ```ts
+ * const reason: ExceededReason = rootDeadlineSource(error) === 'inherited' ? 'inherited' : 'deadline'
+ * ```
+ */
 export type ExceededReason = 'deadline' | 'inherited'
 
-/** The series of one (route, method), bound once: what a finished request updates. */
+/**
+ * The series of one (route, method), bound once: what a finished request updates.
+ *
+ * @example
+ * ```ts
+ * const series: RouteSeries = metrics.seriesOf(req)
+ * series.finished(500, false) // one request, under a 500 ms budget of its own
+ * ```
+ */
 export class RouteSeries {
   readonly #requests: FastCounter
   readonly #budgetDefault: FastHistogram
@@ -64,10 +79,23 @@ interface Metrics {
  * counted under {@link OTHER_ROUTES}. Labels come from route templates, but the
  * mount path of a router is only known as the client spelled it (`req.baseUrl`),
  * so the cap keeps the series bounded whatever clients send.
+ *
+ * @example
+ * ```ts
+ * if (templates.length > MAX_ROUTE_LABELS) console.warn(`one deadline() labels ${MAX_ROUTE_LABELS} routes, the rest as <other>`)
+ * ```
  */
 export const MAX_ROUTE_LABELS = 200
 
-/** Route label of the requests past {@link MAX_ROUTE_LABELS}. */
+/**
+ * Route label of the requests past {@link MAX_ROUTE_LABELS}.
+ *
+ * @example
+ * ```ts
+ * const text = await register.getSingleMetricAsString('ballast_deadline_requests_total')
+ * if (text.includes(`route="${OTHER_ROUTES}"`)) console.warn('over MAX_ROUTE_LABELS routes: some are counted as <other>')
+ * ```
+ */
 export const OTHER_ROUTES = '<other>'
 
 /**
@@ -76,10 +104,23 @@ export const OTHER_ROUTES = '<other>'
  * sends; past this many, the route's requests from further mounts are labelled
  * {@link OTHER_MOUNT} plus its template, so clients cannot use up
  * {@link MAX_ROUTE_LABELS} and push the application's routes into `<other>`.
+ *
+ * @example
+ * ```ts
+ * app.use('/t/:tenant', tenantRouter) // '/t/acme/orders' for the first MAX_MOUNTS_PER_ROUTE tenants, then '<mount>/orders'
+ * ```
  */
 export const MAX_MOUNTS_PER_ROUTE = 8
 
-/** Stands for the mount path in the label of a route seen under more than {@link MAX_MOUNTS_PER_ROUTE} mounts. */
+/**
+ * Stands for the mount path in the label of a route seen under more than {@link MAX_MOUNTS_PER_ROUTE} mounts.
+ *
+ * @example
+ * ```ts
+ * const text = await register.getSingleMetricAsString('ballast_deadline_requests_total')
+ * if (text.includes(`route="${OTHER_MOUNT}/`)) console.warn('a mount path has parameters: move them into route paths')
+ * ```
+ */
 export const OTHER_MOUNT = '<mount>'
 
 const BUDGET_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
@@ -90,6 +131,12 @@ const OVERRUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
  * middleware reports what happened; this class only counts. Route labels are
  * Express route templates; each (route, method) gets all its series at 0 the first
  * time it is seen, `header_rejected` at construction.
+ *
+ * @example
+ * ```ts
+ * const metrics = new DeadlineMetrics(metricsTarget('bench', { registry: new Registry() }))
+ * metrics.known('/orders/:id', 'GET') // the route's series, at 0
+ * ```
  */
 export class DeadlineMetrics {
   readonly #requests: Counter<'route' | 'method'>

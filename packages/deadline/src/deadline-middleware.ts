@@ -42,7 +42,15 @@ export type TimeoutHandler<Req extends IncomingMessage = IncomingMessage, Res ex
   error: DeadlineExceededError,
 ) => void
 
-/** Options of {@link deadline}. */
+/**
+ * Options of {@link deadline}.
+ *
+ * @example
+ * ```ts
+ * const options: DeadlineMiddlewareOptions = { timeout: 500, status: 503, routes: ['GET /orders/:id'] }
+ * app.use(deadline(options))
+ * ```
+ */
 export interface DeadlineMiddlewareOptions<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>
   extends MetricsOptions {
   /** Route budget in ms, required, `>= 1`; above 2^31-1 no timer is armed. */
@@ -323,7 +331,7 @@ export function requestDeadline(req: object): Deadline | undefined {
  * ```ts
  * app.use(deadline({ timeout: 2_000 }))
  * app.get('/orders/:id', deadline({ timeout: 500 }), async (req, res) => {
- *   const order = await fetch(`${ORDERS}/${req.params.id}`, { signal: req.deadline?.signal })
+ *   const order = await fetch(`${ORDERS}/${req.params.id}`, { signal: req.deadline?.signal ?? null })
  *   res.json(await order.json())
  * })
  * ```

@@ -10,7 +10,15 @@ const holder = globalThis as { [storageKey]?: AsyncLocalStorage<Deadline> }
 holder[storageKey] ??= new AsyncLocalStorage<Deadline>()
 const storage: AsyncLocalStorage<Deadline> = holder[storageKey]
 
-/** Options of {@link Deadline.after} and {@link Deadline.child}. */
+/**
+ * Options of {@link Deadline.after} and {@link Deadline.child}.
+ *
+ * @example
+ * ```ts
+ * using job = Deadline.after(30_000, { signal: shutdown.signal }) // aborts at 30 s or on shutdown
+ * using call = Deadline.after(budgetMs, { inherited: true }) // the caller's budget: expiry reported as 'inherited'
+ * ```
+ */
 export interface DeadlineOptions {
   /**
    * The budget comes from the caller (an inbound header), so its expiry is
@@ -163,7 +171,7 @@ let timerQueues: TimerQueues<Deadline>
  * using deadline = Deadline.after(2_000)
  * await deadline.run(async () => {
  *   const user = await withDeadline(300, (signal) => db.query(sql, { signal })) // child: <= 300 ms and <= the 2 s
- *   return fetch(url, { signal: Deadline.current()?.signal })
+ *   return fetch(url, { signal: Deadline.current()?.signal ?? null })
  * })
  * ```
  */

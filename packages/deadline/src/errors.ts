@@ -8,10 +8,24 @@ import { TimeoutError } from 'p-timeout'
  * - `inherited`: the limit that fired was the caller's budget (an inbound
  *   `request-timeout-ms` header), not one this service chose.
  * - `parent`: an enclosing deadline ran out first; `cause` is the parent's error.
+ *
+ * @example
+ * ```ts
+ * const source: DeadlineSource = error.source
+ * if (source === 'inherited') log.info('the caller ran out of budget, not this service')
+ * ```
  */
 export type DeadlineSource = 'local' | 'inherited' | 'parent'
 
-/** Options of {@link DeadlineExceededError}. */
+/**
+ * Options of {@link DeadlineExceededError}.
+ *
+ * @example
+ * ```ts
+ * const options: DeadlineExceededErrorOptions = { source: 'inherited', timeout: 250 }
+ * const error = new DeadlineExceededError(undefined, options) // "deadline exceeded: the caller's budget ran out"
+ * ```
+ */
 export interface DeadlineExceededErrorOptions {
   /** Which limit fired, default `local`. */
   source?: DeadlineSource
@@ -95,7 +109,7 @@ export function rootDeadlineSource(error: DeadlineExceededError): 'local' | 'inh
  *
  * @example
  * ```ts
- * if (req.deadline.signal.reason instanceof ClientClosedError) return // nobody is listening
+ * if (req.deadline?.signal.reason instanceof ClientClosedError) return // nobody is listening
  * ```
  */
 export class ClientClosedError extends BallastError {

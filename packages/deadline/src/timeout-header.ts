@@ -1,9 +1,23 @@
 import { describeValue } from '@ballast/core'
 
-/** Default name of the header that carries the caller's remaining budget. */
+/**
+ * Default name of the header that carries the caller's remaining budget.
+ *
+ * @example
+ * ```ts
+ * const budget = parseTimeout(request.headers.get(DEFAULT_TIMEOUT_HEADER) ?? undefined) // ms, or undefined
+ * ```
+ */
 export const DEFAULT_TIMEOUT_HEADER = 'request-timeout-ms'
 
-/** Largest value the header can carry: 10 digits. */
+/**
+ * Largest value the header can carry: 10 digits.
+ *
+ * @example
+ * ```ts
+ * encodeTimeout(Number.POSITIVE_INFINITY) === String(MAX_HEADER_TIMEOUT) // '9999999999'
+ * ```
+ */
 export const MAX_HEADER_TIMEOUT = 9_999_999_999
 
 const DIGITS = /^[0-9]{1,10}$/

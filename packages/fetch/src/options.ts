@@ -21,6 +21,12 @@ export const OWNER = 'createClient'
  * `prefix` come from the client; the attempt `timeout`, `retry`, `fallback` and
  * `isFailure` are the client's own options, because they must also cover the
  * body read, honour `Retry-After`, return a `Response` and judge responses.
+ *
+ * @example
+ * ```ts
+ * const breaker: ClientBreakerOptions = { volumeThreshold: 20, errorThresholdPercentage: 50, resetTimeout: 5_000 }
+ * const inventory = createClient({ name: 'inventory', baseUrl: INVENTORY_URL, breaker })
+ * ```
  */
 export type ClientBreakerOptions = Omit<
   BreakerGroupOptions,
