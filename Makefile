@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 WITH_TOOLCHAIN := source scripts/toolchain.sh &&
 
-.PHONY: install build test demo bench lint
+.PHONY: install build test demo bench lint system-deps
 
 install:
 	@$(WITH_TOOLCHAIN) pnpm install --frozen-lockfile
@@ -12,7 +12,12 @@ install:
 build: install
 	@$(WITH_TOOLCHAIN) pnpm build
 
-test: build
+# Debian packages some tests need, installed when missing if run as root; otherwise
+# the script says what is missing and the tests that need it say so too.
+system-deps:
+	-@bash scripts/system-deps.sh
+
+test: system-deps build
 	@$(WITH_TOOLCHAIN) pnpm test
 
 demo: build
