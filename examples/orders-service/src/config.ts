@@ -26,7 +26,7 @@ export interface OrdersConfig {
   readonly reservationTimeout: number
   /** `BREAKER_VOLUME_THRESHOLD`: calls in the window before the breaker may open. Default `20`. */
   readonly breakerVolumeThreshold: number
-  /** `BREAKER_ERROR_THRESHOLD_PERCENTAGE`: failure percentage that opens it. Default `50`. */
+  /** `BREAKER_ERROR_THRESHOLD_PERCENTAGE`: it opens once more than this percentage of the calls failed. Default `50`. */
   readonly breakerErrorThresholdPercentage: number
   /** `BREAKER_RESET_TIMEOUT_MS`: open → half-open. Default `5000`. */
   readonly breakerResetTimeout: number
