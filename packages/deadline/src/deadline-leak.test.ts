@@ -1,4 +1,5 @@
 import { getEventListeners, setMaxListeners } from 'node:events'
+import { request as httpRequest } from 'node:http'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import express from 'express'
@@ -192,5 +193,72 @@ describe('leaks', () => {
       process.off('warning', onWarning)
       parent[Symbol.dispose]()
     }
+  })
+})
+
+const handles = () => process.getActiveResourcesInfo().filter((k) => k === 'Timeout' || k === 'TCPSocketWrap' || k === 'TCPWRAP').length
+
+describe('leaks under mixed traffic', () => {
+  it('handles back to baseline, no warnings, after 504s, client aborts and successes', async () => {
+    const warnings: Error[] = []
+    const onWarning = (w: Error) => warnings.push(w)
+    process.on('warning', onWarning)
+    const app = express()
+    app.set('env', 'test')
+    app.use(deadline({ timeout: 60, registry: new Registry() }))
+    app.get('/ok', async (_req, res) => {
+      res.json({ v: await withDeadline(1_000, async () => 1) })
+    })
+    app.get('/slow', async (_req, res) => {
+      await withDeadline(
+        5_000,
+        (signal) =>
+          new Promise((resolve) => {
+            const t = setTimeout(resolve, 200)
+            signal.addEventListener(
+              'abort',
+              () => {
+                clearTimeout(t)
+                resolve(0)
+              },
+              { once: true },
+            )
+          }),
+      )
+      res.json({ late: true })
+    })
+    app.get('/hang', (_req, res) => {
+      Deadline.current()?.signal.addEventListener('abort', () => res.destroy(), { once: true })
+    })
+    const server = await listen(app as never)
+    await sleep(100)
+    const baseline = handles()
+    const one = (path: string, abortAfter?: number) =>
+      new Promise<void>((resolve) => {
+        const req = httpRequest(`${server.origin}${path}`, { agent: false }, (res) => {
+          res.resume()
+          res.on('end', resolve)
+          res.on('error', () => resolve())
+        })
+        req.on('error', () => resolve())
+        if (abortAfter !== undefined)
+          setTimeout(() => {
+            req.destroy()
+            resolve()
+          }, abortAfter)
+        req.end()
+      })
+    for (let round = 0; round < 20; round++) {
+      await Promise.all([one('/ok'), one('/ok'), one('/slow'), one('/hang', 10), one('/slow', 20), one('/nope')])
+    }
+    let after = handles()
+    for (let i = 0; i < 100 && after > baseline; i++) {
+      await sleep(50)
+      after = handles()
+    }
+    process.off('warning', onWarning)
+    expect(after).toBeLessThanOrEqual(baseline)
+    expect(warnings.map((w) => w.name)).toEqual([])
+    await server.close()
   })
 })

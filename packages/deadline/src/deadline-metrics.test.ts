@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process'
+import { request as httpRequest } from 'node:http'
 import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { MAX_MOUNTS_PER_ROUTE, MAX_ROUTE_LABELS, OTHER_MOUNT, OTHER_ROUTES } from './deadline-metrics.js'
 import { deadline } from './deadline-middleware.js'
 import * as api from './index.js'
-import { expressVersions, listen } from './test-helpers.js'
+import { expressVersions, listen, sleep } from './test-helpers.js'
 
 const value = (text: string, series: string): number => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `))
@@ -269,6 +270,167 @@ describe('deadline() options', () => {
       expect((await fetch(server.origin)).status).toBe(200)
       expect(typeof seen).toBe('number')
       expect(api.requestDeadline({})).toBeUndefined()
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe.each(expressVersions)('on %s: a routed request answered by an app-level error handler', (_name, express) => {
+  it('is counted under its full route label, mount path included', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 1_000, registry }))
+    const api = express.Router()
+    api.get('/orders/:id', (_req, _res, next) => next(new Error('not in stock')))
+    app.use('/api', api)
+    app.use((_error: unknown, _req: unknown, res: { status(code: number): { json(body: unknown): void } }, _next: unknown) => {
+      res.status(500).json({ error: 'failed' })
+    })
+    const server = await listen(app as never)
+    try {
+      const res = await fetch(`${server.origin}/api/orders/1`)
+      expect(res.status).toBe(500)
+      await res.text()
+      await sleep(50)
+      const metric = (await registry.getSingleMetric('ballast_deadline_requests_total')?.get()) as {
+        values: { labels: Record<string, unknown>; value: number }[]
+      }
+      expect(metric.values.filter((v) => v.value > 0).map((v) => [v.labels.route, v.value])).toEqual([['/api/orders/:id', 1]])
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+async function values(registry: Registry, name: string) {
+  const metric = (await registry.getSingleMetric(name)?.get()) as { values: { labels: Record<string, unknown>; value: number }[] }
+  return metric.values
+}
+
+describe.each(expressVersions)('on %s: late next(err) from a route of a mounted router', (_name, express) => {
+  it('counts the late write under the route label the request was counted under, creating no new route series', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.set('env', 'test')
+    app.use(deadline({ timeout: 30, registry }))
+    const api = express.Router()
+    api.get('/orders/:id', (_req, _res, next) => {
+      setTimeout(() => next(new Error('late failure')), 80)
+    })
+    app.use('/api', api)
+    const server = await listen(app as never)
+    try {
+      const res = await fetch(`${server.origin}/api/orders/1`)
+      expect(res.status).toBe(504)
+      await res.text()
+      await sleep(200)
+      const late = (await values(registry, 'ballast_deadline_late_writes_total')).filter((v) => v.value > 0)
+      const routes = new Set((await values(registry, 'ballast_deadline_requests_total')).map((v) => v.labels.route))
+      expect({ late: late.map((v) => [v.labels.route, v.value]), routes: [...routes] }).toEqual({
+        late: [['/api/orders/:id', 1]],
+        routes: ['/api/orders/:id'],
+      })
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+const counted = (text: string, series: string): number => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
+}
+
+describe.each(expressVersions)('mixed traffic on %s', (_name, express) => {
+  it('moves every counter by exactly the traffic sent, and 404 labels stay bounded', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.set('env', 'test')
+    app.use(deadline({ timeout: 200, registry }))
+    app.get('/ok', (_req, res) => res.json({ ok: true }))
+    app.get('/slow', (_req, res) => {
+      setTimeout(() => res.json({ late: true }), 400)
+    })
+    app.get('/nested', deadline({ timeout: 30, registry }), (_req, res) => {
+      setTimeout(() => res.json({ late: true }), 100)
+    })
+    app.get('/hang', (_req, res) => {
+      const t = setTimeout(() => res.end(), 5_000)
+      res.on('close', () => clearTimeout(t))
+    })
+    const api = express.Router()
+    api.get('/x/:id', (_req, res) => res.json({ ok: true }))
+    app.use('/api', api)
+    const server = await listen(app as never)
+    try {
+      const get = (path: string, headers: Record<string, string> = {}) =>
+        fetch(server.origin + path, { headers }).then(async (r) => {
+          await r.arrayBuffer()
+          return r.status
+        })
+      expect(await Promise.all([get('/ok'), get('/ok'), get('/ok', { 'request-timeout-ms': '150' })])).toEqual([200, 200, 200])
+      expect(await get('/slow')).toBe(504)
+      expect(await get('/slow', { 'request-timeout-ms': '20' })).toBe(504)
+      expect(await get('/nested')).toBe(504)
+      expect(await get('/ok', { 'request-timeout-ms': 'abc' })).toBe(200)
+      expect(await get('/ok', { 'request-timeout-ms': '0' })).toBe(504)
+      for (let i = 0; i < 300; i++) expect(await get(`/random/${Math.random()}`)).toBe(404)
+      for (let i = 0; i < 50; i++) expect(await get(`/api/nope/${i}`)).toBe(404)
+      // client close on /hang
+      await new Promise<void>((resolve) => {
+        const req = httpRequest(`${server.origin}/hang`)
+        req.on('error', () => resolve())
+        req.end()
+        setTimeout(() => {
+          req.destroy()
+          resolve()
+        }, 50)
+      })
+      await sleep(500)
+      const text = await registry.metrics()
+      const got = {
+        ok: counted(text, 'ballast_deadline_requests_total{route="/ok",method="GET"}'),
+        slow: counted(text, 'ballast_deadline_requests_total{route="/slow",method="GET"}'),
+        nested: counted(text, 'ballast_deadline_requests_total{route="/nested",method="GET"}'),
+        hang: counted(text, 'ballast_deadline_requests_total{route="/hang",method="GET"}'),
+        unmatched: counted(text, 'ballast_deadline_requests_total{route="<unmatched>",method="GET"}'),
+        slowDeadline: counted(text, 'ballast_deadline_exceeded_total{route="/slow",method="GET",reason="deadline"}'),
+        slowInherited: counted(text, 'ballast_deadline_exceeded_total{route="/slow",method="GET",reason="inherited"}'),
+        nestedDeadline: counted(text, 'ballast_deadline_exceeded_total{route="/nested",method="GET",reason="deadline"}'),
+        expired: counted(text, 'ballast_deadline_exceeded_total{route="<unmatched>",method="GET",reason="inherited"}'),
+        invalid: counted(text, 'ballast_deadline_header_rejected_total{reason="invalid"}'),
+        expiredHeader: counted(text, 'ballast_deadline_header_rejected_total{reason="expired"}'),
+        closed: counted(text, 'ballast_deadline_client_closed_total{route="/hang",method="GET"}'),
+        late:
+          counted(text, 'ballast_deadline_late_writes_total{route="/slow"}') +
+          counted(text, 'ballast_deadline_late_writes_total{route="/nested"}'),
+        budgetHeader: counted(text, 'ballast_deadline_budget_seconds_count{route="/ok",source="header"}'),
+        nestedBudget30ms: counted(text, 'ballast_deadline_budget_seconds_bucket{le="0.05",route="/nested",source="default"}'),
+      }
+      expect(got).toEqual({
+        ok: 4 + 0,
+        slow: 2,
+        nested: 1,
+        hang: 1,
+        unmatched: 351,
+        slowDeadline: 1,
+        slowInherited: 1,
+        nestedDeadline: 1,
+        expired: 1,
+        invalid: 1,
+        expiredHeader: 1,
+        closed: 1,
+        late: 3,
+        budgetHeader: 1,
+        nestedBudget30ms: 1,
+      })
+      const routes = new Set([...text.matchAll(/route="([^"]*)"/g)].map((m) => m[1]))
+      expect([...routes].sort()).toEqual(
+        ['/api/x/:id', '/hang', '/nested', '/ok', '/slow', '<unmatched>'].filter((r) => r !== '/api/x/:id').sort(),
+      )
+      const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })
+      expect(`${promtool.stdout}${promtool.stderr}`.trim()).toBe('')
     } finally {
       await server.close()
     }

@@ -13,6 +13,57 @@ import {
 import type { Counter, Histogram } from 'prom-client'
 
 /**
+ * What the labels are read from: an Express request.
+ *
+ * @example
+ * ```ts
+ * const label = metrics.routeOf(req as MountedRequest) // '/api/orders/:id'
+ * ```
+ */
+export interface MountedRequest extends RoutedRequest {
+  readonly originalUrl?: string | undefined
+}
+
+// A route template whose every segment matches exactly one URL segment: no wildcard,
+// optional part or regular expression.
+const FIXED_SEGMENTS = /^[^*?(){}[\]+]*$/
+
+/** Segments of a path (`/a//b/` has 2), up to `end`, without allocating. */
+function segmentCount(path: string, end = path.length): number {
+  let count = 0
+  for (let i = 0; i < end; i++) {
+    if (path.charCodeAt(i) !== 47 && (i === 0 || path.charCodeAt(i - 1) === 47)) count++
+  }
+  return count
+}
+
+/**
+ * The mount path of a routed request. When a request falls out of its router (a
+ * handler's `next(error)` reaching an app-level error handler), Express puts
+ * `req.baseUrl` back to the enclosing router's but leaves `req.route` set; the
+ * router's mount path is then the leading URL segments the template and that
+ * `baseUrl` do not account for, spelled as the client did, as `baseUrl` is.
+ * Templates whose segments are not one-to-one with the URL's keep `baseUrl`.
+ */
+function mountOf(req: MountedRequest): string | undefined {
+  const base = req.baseUrl
+  const template = req.route?.path
+  const url = req.originalUrl
+  if (typeof template !== 'string' || url === undefined || !FIXED_SEGMENTS.test(template)) return base
+  const query = url.indexOf('?')
+  const end = query === -1 ? url.length : query
+  const own = segmentCount(template)
+  const missing = segmentCount(url, end) - own - segmentCount(base ?? '')
+  if (missing <= 0) return base
+  const parts = url
+    .slice(0, end)
+    .split('/')
+    .filter((part) => part !== '')
+  const mount = `/${parts.slice(0, parts.length - own).join('/')}`
+  return mount.toLowerCase().startsWith((base ?? '').toLowerCase()) ? mount : base
+}
+
+/**
  * Why a request deadline ran out, as the `reason` label says it.
  *
  * @example
@@ -210,10 +261,13 @@ export class DeadlineMetrics {
   }
 
   /** The route label of a request, canonical and capped (see {@link MAX_ROUTE_LABELS}). */
-  routeOf(req: RoutedRequest): string {
-    const label = routeLabel(req)
-    const base = req.baseUrl
+  routeOf(req: MountedRequest): string {
+    return this.#routeOf(req, mountOf(req))
+  }
+
+  #routeOf(req: RoutedRequest, base: string | undefined): string {
     const route = req.route
+    const label = routeLabel(base === req.baseUrl ? req : { route, baseUrl: base })
     if (base === undefined || base === '' || route === undefined) return this.#labelOf(label, label)
     const mount = base.toLowerCase()
     const key = mount + label.slice(base.length)
@@ -269,14 +323,16 @@ export class DeadlineMetrics {
    * for it, the Express route object, mount path and method are compared
    * instead of building the label.
    */
-  seriesOf(req: RoutedRequest): RouteSeries {
+  seriesOf(req: MountedRequest): RouteSeries {
     const route = req.route
     const last = this.#last
     if (route !== undefined && last !== undefined && last.route === route && last.base === req.baseUrl && last.method === req.method) {
       return last.series
     }
-    const series = this.#see(this.routeOf(req), methodLabel(req.method))
-    if (route !== undefined) this.#last = { route, base: req.baseUrl, method: req.method, series }
+    const base = mountOf(req)
+    const series = this.#see(this.#routeOf(req, base), methodLabel(req.method))
+    // A mount path recovered from the URL is this request's own (a router mounted on `/t/:tenant`).
+    if (route !== undefined && base === req.baseUrl) this.#last = { route, base, method: req.method, series }
     return series
   }
 

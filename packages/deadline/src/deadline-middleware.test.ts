@@ -616,3 +616,35 @@ describe.each(expressVersions)('%s under an enclosing deadline', (_name, express
     }
   })
 })
+
+describe('an async onTimeout', () => {
+  it('that rejects is handled like one that throws: no unhandled rejection escapes', async () => {
+    const escaped: unknown[] = []
+    const onEscaped = (error: unknown) => escaped.push(error)
+    process.on('unhandledRejection', onEscaped)
+    const app = express5()
+    app.use(
+      deadline({
+        timeout: 30,
+        registry: new Registry(),
+        // Type-checks against TimeoutHandler (a Promise is assignable to void).
+        onTimeout: async (_req, res) => {
+          await sleep(5)
+          if (res.writableEnded) throw new Error('fallback renderer failed')
+        },
+      }),
+    )
+    app.get('/hang', () => {})
+    const server = await listen(app as never)
+    try {
+      const res = await fetch(`${server.origin}/hang`)
+      expect(res.status).toBe(504)
+      await res.text()
+      await sleep(50)
+      expect(escaped).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onEscaped)
+      await server.close()
+    }
+  })
+})

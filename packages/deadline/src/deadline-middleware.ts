@@ -89,6 +89,7 @@ interface Settings {
 }
 
 const OWNER = 'deadline()'
+function ignore(): void {}
 const INHERITED = { inherited: true } as const
 const LOCAL = {} as const
 const KNOWN_ROUTE = /^[A-Za-z]+ \S+$/
@@ -209,7 +210,10 @@ class RequestState implements AbortWatcher {
     const onTimeout = settings.onTimeout
     if (onTimeout !== undefined) {
       try {
-        onTimeout(this.req, res, error)
+        const result: unknown = onTimeout(this.req, res, error)
+        // An async handler: what it sends later is dropped like a late write, and its rejection must not go unhandled.
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function')
+          (result as PromiseLike<unknown>).then(undefined, ignore)
       } catch {
         // Falls through to the default answer below: the client gets exactly one response.
       }

@@ -467,3 +467,60 @@ describe('source rules', () => {
     }
   })
 })
+
+describe('onAbort unsubscribe during notification', () => {
+  it('a subscription disposed by an earlier listener during the abort is not called', () => {
+    const deadline = Deadline.after(1_000)
+    const calls: string[] = []
+    let third: Disposable | undefined
+    deadline.onAbort(() => calls.push('first'))
+    deadline.onAbort(() => {
+      calls.push('second')
+      third?.[Symbol.dispose]() // unsubscribes 'third' before it has been told
+    })
+    third = deadline.onAbort(() => calls.push('third'))
+    deadline.cancel()
+    // EventTarget semantics (a listener removed during dispatch is not called), and the README: the Disposable "unsubscribes".
+    expect(calls).toEqual(['first', 'second'])
+    deadline[Symbol.dispose]()
+  })
+
+  it('the same holds for an abort listener on the signal (reference behaviour)', () => {
+    const deadline = Deadline.after(1_000)
+    const calls: string[] = []
+    const third = () => calls.push('third')
+    deadline.signal.addEventListener('abort', () => calls.push('first'))
+    deadline.signal.addEventListener('abort', () => {
+      calls.push('second')
+      deadline.signal.removeEventListener('abort', third)
+    })
+    deadline.signal.addEventListener('abort', third)
+    deadline.cancel()
+    expect(calls).toEqual(['first', 'second'])
+  })
+})
+
+describe('withDeadline whose work returns a thenable with a throwing then()', () => {
+  it('rejects and disposes its deadline, leaving no timer armed (a 30 s one keeps the process alive)', async () => {
+    const before = timers()
+    const broken = {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable is the point of this test.
+      then() {
+        throw new Error('broken thenable')
+      },
+    }
+    await expect(withDeadline(30_000, () => broken as never)).rejects.toThrow('broken thenable')
+    expect(timers()).toBe(before)
+  })
+})
+
+describe('a child of a disposed parent that runs out at the parent end', () => {
+  it("reports the parent's end (source parent, root source inherited), not a local 1 s budget", async () => {
+    const parent = Deadline.after(20, { inherited: true }) // the caller's budget
+    parent[Symbol.dispose]()
+    const child = parent.child(1_000)
+    await sleep(60)
+    const reason = child.signal.reason as DeadlineExceededError & { source: string }
+    expect([reason.source, rootDeadlineSource(reason)]).toEqual(['parent', 'inherited'])
+  })
+})

@@ -123,6 +123,11 @@ class AbortSubscription implements Disposable, AbortWatcher {
 }
 // Set in a static block of Deadline: `withDeadline` races and disposes in one step.
 let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
+
+/** Disposes `deadline` once `settled` settles, which settles the same way. */
+function settleAndDispose<T>(deadline: Deadline, settled: Promise<T>): Promise<T> {
+  return settled.finally(() => deadline[Symbol.dispose]())
+}
 let watchAbort: (deadline: Deadline, watcher: AbortWatcher) => void
 let unwatchAbort: (deadline: Deadline, watcher: AbortWatcher) => void
 
@@ -179,6 +184,8 @@ export class Deadline implements Disposable {
   readonly #expiresAt: number
   readonly #timeout: number
   readonly #inherited: boolean
+  // The disposed parent whose end this child keeps, timing it itself: its expiry is the parent's.
+  readonly #endOf: Deadline | undefined
   #controller: AbortController | undefined
   #aborted = false
   #reason: unknown
@@ -195,10 +202,17 @@ export class Deadline implements Disposable {
 
   // `delay` is the budget from the instant `expiresAt` was computed, or `undefined`
   // for a child whose parent ends first and fires for it.
-  private constructor(expiresAt: number, timeout: number, inherited: boolean, delay: number | undefined) {
+  private constructor(
+    expiresAt: number,
+    timeout: number,
+    inherited: boolean,
+    delay: number | undefined,
+    endOf: Deadline | undefined = undefined,
+  ) {
     this.#expiresAt = expiresAt
     this.#timeout = timeout
     this.#inherited = inherited
+    this.#endOf = endOf
     if (delay === undefined) return
     if (delay <= 0) this.#expire()
     // Whole milliseconds: deadlines of one delay share a queue and its one Node
@@ -329,7 +343,8 @@ export class Deadline implements Disposable {
     // it. A disposed parent fires for nobody, so its child times the parent's end itself.
     const expiresAt = Math.min(end, this.#expiresAt)
     const delay = end < this.#expiresAt ? ms : linked ? undefined : this.#expiresAt - now
-    const child = new Deadline(expiresAt, ms, options.inherited === true, delay)
+    const endOf = end < this.#expiresAt || linked ? undefined : this
+    const child = new Deadline(expiresAt, ms, options.inherited === true, delay, endOf)
     if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms))
     else if (linked && !child.#aborted) {
       child.#parent = this
@@ -423,16 +438,16 @@ export class Deadline implements Disposable {
       }
       try {
         promise = storage.run(this, work, signal)
-        // A function that returns a plain value (JavaScript callers): settle with it.
-        if (typeof (promise as { then?: unknown } | null | undefined)?.then !== 'function') promise = Promise.resolve(promise)
       } catch (error) {
         if (dispose) this[Symbol.dispose]()
         return Promise.reject(error)
       }
     } else {
-      promise = typeof (work as { then?: unknown } | null | undefined)?.then === 'function' ? work : Promise.resolve(work)
+      promise = work as PromiseLike<T>
       if (!this.#aborted) this.#checkClock()
     }
+    // A native promise stays as it is; a thenable is adopted, so that a `then` that throws rejects instead of escaping.
+    promise = Promise.resolve(promise)
     return new Promise<T>((resolve, reject) => {
       if (this.#aborted) {
         // Observe the loser so its rejection is never reported as unhandled.
@@ -464,7 +479,9 @@ export class Deadline implements Disposable {
       queued: (deadline, queue) => deadline.#queue === queue,
       fire: (deadline) => deadline.#expire(),
     })
-    raceAndDispose = (deadline, work) => deadline.#race(work, true)
+    raceAndDispose = (deadline, work) =>
+      // A child of a deadline from another copy of this package is of that copy's class: its public race will do.
+      #race in deadline ? deadline.#race(work, true) : settleAndDispose(deadline, (deadline as Deadline).race(work))
     watchAbort = (deadline, watcher) => {
       if (!(#waiter in deadline)) {
         // A deadline from another copy of this package: its public signal will do.
@@ -556,7 +573,16 @@ export class Deadline implements Disposable {
   }
 
   #expire(): void {
-    this.#abort(new DeadlineExceededError(undefined, { source: this.#inherited ? 'inherited' : 'local', timeout: this.#timeout }))
+    this.#abort(this.#expiryReason())
+  }
+
+  /** Why this deadline expires at its end: its own budget, or the end of the disposed parent it kept. */
+  #expiryReason(): DeadlineExceededError {
+    const endOf = this.#endOf
+    if (endOf !== undefined) {
+      return new DeadlineExceededError(undefined, { source: 'parent', timeout: this.#timeout, cause: endOf.#expiryReason() })
+    }
+    return new DeadlineExceededError(undefined, { source: this.#inherited ? 'inherited' : 'local', timeout: this.#timeout })
   }
 
   #linkExternal(signal: AbortSignal): void {
@@ -610,8 +636,12 @@ export class Deadline implements Disposable {
     }
     const waiters = this.#waiters
     if (waiters !== undefined) {
+      // Iterated live: a waiter disposed by an earlier one's listener is not told.
+      for (const each of waiters) {
+        waiters.delete(each)
+        notify(each, reason)
+      }
       this.#waiters = undefined
-      for (const each of waiters) notify(each, reason)
     }
     if (this.#child !== undefined || this.#children !== undefined) {
       this.#abortChildren(reason, true)

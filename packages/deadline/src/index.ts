@@ -4,6 +4,7 @@ export {
   type ExceededReason,
   MAX_MOUNTS_PER_ROUTE,
   MAX_ROUTE_LABELS,
+  type MountedRequest,
   OTHER_MOUNT,
   OTHER_ROUTES,
   type RouteSeries,
