@@ -58,7 +58,10 @@ export type FlushVerdict = { readonly close: true } | { readonly close: false; r
  *
  * @example
  * ```ts
- * tracker.closeListener({ flushed: ({ clean }) => (clean ? { close: true } : { close: false, retryInMs: 0 }) })
+ * await tracker.closeListener({
+ *   flushed: ({ clean }) => (clean ? { close: true } : { close: false, retryInMs: 0 }),
+ *   listenerClosed: () => console.info('listener closed'),
+ * })
  * ```
  */
 export interface ListenerClosePolicy {
@@ -306,16 +309,24 @@ export class ConnectionTracker {
     this.#cancelProbe()
     this.#closing = true
     this.#closed = new Promise<void>((resolve) => {
+      // The server reports 'close' when its sockets are destroyed; their own 'close'
+      // events (which this tracker counts) come one loop turn later.
+      const closed = () => {
+        if (this.#sockets.size === 0) resolve()
+        else this.#emptied.push(resolve)
+      }
+      if (!this.server.listening) {
+        // Not bound yet (`attach(app.listen(port))` attaches while listen() resolves
+        // the host): nothing to drain, and it must not serve once bound.
+        closeWhenListening(this.server)
+        closed()
+        return
+      }
       // http.Server#close() would also destroy every idle keep-alive socket at this
       // very instant (Node >= 19), resetting requests that a client already wrote but
       // the event loop has not read yet. The plain net close only stops accepting;
       // idle sockets are closed below, after a linger and a last read.
-      NetServer.prototype.close.call(this.server, () => {
-        // The server reports 'close' when its sockets are destroyed; their own
-        // 'close' events (which this tracker counts) come one loop turn later.
-        if (this.#sockets.size === 0) resolve()
-        else this.#emptied.push(resolve)
-      })
+      NetServer.prototype.close.call(this.server, closed)
     })
     const resolveListenerClosed = this.#resolveListenerClosed
     this.#resolveListenerClosed = undefined
@@ -447,6 +458,20 @@ export class ConnectionTracker {
     state.lingerTimer = undefined
     state.lingerCheck = undefined
   }
+}
+
+/**
+ * Closes `server` with its own `close()` (which also closes its idle connections)
+ * now if it listens, else as soon as it does.
+ *
+ * @example
+ * ```ts
+ * closeWhenListening(app.listen(8080)) // never serves
+ * ```
+ */
+export function closeWhenListening(server: DrainableServer): void {
+  if (server.listening) server.close()
+  else server.once('listening', () => server.close())
 }
 
 /**

@@ -206,6 +206,15 @@ describe('options', () => {
     drain[Symbol.dispose]()
     expect(process.listenerCount('SIGUSR2')).toBe(before)
   })
+
+  it('removes its signal listeners once stopped, so that with exit: false a later signal is not swallowed', async () => {
+    const before = process.listenerCount('SIGUSR2')
+    const drain = new Drain({ signals: ['SIGUSR2'], exit: false, logger: false, registry: new Registry() })
+    expect(process.listenerCount('SIGUSR2')).toBe(before + 1)
+    await drain.shutdown()
+    expect(process.listenerCount('SIGUSR2')).toBe(before)
+    drain[Symbol.dispose]()
+  })
 })
 
 describe('sequence', () => {
@@ -340,6 +349,59 @@ describe('sequence', () => {
       'boom',
     ])
     expect(hookErrors[1]?.fields.err).toBe(timeoutSignal?.reason)
+    drain[Symbol.dispose]()
+  })
+
+  it('a request whose client left while a middleware ahead of the drain ran is not counted in flight', async () => {
+    const drain = new Drain({ ...QUIET, gracePeriod: 2_000, registry: new Registry() })
+    const application = express()
+    // An async middleware (a session store, an auth call) that is still running when the client leaves.
+    application.use((_req, res, next) => {
+      res.once('close', () => next())
+    })
+    application.use(drain.middleware())
+    let handled = false
+    application.get('/left', (_req, res) => {
+      handled = true
+      res.end()
+    })
+    const server = http.createServer(application)
+    drain.attach(server)
+    const port = await listen(server)
+    const request = http.get({ host: '127.0.0.1', port, path: '/left' })
+    request.on('error', () => {})
+    server.once('request', () => setImmediate(() => request.destroy()))
+    await vi.waitFor(() => expect(handled).toBe(true), { timeout: 5_000 })
+    expect(drain.inflight).toBe(0)
+    const report = await drain.shutdown()
+    expect(report).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    drain[Symbol.dispose]()
+  })
+
+  it('a hook registered while hooks run runs next (last registered, first run); once the hooks ran, registering throws', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const ran: string[] = []
+    drain.onShutdown('logger', () => {
+      ran.push('logger')
+    })
+    drain.onShutdown('cache', () => {
+      ran.push('cache')
+      // A client created during the shutdown registers its own close.
+      drain.onShutdown('late', () => {
+        ran.push('late')
+      })
+    })
+    const report = await drain.shutdown()
+    expect(ran).toEqual(['cache', 'late', 'logger'])
+    expect(report.hooks.map(({ name, outcome }) => [name, outcome])).toEqual([
+      ['cache', 'ok'],
+      ['late', 'ok'],
+      ['logger', 'ok'],
+    ])
+    expect(drain.hooks).toEqual(['logger', 'cache', 'late'])
+    expect(() => drain.onShutdown('too-late', () => {})).toThrow(
+      new Error(`Drain: onShutdown('too-late') called after the shutdown hooks ran (state stopped): it would never run`),
+    )
     drain[Symbol.dispose]()
   })
 
@@ -553,6 +615,38 @@ describe('servers', () => {
     expect(clientErrors.length).toBeGreaterThanOrEqual(1)
     expect(new Set(clientErrors)).toEqual(new Set(['ECONNRESET']))
     agent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('a server attached once closing is closed at once and the hooks wait for it; one attached once stopped is closed as soon as it listens', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const server = http.createServer(app(drain))
+    drain.attach(server)
+    const port = await listen(server)
+    const slow = get(port, '/slow')
+    await vi.waitFor(() => expect(drain.inflight).toBe(1), { timeout: 5_000 })
+    const closing = new Promise<void>((resolve) => drain.onStateChange(({ to }) => to === 'closing' && resolve()))
+    const shutdown = drain.shutdown()
+    await closing
+    expect(drain.inflight).toBe(1)
+    // As `drain.attach(app.listen(port))` does it: attached before it is bound.
+    const late = http.createServer(app(drain))
+    drain.attach(late.listen(0, '127.0.0.1'))
+    const lateClosed = new Promise((resolve) => late.once('close', resolve))
+    let listeningDuringHook: boolean | undefined
+    drain.onShutdown('check', () => {
+      listeningDuringHook = late.listening
+    })
+    const report = await shutdown
+    expect((await slow).status).toBe(200)
+    expect(report.outcome).toBe('ok')
+    await lateClosed
+    expect(listeningDuringHook).toBe(false)
+
+    const afterStop = http.createServer(app(drain))
+    expect(() => drain.attach(afterStop.listen(0, '127.0.0.1'))).not.toThrow()
+    await new Promise((resolve) => afterStop.once('close', resolve))
+    expect(afterStop.listening).toBe(false)
     drain[Symbol.dispose]()
   })
 

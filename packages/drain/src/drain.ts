@@ -12,7 +12,7 @@ import {
   timerDelay,
 } from '@ballast/core'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
-import { type CloseReason, ConnectionTracker, type DrainableServer, type FlushVerdict } from './connection-tracker.js'
+import { type CloseReason, ConnectionTracker, closeWhenListening, type DrainableServer, type FlushVerdict } from './connection-tracker.js'
 import { observeDrain } from './drain-metrics.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { DrainEvent } from './events.js'
@@ -243,6 +243,9 @@ export class Drain implements Disposable {
   readonly #controller = new AbortController()
   readonly #trackers: ConnectionTracker[] = []
   readonly #hooks: Hook[] = []
+  /** Hooks not run yet, the last registered on top: one registered while hooks run runs next. */
+  readonly #pendingHooks: Hook[] = []
+  #hooksEnded = false
   readonly #stateChange: DrainEvent<StateChangeEvent>
   readonly #connectionClose: DrainEvent<{ reason: CloseReason }>
   readonly #reject: DrainEvent<{ reason: string }>
@@ -259,6 +262,8 @@ export class Drain implements Disposable {
   #held: (() => void)[] = []
   #inflight = 0
   #tracked = 0
+  /** Servers attached once `closing` whose connections are not all gone yet. */
+  #lateServers = 0
   #openConnections = 0
   #startedAt: number | undefined
   #idleWaiters: (() => void)[] = []
@@ -390,6 +395,18 @@ export class Drain implements Disposable {
    * Follows a server's connections. With several servers, the last one attached
    * (typically the metrics server) keeps answering through the whole drain, hooks
    * included, and closes just before the exit; the others close together.
+   *
+   * A server attached once the shutdown has started (a signal during an async
+   * start-up) is adopted: while `draining` it drains and closes with the others (never
+   * as the last one); once `closing` it closes right away and the hooks wait for it;
+   * once HTTP is drained or the drain stopped, it is closed at once (as soon as it
+   * listens), with Node's own `server.close()`.
+   *
+   * @example
+   * ```ts
+   * await pool.connect() // a SIGTERM may arrive meanwhile: attach() still works
+   * drain.attach(app.listen(8080))
+   * ```
    */
   attach(server: DrainableServer): this {
     if (
@@ -401,23 +418,35 @@ export class Drain implements Disposable {
       throw new TypeError(`${OWNER}: attach() needs an http.Server or https.Server, got ${describeValue(server)}`)
     }
     if (this.#trackers.some((tracker) => tracker.server === server)) return this
-    if (this.#state !== 'serving') throw new Error(`${OWNER}: attach() called while ${this.#state}`)
-    this.#trackers.push(
-      new ConnectionTracker(
-        server,
-        {
-          connectionOpened: () => {
-            this.#openConnections++
-          },
-          connectionClosed: (reason) => {
-            this.#openConnections--
-            if (reason !== undefined) this.#connectionClose.emit({ reason })
-          },
-          announcing: () => this.#announce,
+    if (this.#httpDrained || this.#finished) {
+      // Its requests would only get 503s, or meet closed resources: it must not serve.
+      closeWhenListening(server)
+      return this
+    }
+    const tracker = new ConnectionTracker(
+      server,
+      {
+        connectionOpened: () => {
+          this.#openConnections++
         },
-        this.idleLinger,
-      ),
+        connectionClosed: (reason) => {
+          this.#openConnections--
+          if (reason !== undefined) this.#connectionClose.emit({ reason })
+        },
+        announcing: () => this.#announce,
+      },
+      this.idleLinger,
     )
+    this.#trackers.push(tracker)
+    if (this.#state === 'draining') tracker.startDraining()
+    if (this.#state === 'closing') {
+      // The others' listeners are closing or closed already.
+      this.#lateServers++
+      void tracker.drained().then(() => {
+        this.#lateServers--
+        this.#checkIdle()
+      })
+    }
     return this
   }
 
@@ -455,7 +484,9 @@ export class Drain implements Disposable {
    * Registers a hook that runs once HTTP is drained, in reverse registration order
    * (last opened, first closed). Each runs under its own timeout with a signal that
    * aborts at that timeout; a hook that throws, rejects or hangs is logged, counted,
-   * and the next one runs.
+   * and the next one runs. A hook registered while hooks run (a client created by
+   * one of them) runs next; once the hooks have run, registering throws, since the
+   * hook could never run.
    */
   onShutdown(name: string, hook: (signal: AbortSignal) => unknown, options: HookOptions = {}): this {
     if (typeof name !== 'string') throw new TypeError(`${OWNER}: option "name" must be a string, got ${describeValue(name)}`)
@@ -466,7 +497,14 @@ export class Drain implements Disposable {
     if (this.#hooks.some((existing) => existing.name === name)) {
       throw new RangeError(`${OWNER}: option "name" must be unique, got ${describeValue(name)} twice`)
     }
-    this.#hooks.push({ name, run: hook, timeout })
+    if (this.#hooksEnded) {
+      throw new Error(
+        `${OWNER}: onShutdown(${describeValue(name)}) called after the shutdown hooks ran (state ${this.#state}): it would never run`,
+      )
+    }
+    const entry = { name, run: hook, timeout }
+    this.#hooks.push(entry)
+    this.#pendingHooks.push(entry)
     this.#hookRegistered.emit({ name })
     return this
   }
@@ -508,8 +546,12 @@ export class Drain implements Disposable {
 
   /** Removes signal listeners and metric collectors; does not close any server. */
   [Symbol.dispose](): void {
-    for (const signal of this.#signals) process.removeListener(signal, this.#onSignal)
+    this.#removeSignalListeners()
     this.#metrics[Symbol.dispose]()
+  }
+
+  #removeSignalListeners(): void {
+    for (const signal of this.#signals) process.removeListener(signal, this.#onSignal)
   }
 
   #signal(signal: NodeJS.Signals): void {
@@ -553,6 +595,12 @@ export class Drain implements Disposable {
       req.resume()
       return
     }
+    if (res.closed) {
+      // Its client left while a middleware ahead of this one ran: the response already
+      // emitted its only 'close', so counting it would hold every later drain.
+      next()
+      return
+    }
     this.#inflight++
     // 'close' comes once per response, after 'finish' or on a disconnect: one
     // listener, shared by every request.
@@ -577,6 +625,8 @@ export class Drain implements Disposable {
   async #run(reason: string, startedAt: number): Promise<void> {
     try {
       this.#announce = true
+      // Chosen now: a server attached while draining closes with the front ones.
+      const last = this.#trackers.length > 1 ? this.#trackers.at(-1) : undefined
       this.#setState('draining', reason)
       for (const tracker of this.#trackers) tracker.startDraining()
       this.#controller.abort(new DrainingError(reason))
@@ -586,7 +636,6 @@ export class Drain implements Disposable {
 
       this.#setState('closing', reason)
       // Several servers: the last attached (metrics) keeps answering until the others drained.
-      const last = this.#trackers.length > 1 ? this.#trackers.at(-1) : undefined
       const front = this.#trackers.filter((tracker) => tracker !== last)
       await this.#closeGroup(front, true)
       if (this.#finished) return
@@ -597,12 +646,14 @@ export class Drain implements Disposable {
       this.#logger.info({ durationMs: Math.round(performance.now() - startedAt) }, 'drain: HTTP drained, running hooks')
 
       let failed = false
-      for (const hook of [...this.#hooks].reverse()) {
+      // Bounded by gracePeriod (#finished) should hooks keep registering hooks.
+      for (let hook = this.#pendingHooks.pop(); hook !== undefined; hook = this.#pendingHooks.pop()) {
         const report = await this.#runHook(hook)
         if (this.#finished) return
         this.#hookReports.push(report)
         if (report.outcome !== 'ok') failed = true
       }
+      this.#hooksEnded = true
       // The last of several servers (metrics) answered scrapes through the whole drain.
       if (last !== undefined) await this.#closeGroup([last], false)
       if (this.#finished) return
@@ -759,6 +810,7 @@ export class Drain implements Disposable {
   #complete(outcome: ShutdownOutcome, startedAt: number, socketsClosed?: Promise<unknown>): void {
     if (this.#finished) return
     this.#finished = true
+    this.#hooksEnded = true
     if (this.#hardLimit !== undefined) clearTimeout(this.#hardLimit)
     this.#hardLimit = undefined
     if (this.#phaseTimer !== undefined) clearTimeout(this.#phaseTimer)
@@ -780,6 +832,8 @@ export class Drain implements Disposable {
   }
 
   #stop(outcome: ShutdownOutcome, startedAt: number): void {
+    // A later signal is no longer the drain's: with `exit: false` it must end the process as usual.
+    this.#removeSignalListeners()
     const exitCode = EXIT_CODES[outcome]
     const report: ShutdownReport = {
       reason: this.#reason,
@@ -819,12 +873,16 @@ export class Drain implements Disposable {
   }
 
   #idle(): Promise<void> {
-    if (this.#inflight === 0 && this.#tracked === 0) return Promise.resolve()
+    if (this.#isIdle()) return Promise.resolve()
     return new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
   }
 
   #checkIdle(): void {
-    if (this.#inflight === 0 && this.#tracked === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
+    if (this.#isIdle()) for (const wake of this.#idleWaiters.splice(0)) wake()
+  }
+
+  #isIdle(): boolean {
+    return this.#inflight === 0 && this.#tracked === 0 && this.#lateServers === 0
   }
 }
 

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/server.mjs', import.meta.url))
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
 
 /** Configuration of the fixture service (see fixtures/server.mjs). */
 export interface FixtureConfig {
@@ -38,9 +38,27 @@ export interface ChildServer {
 }
 
 /** Starts the fixture with the built @ballast/drain and waits until it listens. */
-export async function startChildServer(config: FixtureConfig, timeoutMs = 10_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, [FIXTURE], {
-    env: { ...process.env, DRAIN_FIXTURE: JSON.stringify(config), KUBERNETES_SERVICE_HOST: '' },
+export function startChildServer(config: FixtureConfig, timeoutMs = 10_000): Promise<ChildServer> {
+  return startFixture('server.mjs', { DRAIN_FIXTURE: JSON.stringify(config) }, timeoutMs)
+}
+
+/** The services of fixtures/scenarios.mjs, each showing one edge of the drain. */
+export type Scenario = 'attach-after-start-up' | 'exit-false' | 'upgrade-and-continue' | 'websocket-closed-on-signal'
+
+/**
+ * Starts one service of fixtures/scenarios.mjs and waits for its `ready` line
+ * (`port` 0 for `attach-after-start-up`, which is not listening yet).
+ */
+export function startScenario(
+  scenario: Scenario,
+  drainOptions: { gracePeriod?: number; readinessDelay?: number } = {},
+): Promise<ChildServer> {
+  return startFixture('scenarios.mjs', { DRAIN_SCENARIO: scenario, DRAIN_OPTIONS: JSON.stringify(drainOptions) }, 10_000)
+}
+
+async function startFixture(name: string, env: Record<string, string>, timeoutMs: number): Promise<ChildServer> {
+  const child = spawn(process.execPath, [fixture(name)], {
+    env: { ...process.env, ...env, KUBERNETES_SERVICE_HOST: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const events: FixtureEvent[] = []
