@@ -111,6 +111,10 @@ export class ConnectionTracker {
   #resolveListenerClosed: (() => void) | undefined
   #policy: ListenerClosePolicy | undefined
   #closed: Promise<void> | undefined
+  /** Whether the server reported 'close': every connection, known here or not, is gone. */
+  #serverClosed = false
+  #sweepTimer: NodeJS.Timeout | undefined
+  #sweepCheck: NodeJS.Immediate | undefined
   /** Called once no socket is left, after the drain counted the last one as closed. */
   #emptied: (() => void)[] = []
   readonly #isTls: boolean
@@ -145,6 +149,7 @@ export class ConnectionTracker {
   /** Stops listening to the server's events and drops a pending probe. */
   detach(): void {
     this.#cancelProbe()
+    this.#cancelSweep()
     this.server.removeListener('connection', this.#onRawConnection)
     this.server.removeListener('secureConnection', this.#onSecureConnection)
     this.server.removeListener('drop', this.#onDrop)
@@ -312,6 +317,9 @@ export class ConnectionTracker {
       // The server reports 'close' when its sockets are destroyed; their own 'close'
       // events (which this tracker counts) come one loop turn later.
       const closed = () => {
+        this.#serverClosed = true
+        this.#cancelSweep()
+        stopConnectionsCheck(this.server)
         if (this.#sockets.size === 0) resolve()
         else this.#emptied.push(resolve)
       }
@@ -335,7 +343,34 @@ export class ConnectionTracker {
     for (const [socket, state] of this.#sockets) {
       if (state.active === 0) this.#scheduleIdleClose(socket, state)
     }
+    this.#sweepUnknown()
     return this.#closed
+  }
+
+  /**
+   * A keep-alive connection accepted before attach() that brought no request since
+   * is unknown here, and would keep the server open until its keepAliveTimeout. Once
+   * no known socket is left, such connections get the same linger (and last read),
+   * then the server closes those that are idle.
+   */
+  #sweepUnknown(): void {
+    if (!this.#closing || this.#serverClosed || this.#sockets.size > 0) return
+    if (this.#sweepTimer !== undefined || this.#sweepCheck !== undefined) return
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepTimer = undefined
+      this.#sweepCheck = setImmediate(() => {
+        this.#sweepCheck = undefined
+        // One that brought a request meanwhile is known now, and closed after its response.
+        if (!this.#serverClosed && this.#sockets.size === 0) this.server.closeIdleConnections()
+      })
+    }, this.#linger)
+  }
+
+  #cancelSweep(): void {
+    if (this.#sweepTimer !== undefined) clearTimeout(this.#sweepTimer)
+    if (this.#sweepCheck !== undefined) clearImmediate(this.#sweepCheck)
+    this.#sweepTimer = undefined
+    this.#sweepCheck = undefined
   }
 
   /**
@@ -354,9 +389,10 @@ export class ConnectionTracker {
     // Sockets the HTTP layer knows but this tracker never saw (a TLS handshake in progress).
     this.server.closeAllConnections()
     this.#cancelProbe()
+    this.#cancelSweep()
     if (!this.#closing) {
       this.#closing = true
-      NetServer.prototype.close.call(this.server)
+      NetServer.prototype.close.call(this.server, () => stopConnectionsCheck(this.server))
     }
     const resolveListenerClosed = this.#resolveListenerClosed
     this.#resolveListenerClosed = undefined
@@ -395,6 +431,7 @@ export class ConnectionTracker {
         // After this 'close' event, so the drain counts the connection as closed first
         // (below), and HTTP closes the socket's response (in-flight count) in its own listener.
         for (const emptied of this.#emptied.splice(0)) queueMicrotask(emptied)
+        this.#sweepUnknown()
       }
       const reason = state.closing ?? (state.announcedClose && this.#draining ? 'after_response' : undefined)
       this.#events.connectionClosed(reason)
@@ -458,6 +495,19 @@ export class ConnectionTracker {
     state.lingerTimer = undefined
     state.lingerCheck = undefined
   }
+}
+
+/**
+ * Stops the interval on which an http.Server checks headersTimeout and requestTimeout
+ * (it keeps the server reachable, and fires every 30 s, for ever). Only the server's
+ * own close() stops it: the tracker closes the listener with the net close (see
+ * #closeNow), and a second close() once the server closed would emit 'close' again.
+ * So it is found by the description of Node's symbol (Node 22 and 24); a Node without
+ * it has nothing to stop.
+ */
+function stopConnectionsCheck(server: DrainableServer): void {
+  const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connectionsCheckingInterval')
+  if (key !== undefined) clearInterval((server as unknown as Record<symbol, NodeJS.Timeout | undefined>)[key])
 }
 
 /**

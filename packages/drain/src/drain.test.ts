@@ -76,6 +76,13 @@ function rawConnection(port: number): { socket: net.Socket; text(): string; clos
   return { socket, text: () => text, closed }
 }
 
+/** Whether Node's connections-checking interval of an http(s).Server is stopped (it is unref'd: no active resource shows it). */
+function connectionsCheckStopped(server: http.Server | https.Server): boolean {
+  const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connectionsCheckingInterval')
+  if (key === undefined) throw new Error('this Node has no connections-checking interval')
+  return (server as unknown as Record<symbol, { _destroyed: boolean }>)[key]?._destroyed === true
+}
+
 function app(drain: Drain) {
   const application = express()
   application.use(drain.middleware())
@@ -611,6 +618,7 @@ describe('servers', () => {
     const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
     const byReason = Object.fromEntries((closed?.values ?? []).map(({ labels, value }) => [labels.reason, value]))
     expect(byReason).toEqual({ idle: 1, after_response: 1, forced: 0 })
+    expect(connectionsCheckStopped(server)).toBe(true)
     // The documented trace of the listener probe on a TLS server: one ECONNRESET per probe.
     expect(clientErrors.length).toBeGreaterThanOrEqual(1)
     expect(new Set(clientErrors)).toEqual(new Set(['ECONNRESET']))
@@ -647,6 +655,41 @@ describe('servers', () => {
     expect(() => drain.attach(afterStop.listen(0, '127.0.0.1'))).not.toThrow()
     await new Promise((resolve) => afterStop.once('close', resolve))
     expect(afterStop.listening).toBe(false)
+    drain[Symbol.dispose]()
+  })
+
+  it("stops a drained http.Server's connections-checking interval, as the server's own close() does", async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const server = http.createServer(app(drain))
+    drain.attach(server)
+    const port = await listen(server)
+    const agent = new http.Agent({ keepAlive: true })
+    await get(port, '/fast', agent)
+    expect(connectionsCheckStopped(server)).toBe(false)
+    expect((await drain.shutdown()).outcome).toBe('ok')
+    expect(connectionsCheckStopped(server)).toBe(true)
+    agent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('keep-alive connections accepted before attach(): an idle one is closed after the idle linger, one that sends a request is answered', async () => {
+    const drain = new Drain({ ...QUIET, gracePeriod: 2_000, registry: new Registry() })
+    const server = http.createServer(app(drain))
+    server.keepAliveTimeout = 65_000
+    const port = await listen(server)
+    const idleAgent = new http.Agent({ keepAlive: true })
+    const busyAgent = new http.Agent({ keepAlive: true })
+    await Promise.all([get(port, '/fast', idleAgent), get(port, '/fast', busyAgent)])
+    drain.attach(server)
+    expect(drain.openConnections).toBe(0)
+    const shutdown = drain.shutdown()
+    const answered = get(port, '/fast', busyAgent)
+    const report = await shutdown
+    expect(await answered).toMatchObject({ status: 200, connection: 'close' })
+    expect(report).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    expect(server.listening).toBe(false)
+    idleAgent.destroy()
+    busyAgent.destroy()
     drain[Symbol.dispose]()
   })
 
