@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { Server as NetServer, type Socket } from 'node:net'
@@ -25,6 +26,13 @@ export type CloseReason = 'idle' | 'after_response' | 'forced'
  */
 export type DrainableServer = HttpServer | HttpsServer
 
+/**
+ * Requests that never raise 'request': Node emits these only while the server has a
+ * listener for them (and handles the request itself otherwise), so the tracker
+ * listens to each only while the application does.
+ */
+const FOLLOWED_EVENTS: ReadonlySet<string | symbol> = new Set(['checkContinue', 'checkExpectation', 'upgrade', 'connect'])
+
 /** A probe that was not accepted after this long is given up (the listener then closes anyway). */
 const PROBE_TIMEOUT_MS = 2_000
 
@@ -37,6 +45,8 @@ interface SocketState {
   closing: CloseReason | undefined
   /** Whether the last response told the client the connection ends. */
   announcedClose: boolean
+  /** Upgraded (or tunnelled by CONNECT): no longer HTTP, the application's to close. */
+  upgraded: boolean
   lingerTimer: NodeJS.Timeout | undefined
   lingerCheck: NodeJS.Immediate | undefined
   bytesAtIdle: number
@@ -119,11 +129,20 @@ export class ConnectionTracker {
   #emptied: (() => void)[] = []
   readonly #isTls: boolean
   readonly #onRawConnection = (socket: Socket) => this.#rawConnection(socket)
-  readonly #onSecureConnection = (socket: Socket) => this.#add(socket)
+  readonly #onSecureConnection = (socket: Socket) => {
+    this.#add(socket)
+  }
   readonly #onDrop = (data?: { remoteAddress?: string; remotePort?: number }) => {
     if (data !== undefined) this.#probeArrived(data)
   }
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse) => this.#request(req, res)
+  readonly #onUpgrade = (req: IncomingMessage) => this.#upgrade(req)
+  readonly #onNewListener = (event: string | symbol, listener: unknown) => {
+    if (listener !== this.#onRequest && listener !== this.#onUpgrade) this.#follow(event, 1)
+  }
+  readonly #onRemoveListener = (event: string | symbol, listener: unknown) => {
+    if (listener !== this.#onRequest && listener !== this.#onUpgrade) this.#follow(event, 0)
+  }
 
   constructor(server: DrainableServer, events: TrackerEvents, linger: number) {
     this.server = server
@@ -139,6 +158,9 @@ export class ConnectionTracker {
     // With maxConnections reached, Node drops accepted connections, the probe included.
     server.on('drop', this.#onDrop)
     server.prependListener('request', this.#onRequest)
+    server.on('newListener', this.#onNewListener)
+    server.on('removeListener', this.#onRemoveListener)
+    for (const event of FOLLOWED_EVENTS) this.#follow(event, 0)
   }
 
   /** Open sockets on this server. */
@@ -154,6 +176,11 @@ export class ConnectionTracker {
     this.server.removeListener('secureConnection', this.#onSecureConnection)
     this.server.removeListener('drop', this.#onDrop)
     this.server.removeListener('request', this.#onRequest)
+    // These first: removing the tracker's own listeners must not make it follow again.
+    this.server.removeListener('newListener', this.#onNewListener)
+    this.server.removeListener('removeListener', this.#onRemoveListener)
+    const server: EventEmitter = this.server
+    for (const event of FOLLOWED_EVENTS) server.removeListener(event, this.#followedListener(event))
   }
 
   /** From now on every response carries `Connection: close`, including those already in progress. */
@@ -411,12 +438,39 @@ export class ConnectionTracker {
     if (!this.#isTls) this.#add(socket)
   }
 
-  #add(socket: Socket): void {
+  /**
+   * Listens to a followed event while the application does: `adding` is 1 when it is
+   * about to add a listener ('newListener' comes before the listener is added).
+   */
+  #follow(event: string | symbol, adding: 0 | 1): void {
+    if (!FOLLOWED_EVENTS.has(event)) return
+    const server: EventEmitter = this.server
+    const own = this.#followedListener(event)
+    const listeners = server.listeners(event)
+    const present = listeners.includes(own)
+    const others = listeners.length - (present ? 1 : 0) + adding
+    // Prepended, as for 'request': the socket is known before the application's listener runs.
+    if (others > 0 && !present) server.prependListener(event, own)
+    if (others === 0 && present) server.removeListener(event, own)
+  }
+
+  #followedListener(event: string | symbol): (req: IncomingMessage, res: ServerResponse) => void {
+    return event === 'upgrade' || event === 'connect' ? this.#onUpgrade : this.#onRequest
+  }
+
+  #upgrade(req: IncomingMessage): void {
+    const state = this.#sockets.get(req.socket) ?? this.#add(req.socket)
+    state.upgraded = true
+    this.#clearLinger(state)
+  }
+
+  #add(socket: Socket): SocketState {
     const state: SocketState = {
       active: 0,
       responses: new Set(),
       closing: undefined,
       announcedClose: false,
+      upgraded: false,
       lingerTimer: undefined,
       lingerCheck: undefined,
       bytesAtIdle: 0,
@@ -439,14 +493,13 @@ export class ConnectionTracker {
     // A connection accepted just before the listener closed must not stay open
     // forever if its client never sends a request.
     if (this.#closing) this.#scheduleIdleClose(socket, state)
+    return state
   }
 
   #request(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket
     // A connection accepted before attach() is adopted at its first request.
-    if (!this.#sockets.has(socket)) this.#add(socket)
-    const state = this.#sockets.get(socket)
-    if (state === undefined) return
+    const state = this.#sockets.get(socket) ?? this.#add(socket)
     state.active++
     state.responses.add(res)
     this.#clearLinger(state)
@@ -467,7 +520,8 @@ export class ConnectionTracker {
   }
 
   #scheduleIdleClose(socket: Socket, state: SocketState): void {
-    if (state.lingerTimer !== undefined || state.lingerCheck !== undefined) return
+    // An upgraded socket is never idle: it waits for the application, or gracePeriod.
+    if (state.upgraded || state.lingerTimer !== undefined || state.lingerCheck !== undefined) return
     state.bytesAtIdle = socket.bytesRead
     state.lingerTimer = setTimeout(() => {
       state.lingerTimer = undefined

@@ -2,13 +2,14 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
-import net, { type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import express from 'express'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { rawConnection } from '../test/support/raw-http.js'
 import { Drain, type DrainOptions, type StateChangeEvent } from './drain.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { ExitCode } from './exit-codes.js'
@@ -55,25 +56,6 @@ function leakedResources(baseline: string[]): Record<string, number> {
   }
   const [before, now] = [count(baseline), count(process.getActiveResourcesInfo())]
   return Object.fromEntries(Object.entries(now).filter(([type, n]) => n > (before[type] ?? 0)))
-}
-
-/** A raw connection to 127.0.0.1:`port`: what it received, and when the server closed it (bounded at 5 s). */
-function rawConnection(port: number): { socket: net.Socket; text(): string; closed: Promise<void> } {
-  const socket = net.connect(port, '127.0.0.1')
-  let text = ''
-  socket.setEncoding('latin1')
-  socket.on('data', (chunk: string) => {
-    text += chunk
-  })
-  socket.on('error', () => undefined)
-  const closed = new Promise<void>((resolve) => {
-    const timer = setTimeout(() => socket.destroy(), 5_000)
-    socket.once('close', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-  })
-  return { socket, text: () => text, closed }
 }
 
 /** Whether Node's connections-checking interval of an http(s).Server is stopped (it is unref'd: no active resource shows it). */
@@ -655,6 +637,26 @@ describe('servers', () => {
     expect(() => drain.attach(afterStop.listen(0, '127.0.0.1'))).not.toThrow()
     await new Promise((resolve) => afterStop.once('close', resolve))
     expect(afterStop.listening).toBe(false)
+    drain[Symbol.dispose]()
+  })
+
+  it('listens to checkContinue, checkExpectation, upgrade and connect only while the application does (Node handles them itself otherwise)', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const server = http.createServer()
+    const counts = () => ['checkContinue', 'checkExpectation', 'upgrade', 'connect'].map((event) => server.listenerCount(event))
+    const onUpgrade = () => {}
+    server.on('upgrade', onUpgrade)
+    drain.attach(server)
+    expect(counts()).toEqual([0, 0, 2, 0])
+    server.on('checkContinue', () => {})
+    server.prependListener('connect', () => {})
+    expect(counts()).toEqual([2, 0, 2, 2])
+    server.removeListener('upgrade', onUpgrade)
+    server.removeAllListeners('checkContinue')
+    expect(counts()).toEqual([0, 0, 0, 2])
+    // Once stopped, the application's listeners are left alone.
+    await drain.shutdown()
+    expect(counts()).toEqual([0, 0, 0, 1])
     drain[Symbol.dispose]()
   })
 

@@ -78,3 +78,22 @@ export class RawConnection {
     return new Promise((resolve) => this.socket.once('close', () => resolve()))
   }
 }
+
+/** A raw connection to 127.0.0.1:`port`: what it received, and when the server closed it (bounded at 5 s). */
+export function rawConnection(port: number): { socket: net.Socket; text(): string; closed: Promise<void> } {
+  const socket = net.connect(port, '127.0.0.1')
+  let text = ''
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk: string) => {
+    text += chunk
+  })
+  socket.on('error', () => undefined)
+  const closed = new Promise<void>((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), 5_000)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+  return { socket, text: () => text, closed }
+}
