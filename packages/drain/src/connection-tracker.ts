@@ -104,6 +104,8 @@ export interface TrackerEvents {
 export class ConnectionTracker {
   readonly server: DrainableServer
   readonly #sockets = new Map<Socket, SocketState>()
+  /** TLS connections not secure yet, by peer: their raw TCP socket stands for them until then. */
+  readonly #handshakes = new Map<string, Socket>()
   readonly #events: TrackerEvents
   readonly #linger: number
   #draining = false
@@ -129,9 +131,7 @@ export class ConnectionTracker {
   #emptied: (() => void)[] = []
   readonly #isTls: boolean
   readonly #onRawConnection = (socket: Socket) => this.#rawConnection(socket)
-  readonly #onSecureConnection = (socket: Socket) => {
-    this.#add(socket)
-  }
+  readonly #onSecureConnection = (socket: Socket) => this.#secured(socket)
   readonly #onDrop = (data?: { remoteAddress?: string; remotePort?: number }) => {
     if (data !== undefined) this.#probeArrived(data)
   }
@@ -149,7 +149,7 @@ export class ConnectionTracker {
     this.#events = events
     this.#linger = linger
     // For TLS the HTTP layer (and req.socket) sees the TLSSocket of 'secureConnection',
-    // not the raw TCP socket of 'connection'; the raw one still tells about the accept queue.
+    // not the raw TCP socket of 'connection': the raw one is followed until then.
     this.#isTls = server instanceof TlsServer
     // Prepended so the socket is known, and `Connection: close` set, before the
     // application's own listener runs and perhaps answers synchronously.
@@ -413,7 +413,7 @@ export class ConnectionTracker {
       socket.destroy()
       destroyed++
     }
-    // Sockets the HTTP layer knows but this tracker never saw (a TLS handshake in progress).
+    // Sockets the HTTP layer knows but this tracker never saw (accepted before attach()).
     this.server.closeAllConnections()
     this.#cancelProbe()
     this.#cancelSweep()
@@ -435,7 +435,33 @@ export class ConnectionTracker {
     }
     this.#accepted++
     this.lastAcceptedAt = performance.now()
-    if (!this.#isTls) this.#add(socket)
+    this.#add(socket)
+    if (!this.#isTls) return
+    // A client that connected but never completes its handshake (a stalled client, a
+    // TCP health check) is closed as idle, instead of holding the drain until gracePeriod.
+    const peer = peerOf(socket)
+    this.#handshakes.set(peer, socket)
+    socket.once('close', () => {
+      if (this.#handshakes.get(peer) === socket) this.#handshakes.delete(peer)
+    })
+  }
+
+  /** The TLS socket takes the place of the raw one it runs on (same connection, same state). */
+  #secured(socket: Socket): void {
+    const peer = peerOf(socket)
+    const raw = this.#handshakes.get(peer)
+    this.#handshakes.delete(peer)
+    const state = raw === undefined ? undefined : this.#sockets.get(raw)
+    if (raw === undefined || state === undefined) {
+      // Accepted before attach().
+      this.#add(socket)
+      return
+    }
+    this.#clearLinger(state)
+    this.#sockets.delete(raw)
+    this.#sockets.set(socket, state)
+    this.#watchClose(socket, state)
+    if (this.#closing) this.#scheduleIdleClose(socket, state)
   }
 
   /**
@@ -477,7 +503,17 @@ export class ConnectionTracker {
     }
     this.#sockets.set(socket, state)
     this.#events.connectionOpened()
+    this.#watchClose(socket, state)
+    // A connection accepted just before the listener closed must not stay open
+    // forever if its client never sends a request.
+    if (this.#closing) this.#scheduleIdleClose(socket, state)
+    return state
+  }
+
+  #watchClose(socket: Socket, state: SocketState): void {
     socket.once('close', () => {
+      // A secure connection's raw socket: its TLS socket reports the close.
+      if (this.#sockets.get(socket) !== state) return
       this.#clearLinger(state)
       this.#sockets.delete(socket)
       if (state.responses.size > 0) closeOrphans(state)
@@ -490,10 +526,6 @@ export class ConnectionTracker {
       const reason = state.closing ?? (state.announcedClose && this.#draining ? 'after_response' : undefined)
       this.#events.connectionClosed(reason)
     })
-    // A connection accepted just before the listener closed must not stay open
-    // forever if its client never sends a request.
-    if (this.#closing) this.#scheduleIdleClose(socket, state)
-    return state
   }
 
   #request(req: IncomingMessage, res: ServerResponse): void {
@@ -549,6 +581,10 @@ export class ConnectionTracker {
     state.lingerTimer = undefined
     state.lingerCheck = undefined
   }
+}
+
+function peerOf(socket: Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`
 }
 
 /**

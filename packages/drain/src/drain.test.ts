@@ -567,14 +567,20 @@ describe('servers', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('drains an https server: keep-alive response, then Connection: close, idle TLS socket closed', async () => {
+  /** A drain attached to a listening https server, and the tlsClientError codes the server reports. */
+  async function httpsDrain(options: DrainOptions) {
     const registry = new Registry()
-    const drain = new Drain({ ...QUIET, registry, idleLinger: 50 })
+    const drain = new Drain({ ...QUIET, registry, ...options })
     const server = https.createServer({ key, cert }, app(drain))
     drain.attach(server)
     const port = await listen(server)
     const clientErrors: string[] = []
     server.on('tlsClientError', (error: NodeJS.ErrnoException) => clientErrors.push(error.code ?? error.message))
+    return { registry, drain, server, port, clientErrors }
+  }
+
+  it('drains an https server: keep-alive response, then Connection: close, idle TLS socket closed', async () => {
+    const { registry, drain, server, port, clientErrors } = await httpsDrain({ idleLinger: 50 })
     const agent = new https.Agent({ keepAlive: true, ca: cert })
     const request = (path: string) =>
       new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
@@ -692,6 +698,21 @@ describe('servers', () => {
     expect(server.listening).toBe(false)
     idleAgent.destroy()
     busyAgent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('https: a TCP connection that never starts its TLS handshake is closed after the idle linger, not left until gracePeriod', async () => {
+    const { registry, drain, port, clientErrors } = await httpsDrain({ gracePeriod: 2_000 })
+    // Connected, no ClientHello (a stalled client, a TCP health check, a pre-connect).
+    const stalled = rawConnection(port)
+    await vi.waitFor(() => expect(drain.openConnections).toBe(1), { timeout: 5_000 })
+    const report = await drain.shutdown()
+    await stalled.closed
+    expect(report).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    expect(drain.openConnections).toBe(0)
+    const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
+    expect(closed?.values.find(({ labels }) => labels.reason === 'idle')?.value).toBe(1)
+    expect(new Set(clientErrors)).toEqual(new Set(['ECONNRESET']))
     drain[Symbol.dispose]()
   })
 
