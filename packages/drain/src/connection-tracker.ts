@@ -32,6 +32,8 @@ export type DrainableServer = HttpServer | HttpsServer
  * listens to each only while the application does.
  */
 const FOLLOWED_EVENTS: ReadonlySet<string | symbol> = new Set(['checkContinue', 'checkExpectation', 'upgrade', 'connect'])
+/** Trackers' own listeners: with two drains on one server, neither counts as the application. */
+const TRACKER_LISTENERS = new WeakSet<object>()
 
 /** A probe that was not accepted after this long is given up (the listener then closes anyway). */
 const PROBE_TIMEOUT_MS = 2_000
@@ -109,6 +111,7 @@ export class ConnectionTracker {
   readonly #events: TrackerEvents
   readonly #linger: number
   #draining = false
+  #detached = false
   #closing = false
   /** `performance.now()` when the last connection (the probe excluded) was accepted. */
   lastAcceptedAt = Number.NEGATIVE_INFINITY
@@ -137,11 +140,12 @@ export class ConnectionTracker {
   }
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse) => this.#request(req, res)
   readonly #onUpgrade = (req: IncomingMessage) => this.#upgrade(req)
-  readonly #onNewListener = (event: string | symbol, listener: unknown) => {
-    if (listener !== this.#onRequest && listener !== this.#onUpgrade) this.#follow(event, 1)
+  readonly #onNewListener = (event: string | symbol, listener: object) => {
+    if (!TRACKER_LISTENERS.has(listener)) this.#follow(event, 1)
   }
-  readonly #onRemoveListener = (event: string | symbol, listener: unknown) => {
-    if (listener !== this.#onRequest && listener !== this.#onUpgrade) this.#follow(event, 0)
+  readonly #onRemoveListener = (event: string | symbol, listener: object) => {
+    // Not synchronously: removeAllListeners() walks the very array a removal here would splice.
+    if (!TRACKER_LISTENERS.has(listener) && FOLLOWED_EVENTS.has(event)) queueMicrotask(() => this.#follow(event, 0))
   }
 
   constructor(server: DrainableServer, events: TrackerEvents, linger: number) {
@@ -158,6 +162,7 @@ export class ConnectionTracker {
     // With maxConnections reached, Node drops accepted connections, the probe included.
     server.on('drop', this.#onDrop)
     server.prependListener('request', this.#onRequest)
+    TRACKER_LISTENERS.add(this.#onRequest).add(this.#onUpgrade)
     server.on('newListener', this.#onNewListener)
     server.on('removeListener', this.#onRemoveListener)
     for (const event of FOLLOWED_EVENTS) this.#follow(event, 0)
@@ -170,6 +175,7 @@ export class ConnectionTracker {
 
   /** Stops listening to the server's events and drops a pending probe. */
   detach(): void {
+    this.#detached = true
     this.#cancelProbe()
     this.#cancelSweep()
     this.server.removeListener('connection', this.#onRawConnection)
@@ -469,12 +475,12 @@ export class ConnectionTracker {
    * about to add a listener ('newListener' comes before the listener is added).
    */
   #follow(event: string | symbol, adding: 0 | 1): void {
-    if (!FOLLOWED_EVENTS.has(event)) return
+    if (!FOLLOWED_EVENTS.has(event) || this.#detached) return
     const server: EventEmitter = this.server
     const own = this.#followedListener(event)
     const listeners = server.listeners(event)
     const present = listeners.includes(own)
-    const others = listeners.length - (present ? 1 : 0) + adding
+    const others = listeners.filter((listener) => !TRACKER_LISTENERS.has(listener)).length + adding
     // Prepended, as for 'request': the socket is known before the application's listener runs.
     if (others > 0 && !present) server.prependListener(event, own)
     if (others === 0 && present) server.removeListener(event, own)

@@ -657,13 +657,19 @@ describe('servers', () => {
     server.on('checkContinue', () => {})
     server.prependListener('connect', () => {})
     expect(counts()).toEqual([2, 0, 2, 2])
+    // A second drain on the same server does not take the first one's listeners for the application's.
+    const second = new Drain({ ...QUIET, registry: new Registry() })
+    second.attach(server)
+    expect(counts()).toEqual([3, 0, 3, 3])
     server.removeListener('upgrade', onUpgrade)
     server.removeAllListeners('checkContinue')
-    expect(counts()).toEqual([0, 0, 0, 2])
+    await Promise.resolve()
+    expect(counts()).toEqual([0, 0, 0, 3])
     // Once stopped, the application's listeners are left alone.
-    await drain.shutdown()
+    await Promise.all([drain.shutdown(), second.shutdown()])
     expect(counts()).toEqual([0, 0, 0, 1])
     drain[Symbol.dispose]()
+    second[Symbol.dispose]()
   })
 
   it("stops a drained http.Server's connections-checking interval, as the server's own close() does", async () => {
