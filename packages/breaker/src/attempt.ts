@@ -1,5 +1,4 @@
 import type { Deadline } from '@ballast/deadline'
-import { DeadlineExceededError } from '@ballast/deadline'
 import type { AttemptTimeouts } from './attempt-timeouts.js'
 import { BreakerTimeoutError, withCause } from './errors.js'
 import { IGNORED } from './opossum.js'
@@ -187,10 +186,7 @@ export class Attempt implements CallContext {
       if (this.outcome === undefined) this.#finish('ignored')
       return
     }
-    // The caller's deadline still runs: a deadline inside the work (withDeadline(20, …)) ran
-    // out waiting for the dependency, which is the dependency's slowness, as a timeout here.
-    if (result instanceof DeadlineExceededError) this.#finish('timeout')
-    else this.#finish(this.#verdict(result))
+    this.#finish(this.#verdict(result))
   }
 
   /**

@@ -333,17 +333,29 @@ describe('retries', () => {
 })
 
 describe('a deadline inside the work', () => {
-  it('running out while the caller still waits is the dependency being slow: a timeout, counted, with the fallback', async () => {
-    const registry = new Registry()
-    const b = new Breaker<string>({ name: 'inner', registry, volumeThreshold: 1, errorThresholdPercentage: 0 })
+  it('is judged by isFailure: the caller giving up by default, a failure when isFailure says so', async () => {
     const slowDependency = (signal: AbortSignal) =>
       new Promise<string>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
+    const byDefault = new Breaker<string>({ name: 'inner', registry: new Registry(), volumeThreshold: 1, errorThresholdPercentage: 0 })
+    const counting = new Breaker<string>({
+      name: 'inner',
+      registry: new Registry(),
+      volumeThreshold: 1,
+      errorThresholdPercentage: 0,
+      isFailure: () => true,
+    })
     using caller = Deadline.after(5_000)
-    const result = await caller.run(() =>
-      b.execute(() => withDeadline(20, slowDependency), { fallback: ({ reason }) => `fallback:${reason}` }),
-    )
-    expect(result).toBe('fallback:timeout')
-    expect(b.state).toBe('open')
-    b[Symbol.dispose]()
+    const outcome = (b: Breaker<string>) =>
+      caller.run(() =>
+        b
+          .execute(() => withDeadline(20, slowDependency), { fallback: ({ reason }) => `fallback:${reason}` })
+          .catch((error: unknown) => `rejected:${(error as Error).name}`),
+      )
+    expect(await outcome(byDefault)).toBe('rejected:DeadlineExceededError')
+    expect(byDefault.state).toBe('closed')
+    expect(await outcome(counting)).toBe('fallback:failure')
+    expect(counting.state).toBe('open')
+    byDefault[Symbol.dispose]()
+    counting[Symbol.dispose]()
   })
 })

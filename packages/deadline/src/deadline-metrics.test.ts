@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { MAX_MOUNTS_PER_ROUTE, MAX_ROUTE_LABELS, OTHER_MOUNT, OTHER_ROUTES } from './deadline-metrics.js'
 import { deadline } from './deadline-middleware.js'
 import * as api from './index.js'
-import { expressVersions, listen, sleep } from './test-helpers.js'
+import { expressVersions, listen, rawExchange, sleep } from './test-helpers.js'
 
 const value = (text: string, series: string): number => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `))
@@ -431,6 +431,59 @@ describe.each(expressVersions)('mixed traffic on %s', (_name, express) => {
       )
       const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })
       expect(`${promtool.stdout}${promtool.stderr}`.trim()).toBe('')
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+async function labelsCounted(registry: Registry): Promise<string[]> {
+  const metric = (await registry.getSingleMetric('ballast_deadline_requests_total')?.get()) as {
+    values: { labels: Record<string, unknown>; value: number }[]
+  }
+  return [...new Set(metric.values.filter((v) => v.value > 0).map((v) => String(v.labels.route)))].sort()
+}
+
+describe.each(expressVersions)('on %s: ordinary 200s of a route mounted at the root', (_name, express) => {
+  it('absolute-form request targets (client-chosen host) do not make route labels', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 1_000, registry }))
+    app.get('/orders/:id', (_req, res) => res.json({ ok: true }))
+    app.get('/health', (_req, res) => res.json({ ok: true }))
+    const server = await listen(app as never)
+    try {
+      for (const host of ['a.example', 'b.example', 'c.example']) {
+        // Alternate routes so the one-entry cache does not hide the label computation.
+        const one = await rawExchange(server.port, `GET http://${host}/orders/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+        expect(one.text).toMatch(/^HTTP\/1\.1 200/)
+        await rawExchange(server.port, 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+      }
+      await sleep(50)
+      expect(await labelsCounted(registry)).toEqual(['/health', '/orders/:id'])
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('a URL-rewriting middleware (a stripped /v1 or locale prefix) keeps the route template as label', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 1_000, registry }))
+    app.use((req, _res, next) => {
+      req.url = req.url.replace(/^\/[a-z]{2}(?=\/)/, '')
+      next()
+    })
+    app.get('/orders/:id', (_req, res) => res.json({ ok: true }))
+    const server = await listen(app as never)
+    try {
+      for (const path of ['/en/orders/1', '/fr/orders/2', '/de/orders/3']) {
+        const res = await fetch(server.origin + path)
+        expect(res.status).toBe(200)
+        await res.text()
+      }
+      await sleep(50)
+      expect(await labelsCounted(registry)).toEqual(['/orders/:id'])
     } finally {
       await server.close()
     }

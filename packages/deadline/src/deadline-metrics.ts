@@ -21,18 +21,18 @@ import type { Counter, Histogram } from 'prom-client'
  * ```
  */
 export interface MountedRequest extends RoutedRequest {
-  readonly originalUrl?: string | undefined
+  readonly url?: string | undefined
 }
 
 // A route template whose every segment matches exactly one URL segment: no wildcard,
 // optional part or regular expression.
 const FIXED_SEGMENTS = /^[^*?(){}[\]+]*$/
 
-/** Segments of a path (`/a//b/` has 2), up to `end`, without allocating. */
-function segmentCount(path: string, end = path.length): number {
+/** Segments of `path` between `start` and `end` (`/a//b/` has 2), without allocating. */
+function segmentCount(path: string, start = 0, end = path.length): number {
   let count = 0
-  for (let i = 0; i < end; i++) {
-    if (path.charCodeAt(i) !== 47 && (i === 0 || path.charCodeAt(i - 1) === 47)) count++
+  for (let i = start; i < end; i++) {
+    if (path.charCodeAt(i) !== 47 && (i === start || path.charCodeAt(i - 1) === 47)) count++
   }
   return count
 }
@@ -40,27 +40,34 @@ function segmentCount(path: string, end = path.length): number {
 /**
  * The mount path of a routed request. When a request falls out of its router (a
  * handler's `next(error)` reaching an app-level error handler), Express puts
- * `req.baseUrl` back to the enclosing router's but leaves `req.route` set; the
- * router's mount path is then the leading URL segments the template and that
- * `baseUrl` do not account for, spelled as the client did, as `baseUrl` is.
- * Templates whose segments are not one-to-one with the URL's keep `baseUrl`.
+ * `req.baseUrl` and `req.url` back to the enclosing router's but leaves
+ * `req.route` set. Inside the router, the path of `req.url` is what the route
+ * template matched; out of it, the segments it has beyond the template's are the
+ * router's mount path, spelled as the client did, as `baseUrl` is. Templates whose
+ * segments are not one-to-one with the URL's keep `baseUrl`.
  */
 function mountOf(req: MountedRequest): string | undefined {
   const base = req.baseUrl
   const template = req.route?.path
-  const url = req.originalUrl
+  const url = req.url
   if (typeof template !== 'string' || url === undefined || !FIXED_SEGMENTS.test(template)) return base
-  const query = url.indexOf('?')
+  // The path Express routed on: no query, no scheme and host of an absolute-form target.
+  let start = 0
+  if (url.charCodeAt(0) !== 47) {
+    const scheme = url.indexOf('://')
+    start = scheme === -1 ? -1 : url.indexOf('/', scheme + 3)
+    if (start === -1) return base
+  }
+  const query = url.indexOf('?', start)
   const end = query === -1 ? url.length : query
-  const own = segmentCount(template)
-  const missing = segmentCount(url, end) - own - segmentCount(base ?? '')
+  const missing = segmentCount(url, start, end) - segmentCount(template)
   if (missing <= 0) return base
-  const parts = url
-    .slice(0, end)
+  const mount = url
+    .slice(start, end)
     .split('/')
     .filter((part) => part !== '')
-  const mount = `/${parts.slice(0, parts.length - own).join('/')}`
-  return mount.toLowerCase().startsWith((base ?? '').toLowerCase()) ? mount : base
+    .slice(0, missing)
+  return `${base ?? ''}/${mount.join('/')}`
 }
 
 /**

@@ -524,3 +524,15 @@ describe('a child of a disposed parent that runs out at the parent end', () => {
     expect([reason.source, rootDeadlineSource(reason)]).toEqual(['parent', 'inherited'])
   })
 })
+
+describe('a child of a deadline that was aborted (not by expiry) and whose end has passed', () => {
+  it("inherits the parent's abort reason, as it does before the parent's end", async () => {
+    const parent = Deadline.after(20)
+    parent.cancel(new ClientClosedError()) // the client left
+    const before = parent.child(1_000) // end not passed yet
+    await sleep(40)
+    const after = parent.child(1_000) // end passed
+    expect(before.signal.reason).toBeInstanceOf(ClientClosedError)
+    expect(after.signal.reason).toBeInstanceOf(ClientClosedError)
+  })
+})

@@ -342,7 +342,8 @@ export class Deadline implements Disposable {
     // A linked child whose parent ends first arms no timer: the parent fires for
     // it. A disposed parent fires for nobody, so its child times the parent's end itself.
     const expiresAt = Math.min(end, this.#expiresAt)
-    const delay = end < this.#expiresAt ? ms : linked ? undefined : this.#expiresAt - now
+    // An aborted parent gives its reason below: no expiry of the child's own may come first.
+    const delay = this.#aborted ? undefined : end < this.#expiresAt ? ms : linked ? undefined : this.#expiresAt - now
     const endOf = end < this.#expiresAt || linked ? undefined : this
     const child = new Deadline(expiresAt, ms, options.inherited === true, delay, endOf)
     if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms))

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BrokenCircuitError } from '@ballast/breaker'
+import { Breaker, BrokenCircuitError } from '@ballast/breaker'
 import { Deadline, DeadlineExceededError } from '@ballast/deadline'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -297,6 +297,24 @@ describe('deadline propagation', () => {
     expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
     expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
     c[Symbol.dispose]()
+  })
+
+  it("inside an application's Breaker, the attempt cut at the caller's deadline (less the margin) is not a dependency failure there", async () => {
+    const registry = new Registry()
+    const client = createClient({ name: 'inner', baseUrl: a.url, registry, breaker: false, propagate: { margin: 50 } })
+    const outer = new Breaker<string>({ name: 'outer', registry, volumeThreshold: 1, errorThresholdPercentage: 0 })
+    using caller = Deadline.after(300)
+    const result = await caller.run(() =>
+      outer
+        .execute(() => client.fetch('/hang').then((response) => response.text()))
+        .catch((error: unknown) => `rejected:${(error as Error).name}`),
+    )
+    expect(result).toBe('rejected:DeadlineExceededError')
+    expect(outer.state).toBe('closed')
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: 'outer', outcome: 'timeout' })).toBe(0)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: 'outer', outcome: 'failure' })).toBe(0)
+    outer[Symbol.dispose]()
+    client[Symbol.dispose]()
   })
 
   it('sends every retry the budget measured at its own send: decreasing, never more than is left', async () => {
