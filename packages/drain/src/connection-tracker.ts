@@ -1,7 +1,6 @@
-import type { EventEmitter } from 'node:events'
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
-import { Server as NetServer, type Socket } from 'node:net'
+import { Server as NetServer, Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import { ListenerProbe } from './listener-probe.js'
 
@@ -26,15 +25,6 @@ export type CloseReason = 'idle' | 'after_response' | 'forced'
  */
 export type DrainableServer = HttpServer | HttpsServer
 
-/**
- * Requests that never raise 'request': Node emits these only while the server has a
- * listener for them (and handles the request itself otherwise), so the tracker
- * listens to each only while the application does.
- */
-const FOLLOWED_EVENTS: ReadonlySet<string | symbol> = new Set(['checkContinue', 'checkExpectation', 'upgrade', 'connect'])
-/** Trackers' own listeners: with two drains on one server, neither counts as the application. */
-const TRACKER_LISTENERS = new WeakSet<object>()
-
 /** A probe that was not accepted after this long is given up (the listener then closes anyway). */
 const PROBE_TIMEOUT_MS = 2_000
 
@@ -47,8 +37,6 @@ interface SocketState {
   closing: CloseReason | undefined
   /** Whether the last response told the client the connection ends. */
   announcedClose: boolean
-  /** Upgraded (or tunnelled by CONNECT): no longer HTTP, the application's to close. */
-  upgraded: boolean
   lingerTimer: NodeJS.Timeout | undefined
   lingerCheck: NodeJS.Immediate | undefined
   bytesAtIdle: number
@@ -106,12 +94,9 @@ export interface TrackerEvents {
 export class ConnectionTracker {
   readonly server: DrainableServer
   readonly #sockets = new Map<Socket, SocketState>()
-  /** TLS connections not secure yet, by peer: their raw TCP socket stands for them until then. */
-  readonly #handshakes = new Map<string, Socket>()
   readonly #events: TrackerEvents
   readonly #linger: number
   #draining = false
-  #detached = false
   #closing = false
   /** `performance.now()` when the last connection (the probe excluded) was accepted. */
   lastAcceptedAt = Number.NEGATIVE_INFINITY
@@ -139,14 +124,6 @@ export class ConnectionTracker {
     if (data !== undefined) this.#probeArrived(data)
   }
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse) => this.#request(req, res)
-  readonly #onUpgrade = (req: IncomingMessage) => this.#upgrade(req)
-  readonly #onNewListener = (event: string | symbol, listener: object) => {
-    if (!TRACKER_LISTENERS.has(listener)) this.#follow(event, 1)
-  }
-  readonly #onRemoveListener = (event: string | symbol, listener: object) => {
-    // Not synchronously: removeAllListeners() walks the very array a removal here would splice.
-    if (!TRACKER_LISTENERS.has(listener) && FOLLOWED_EVENTS.has(event)) queueMicrotask(() => this.#follow(event, 0))
-  }
 
   constructor(server: DrainableServer, events: TrackerEvents, linger: number) {
     this.server = server
@@ -162,10 +139,6 @@ export class ConnectionTracker {
     // With maxConnections reached, Node drops accepted connections, the probe included.
     server.on('drop', this.#onDrop)
     server.prependListener('request', this.#onRequest)
-    TRACKER_LISTENERS.add(this.#onRequest).add(this.#onUpgrade)
-    server.on('newListener', this.#onNewListener)
-    server.on('removeListener', this.#onRemoveListener)
-    for (const event of FOLLOWED_EVENTS) this.#follow(event, 0)
   }
 
   /** Open sockets on this server. */
@@ -175,18 +148,12 @@ export class ConnectionTracker {
 
   /** Stops listening to the server's events and drops a pending probe. */
   detach(): void {
-    this.#detached = true
     this.#cancelProbe()
     this.#cancelSweep()
     this.server.removeListener('connection', this.#onRawConnection)
     this.server.removeListener('secureConnection', this.#onSecureConnection)
     this.server.removeListener('drop', this.#onDrop)
     this.server.removeListener('request', this.#onRequest)
-    // These first: removing the tracker's own listeners must not make it follow again.
-    this.server.removeListener('newListener', this.#onNewListener)
-    this.server.removeListener('removeListener', this.#onRemoveListener)
-    const server: EventEmitter = this.server
-    for (const event of FOLLOWED_EVENTS) server.removeListener(event, this.#followedListener(event))
   }
 
   /** From now on every response carries `Connection: close`, including those already in progress. */
@@ -207,6 +174,15 @@ export class ConnectionTracker {
   /** Whether `socket` is one of this tracker's (its responses' `Connection` header is then the tracker's to set). */
   tracks(socket: Socket): boolean {
     return this.#sockets.has(socket)
+  }
+
+  /**
+   * Takes in a request the server never raised 'request' for (one handed to
+   * 'checkContinue' or 'checkExpectation' that the application passes on to its
+   * handler, and so to the drain's middleware), as if it had.
+   */
+  adopt(req: IncomingMessage, res: ServerResponse): void {
+    if (this.#sockets.get(req.socket)?.responses.has(res) !== true) this.#request(req, res)
   }
 
   /**
@@ -441,59 +417,26 @@ export class ConnectionTracker {
     }
     this.#accepted++
     this.lastAcceptedAt = performance.now()
+    // On https the raw TCP socket stands for its connection until the TLS socket takes
+    // over: a client that connected but never completes its handshake (a stalled
+    // client, a TCP health check) is then closed as idle instead of holding the drain.
     this.#add(socket)
-    if (!this.#isTls) return
-    // A client that connected but never completes its handshake (a stalled client, a
-    // TCP health check) is closed as idle, instead of holding the drain until gracePeriod.
-    const peer = peerOf(socket)
-    this.#handshakes.set(peer, socket)
-    socket.once('close', () => {
-      if (this.#handshakes.get(peer) === socket) this.#handshakes.delete(peer)
-    })
   }
 
   /** The TLS socket takes the place of the raw one it runs on (same connection, same state). */
   #secured(socket: Socket): void {
-    const peer = peerOf(socket)
-    const raw = this.#handshakes.get(peer)
-    this.#handshakes.delete(peer)
-    const state = raw === undefined ? undefined : this.#sockets.get(raw)
-    if (raw === undefined || state === undefined) {
+    const raw = (socket as Socket & { _parent?: unknown })._parent
+    const state = raw instanceof Socket ? this.#sockets.get(raw) : undefined
+    if (state === undefined) {
       // Accepted before attach().
       this.#add(socket)
       return
     }
     this.#clearLinger(state)
-    this.#sockets.delete(raw)
+    this.#sockets.delete(raw as Socket)
     this.#sockets.set(socket, state)
     this.#watchClose(socket, state)
     if (this.#closing) this.#scheduleIdleClose(socket, state)
-  }
-
-  /**
-   * Listens to a followed event while the application does: `adding` is 1 when it is
-   * about to add a listener ('newListener' comes before the listener is added).
-   */
-  #follow(event: string | symbol, adding: 0 | 1): void {
-    if (!FOLLOWED_EVENTS.has(event) || this.#detached) return
-    const server: EventEmitter = this.server
-    const own = this.#followedListener(event)
-    const listeners = server.listeners(event)
-    const present = listeners.includes(own)
-    const others = listeners.filter((listener) => !TRACKER_LISTENERS.has(listener)).length + adding
-    // Prepended, as for 'request': the socket is known before the application's listener runs.
-    if (others > 0 && !present) server.prependListener(event, own)
-    if (others === 0 && present) server.removeListener(event, own)
-  }
-
-  #followedListener(event: string | symbol): (req: IncomingMessage, res: ServerResponse) => void {
-    return event === 'upgrade' || event === 'connect' ? this.#onUpgrade : this.#onRequest
-  }
-
-  #upgrade(req: IncomingMessage): void {
-    const state = this.#sockets.get(req.socket) ?? this.#add(req.socket)
-    state.upgraded = true
-    this.#clearLinger(state)
   }
 
   #add(socket: Socket): SocketState {
@@ -502,7 +445,6 @@ export class ConnectionTracker {
       responses: new Set(),
       closing: undefined,
       announcedClose: false,
-      upgraded: false,
       lingerTimer: undefined,
       lingerCheck: undefined,
       bytesAtIdle: 0,
@@ -558,8 +500,7 @@ export class ConnectionTracker {
   }
 
   #scheduleIdleClose(socket: Socket, state: SocketState): void {
-    // An upgraded socket is never idle: it waits for the application, or gracePeriod.
-    if (state.upgraded || state.lingerTimer !== undefined || state.lingerCheck !== undefined) return
+    if (state.lingerTimer !== undefined || state.lingerCheck !== undefined) return
     state.bytesAtIdle = socket.bytesRead
     state.lingerTimer = setTimeout(() => {
       state.lingerTimer = undefined
@@ -570,8 +511,9 @@ export class ConnectionTracker {
       state.lingerCheck = setImmediate(() => {
         state.lingerCheck = undefined
         if (socket.destroyed || state.active > 0) return
-        if (socket.bytesRead !== state.bytesAtIdle) {
-          // Part of a request arrived: give it another linger to complete.
+        if (socket.bytesRead !== state.bytesAtIdle || busyOutsideRequests(socket)) {
+          // Part of a request arrived, or the socket is busy with what no 'request' event
+          // showed: look again after another linger.
           this.#scheduleIdleClose(socket, state)
           return
         }
@@ -589,8 +531,18 @@ export class ConnectionTracker {
   }
 }
 
-function peerOf(socket: Socket): string {
-  return `${socket.remoteAddress}:${socket.remotePort}`
+/**
+ * Whether Node still uses a socket the tracker saw no request on: a response to a
+ * request handed to 'checkContinue' or 'checkExpectation' (which never raise
+ * 'request') is being written, or the socket was upgraded (or tunnelled by CONNECT)
+ * and is no longer HTTP, the application's to close (it is waited for until
+ * gracePeriod). Read from the socket's HTTP state (Node 22 and 24): a response in
+ * progress is its `_httpMessage`; an upgrade frees its parser (`null`), which a raw
+ * TLS socket, parsed by its TLS socket, never had (`undefined`).
+ */
+function busyOutsideRequests(socket: Socket): boolean {
+  const http = socket as Socket & { _httpMessage?: unknown; parser?: unknown }
+  return (http._httpMessage !== null && http._httpMessage !== undefined) || http.parser === null
 }
 
 /**

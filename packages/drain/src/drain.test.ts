@@ -1,14 +1,13 @@
-import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import express from 'express'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { selfSigned } from '../test/support/certificate.js'
 import { rawConnection } from '../test/support/raw-http.js'
 import { Drain, type DrainOptions, type StateChangeEvent } from './drain.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
@@ -540,28 +539,8 @@ describe('servers', () => {
   let key: Buffer
   let cert: Buffer
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ballast-drain-tls-'))
-    await promisify(execFile)('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ])
-    key = await readFile(join(dir, 'key.pem'))
-    cert = await readFile(join(dir, 'cert.pem'))
+    dir = await mkdtemp(join(tmpdir(), 'ballast-drain-'))
+    ;({ key, cert } = await selfSigned())
   })
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true })
@@ -644,32 +623,6 @@ describe('servers', () => {
     await new Promise((resolve) => afterStop.once('close', resolve))
     expect(afterStop.listening).toBe(false)
     drain[Symbol.dispose]()
-  })
-
-  it('listens to checkContinue, checkExpectation, upgrade and connect only while the application does (Node handles them itself otherwise)', async () => {
-    const drain = new Drain({ ...QUIET, registry: new Registry() })
-    const server = http.createServer()
-    const counts = () => ['checkContinue', 'checkExpectation', 'upgrade', 'connect'].map((event) => server.listenerCount(event))
-    const onUpgrade = () => {}
-    server.on('upgrade', onUpgrade)
-    drain.attach(server)
-    expect(counts()).toEqual([0, 0, 2, 0])
-    server.on('checkContinue', () => {})
-    server.prependListener('connect', () => {})
-    expect(counts()).toEqual([2, 0, 2, 2])
-    // A second drain on the same server does not take the first one's listeners for the application's.
-    const second = new Drain({ ...QUIET, registry: new Registry() })
-    second.attach(server)
-    expect(counts()).toEqual([3, 0, 3, 3])
-    server.removeListener('upgrade', onUpgrade)
-    server.removeAllListeners('checkContinue')
-    await Promise.resolve()
-    expect(counts()).toEqual([0, 0, 0, 3])
-    // Once stopped, the application's listeners are left alone.
-    await Promise.all([drain.shutdown(), second.shutdown()])
-    expect(counts()).toEqual([0, 0, 0, 1])
-    drain[Symbol.dispose]()
-    second[Symbol.dispose]()
   })
 
   it("stops a drained http.Server's connections-checking interval, as the server's own close() does", async () => {

@@ -605,6 +605,9 @@ export class Drain implements Disposable {
     // 'close' comes once per response, after 'finish' or on a disconnect: one
     // listener, shared by every request.
     res.on('close', this.#onResponseClose)
+    // Only requests with an Expect header can have gone to 'checkContinue' or
+    // 'checkExpectation' instead of 'request': the tracker takes those in here.
+    if (req.headers.expect !== undefined) this.#trackers.find((candidate) => candidate.tracks(req.socket))?.adopt(req, res)
     if (this.#announce) {
       const tracker = this.#trackers.find((candidate) => candidate.tracks(req.socket))
       // Pipelined behind a response that closes the connection: it could never be answered.
