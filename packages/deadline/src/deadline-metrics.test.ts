@@ -489,3 +489,51 @@ describe.each(expressVersions)('on %s: ordinary 200s of a route mounted at the r
     }
   })
 })
+
+const rawGet = (target: string) => `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`
+
+describe.each(expressVersions)('on %s: client-chosen text after the path never reaches a route label', (_name, express) => {
+  it('a fragment (#...) in the request target of a 200 inside a router', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 1_000, registry }))
+    const router = express.Router()
+    router.get('/orders/:id', (_req, res) => res.json({ ok: true }))
+    app.use('/api', router)
+    app.get('/health', (_req, res) => res.json({ ok: true }))
+    const server = await listen(app as never)
+    try {
+      for (let id = 0; id < 9; id++) {
+        const one = await rawExchange(server.port, rawGet(`/api/orders/${id}#/a/b`))
+        expect(one.text).toMatch(/^HTTP\/1\.1 200/)
+        await rawExchange(server.port, rawGet('/health')) // defeats the one-entry cache
+      }
+      // The application's own traffic, after a client used up the route's mounts.
+      expect((await rawExchange(server.port, rawGet('/api/orders/1'))).text).toMatch(/^HTTP\/1\.1 200/)
+      await sleep(50)
+      expect(await labelsCounted(registry)).toEqual(['/api/orders/:id', '/health'])
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('an absolute-form target with no path before its query (http://host?/a/b) on a route mounted at /', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 1_000, registry }))
+    app.get('/', (_req, res) => res.json({ ok: true }))
+    app.get('/health', (_req, res) => res.json({ ok: true }))
+    const server = await listen(app as never)
+    try {
+      for (const q of ['/a/b', '/c/d', '/e/f']) {
+        const one = await rawExchange(server.port, rawGet(`http://h?${q}`))
+        expect(one.text).toMatch(/^HTTP\/1\.1 200/)
+        await rawExchange(server.port, rawGet('/health'))
+      }
+      await sleep(50)
+      expect(await labelsCounted(registry)).toEqual(['/', '/health'])
+    } finally {
+      await server.close()
+    }
+  })
+})

@@ -37,6 +37,25 @@ function segmentCount(path: string, start = 0, end = path.length): number {
   return count
 }
 
+/** Where the path of `url` starts after its host (from `from`), or -1 when it has none. */
+function pathStart(url: string, from: number): number {
+  for (let i = from; i < url.length; i++) {
+    const code = url.charCodeAt(i)
+    if (code === 47) return i
+    if (code === 63 || code === 35) return -1 // '?' or '#': no path
+  }
+  return -1
+}
+
+/** Where the path of `url` that starts at `start` ends: its query or fragment, or the end. */
+function pathEnd(url: string, start: number): number {
+  for (let i = start; i < url.length; i++) {
+    const code = url.charCodeAt(i)
+    if (code === 63 || code === 35) return i
+  }
+  return url.length
+}
+
 /**
  * The mount path of a routed request. When a request falls out of its router (a
  * handler's `next(error)` reaching an app-level error handler), Express puts
@@ -51,15 +70,16 @@ function mountOf(req: MountedRequest): string | undefined {
   const template = req.route?.path
   const url = req.url
   if (typeof template !== 'string' || url === undefined || !FIXED_SEGMENTS.test(template)) return base
-  // The path Express routed on: no query, no scheme and host of an absolute-form target.
+  // The path Express routed on: up to a query or fragment, without the scheme and host
+  // of an absolute-form target (`http://host/path`).
   let start = 0
   if (url.charCodeAt(0) !== 47) {
     const scheme = url.indexOf('://')
-    start = scheme === -1 ? -1 : url.indexOf('/', scheme + 3)
+    if (scheme === -1) return base
+    start = pathStart(url, scheme + 3)
     if (start === -1) return base
   }
-  const query = url.indexOf('?', start)
-  const end = query === -1 ? url.length : query
+  const end = pathEnd(url, start)
   const missing = segmentCount(url, start, end) - segmentCount(template)
   if (missing <= 0) return base
   const mount = url

@@ -132,3 +132,49 @@ describe('https on a unix socket (no remote address or port)', () => {
     drain[Symbol.dispose]()
   })
 })
+
+// drain.middleware() takes in an Expect request when it runs, after a request pipelined
+// behind it raised 'request': the tracker must still see them in their order on the wire.
+it('a checkContinue request whose handler is deferred, pipelined with a GET, while draining: both answered', async () => {
+  const drain = new Drain({
+    signals: false,
+    exit: false,
+    logger: false,
+    readinessDelay: 400,
+    gracePeriod: 2_000,
+    idleLinger: 50,
+    registry: new Registry(),
+  })
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    drain.middleware()(req as never, res as never, () => res.end(`answer ${req.url}`))
+  }
+  const server = http.createServer(handler)
+  // An asynchronous gate before the application (an auth look-up), then the application.
+  server.on('checkContinue', (req, res) => {
+    setTimeout(() => {
+      res.writeContinue()
+      handler(req, res)
+    }, 30)
+  })
+  drain.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  const shutdown = drain.shutdown()
+  await new Promise((resolve) => setTimeout(resolve, 50)) // draining, listener still open
+  const socket = net.connect(port, '127.0.0.1')
+  socket.setEncoding('latin1')
+  let text = ''
+  socket.on('data', (chunk: string) => {
+    text += chunk
+  })
+  socket.on('error', () => undefined)
+  socket.write('POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n')
+  const report = await shutdown
+  socket.destroy()
+  expect({ a: text.includes('answer /a'), b: text.includes('answer /b'), outcome: report.outcome }).toEqual({
+    a: true,
+    b: true,
+    outcome: 'ok',
+  })
+})

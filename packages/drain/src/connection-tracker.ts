@@ -182,7 +182,18 @@ export class ConnectionTracker {
    * handler, and so to the drain's middleware), as if it had.
    */
   adopt(req: IncomingMessage, res: ServerResponse): void {
-    if (this.#sockets.get(req.socket)?.responses.has(res) !== true) this.#request(req, res)
+    const socket = req.socket
+    if (this.#sockets.get(socket)?.responses.has(res) === true) return
+    this.#request(req, res)
+    // Taken in late, it went to the end of the connection's responses, which are read as
+    // their order on the wire; the one Node is writing now is the first of them.
+    const state = this.#sockets.get(socket)
+    if (state === undefined || (socket as Socket & { _httpMessage?: unknown })._httpMessage !== res) return
+    const after = [...state.responses].filter((other) => other !== res)
+    state.responses.clear()
+    state.responses.add(res)
+    for (const other of after) state.responses.add(other)
+    if (this.#events.announcing()) announceOn(state, true)
   }
 
   /**
