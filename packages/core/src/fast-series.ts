@@ -58,6 +58,20 @@ function locate(metric: Stored, labels: Record<string, string>): { key: string; 
   return undefined
 }
 
+// A metric made with `enableExemplars` (on an OpenMetrics registry) takes its labels
+// and value in one object; positional arguments would land in the unlabelled series.
+type ExemplarAware = { enableExemplars?: boolean }
+
+function publicInc(metric: Counter<string>, labels: Record<string, string>, value: number): void {
+  if ((metric as ExemplarAware).enableExemplars === true) metric.inc({ labels, value } as never)
+  else metric.inc(labels, value)
+}
+
+function publicObserve(metric: Histogram<string>, labels: Record<string, string>, value: number): void {
+  if ((metric as ExemplarAware).enableExemplars === true) metric.observe({ labels, value } as never)
+  else metric.observe(labels, value)
+}
+
 /**
  * One series of a prom-client counter, bound at construction (and created at 0
  * there), incremented without hashing its labels: for hot paths whose label
@@ -85,7 +99,7 @@ export class FastCounter {
   }
 
   #locate(): void {
-    this.#metric.inc(this.#labels, 0)
+    publicInc(this.#metric, this.#labels, 0)
     const found = locate(this.#metric as unknown as Stored, this.#labels)
     const usable = found !== undefined && typeof found.entry.value === 'number'
     this.#key = usable ? propertyKey(found.key) : undefined
@@ -102,7 +116,7 @@ export class FastCounter {
         return
       }
     }
-    this.#metric.inc(this.#labels)
+    publicInc(this.#metric, this.#labels, 1)
     this.#locate()
   }
 }
@@ -179,7 +193,7 @@ export class FastHistogram {
         return
       }
     }
-    this.#metric.observe(this.#labels, value)
+    publicObserve(this.#metric, this.#labels, value)
     this.#locate()
   }
 }

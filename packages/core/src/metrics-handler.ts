@@ -41,7 +41,7 @@ export function metricsHandler(registry: ExpositionSource = globalRegistry): (re
     } catch (error) {
       res.statusCode = 500
       res.setHeader('content-type', 'text/plain; charset=utf-8')
-      res.end(`metrics collection failed: ${error instanceof Error ? error.message : String(error)}\n`)
+      res.end(`metrics collection failed: ${error instanceof Error ? error.message : describeValue(error)}\n`)
     }
   }
 }

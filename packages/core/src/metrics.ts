@@ -128,21 +128,20 @@ export function counter<L extends string>(target: MetricsTarget, spec: MetricSpe
  * })
  * ```
  */
-export function gauge<L extends string>(target: MetricsTarget, spec: MetricSpec<L> & { collect?: (this: Gauge<L>) => void }): Gauge<L> {
-  const collect = spec.collect
-  return getOrCreate(
+export function gauge<L extends string>(
+  target: MetricsTarget,
+  spec: MetricSpec<L> & { collect?: (this: Gauge<L>) => void | Promise<void> },
+): Gauge<L> {
+  const created = getOrCreate(
     target,
     'gauge',
     spec,
-    (name) =>
-      new Gauge({
-        name,
-        help: spec.help,
-        labelNames: spec.labelNames,
-        registers: [target.registry],
-        ...(collect === undefined ? {} : { collect: safeCollect(collect) }),
-      }),
+    (name) => new Gauge({ name, help: spec.help, labelNames: spec.labelNames, registers: [target.registry] }),
   ) as Gauge<L>
+  const collect = spec.collect
+  // Through addCollector, so that a second gauge() on the same name adds its callback instead of losing it.
+  if (collect !== undefined) addCollector(created as Gauge<string>, () => collect.call(created))
+  return created
 }
 
 /**
@@ -180,19 +179,25 @@ export function histogram<L extends string>(target: MetricsTarget, spec: MetricS
  * new Gauge({ name: 'queue_depth', help: 'Jobs waiting.', collect: safeCollect(function (this: Gauge) { this.set(emails.length) }) })
  * ```
  */
-export function safeCollect<T>(collect: (this: T) => void): (this: T) => void {
+export function safeCollect<T>(collect: (this: T) => void | Promise<void>): (this: T) => void | Promise<void> {
   return function collectSafely(this: T) {
     try {
-      collect.call(this)
+      const result = collect.call(this)
+      // prom-client awaits an async collect: a rejection keeps the previous values, as a throw does.
+      if (result instanceof Promise) return result.then(undefined, ignore)
     } catch {
       // A scrape must always succeed; the previous values stay.
     }
+    return undefined
   }
 }
 
+function ignore(): void {}
+
 const collectors = Symbol.for('ballast.metrics.collectors')
 
-type CollectingGauge = Gauge<string> & { [collectors]?: Set<() => void>; collect?: () => void }
+type Collect = () => void | Promise<void>
+type CollectingGauge = Gauge<string> & { [collectors]?: Set<Collect>; collect?: Collect }
 
 /**
  * Registers a scrape-time callback on a shared gauge and returns a function
@@ -206,15 +211,23 @@ type CollectingGauge = Gauge<string> & { [collectors]?: Set<() => void>; collect
  * stop()
  * ```
  */
-export function addCollector(metric: Gauge<string>, collect: () => void): () => void {
+export function addCollector(metric: Gauge<string>, collect: () => void | Promise<void>): () => void {
   const shared = metric as CollectingGauge
   let set = shared[collectors]
   if (set === undefined) {
-    const created = new Set<() => void>()
+    const created = new Set<Collect>()
     set = created
     shared[collectors] = created
+    // A callback the gauge was made with (outside ballast) keeps running, first.
+    const own = shared.collect
+    if (own !== undefined) created.add(() => own.call(shared))
     shared.collect = () => {
-      for (const callback of created) safeCollect(callback).call(undefined)
+      const pending: Promise<void>[] = []
+      for (const callback of created) {
+        const result = safeCollect(callback).call(undefined)
+        if (result !== undefined) pending.push(result)
+      }
+      return pending.length === 0 ? undefined : Promise.all(pending).then(ignore)
     }
   }
   set.add(collect)

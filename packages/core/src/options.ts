@@ -20,8 +20,18 @@ export const MAX_TIMER_DELAY = 2 ** 31 - 1
  * ```
  */
 export function describeValue(value: unknown): string {
-  return inspect(value, { depth: 1, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 64, maxArrayLength: 8 })
+  let text: string
+  try {
+    // No custom inspect hooks: a value's own code must not run (or throw) while an error about it is built.
+    text = inspect(value, { depth: 1, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 64, maxArrayLength: 8, customInspect: false })
+  } catch {
+    text = Object.prototype.toString.call(value)
+  }
+  return text.length > MAX_DESCRIPTION ? `${text.slice(0, MAX_DESCRIPTION)}…` : text
 }
+
+// Long enough for any option value worth quoting, short enough for a log line.
+const MAX_DESCRIPTION = 200
 
 function fail(owner: string, option: string, expected: string, value: unknown, Kind: typeof TypeError): never {
   throw new Kind(`${owner}: option "${option}" must be ${expected}, got ${describeValue(value)}`)
@@ -174,7 +184,7 @@ export function oneOfOption<T extends string | number | boolean>(
  */
 export function objectOption<T extends object>(owner: string, option: string, value: unknown, known?: readonly string[]): T | undefined {
   if (value === undefined) return undefined
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(owner, option, 'an object', value, TypeError)
+  if (typeof value !== 'object' || value === null || !isOptionsBag(value)) fail(owner, option, 'an object', value, TypeError)
   if (known !== undefined) refuseUnknown(owner, option === 'options' ? '' : `${option}.`, value as Record<string, unknown>, known)
   return value as T
 }
@@ -189,8 +199,28 @@ function refuseUnknown(owner: string, path: string, value: Record<string, unknow
     if (known.includes(key)) continue
     const near = closest(key, known)
     const hint = near === undefined ? '' : ` (did you mean "${path}${near}"?)`
-    throw new TypeError(`${owner}: unknown option "${path}${key}"${hint}, got ${describeValue(value[key])}`)
+    throw new TypeError(`${owner}: unknown option "${path}${key}"${hint}, got ${describeValue(ownValue(value, key))}`)
   }
+}
+
+/** An object whose options are its own properties: not an array, nor a collection or value whose content they are not. */
+function isOptionsBag(value: object): boolean {
+  return !(
+    Array.isArray(value) ||
+    value instanceof Map ||
+    value instanceof Set ||
+    value instanceof WeakMap ||
+    value instanceof WeakSet ||
+    value instanceof Date ||
+    value instanceof RegExp ||
+    value instanceof Promise
+  )
+}
+
+/** `value[key]` for an error message, without running a getter that may throw. */
+function ownValue(value: object, key: string): unknown {
+  const descriptor = Object.getOwnPropertyDescriptor(value, key)
+  return descriptor === undefined || 'value' in descriptor ? descriptor?.value : '<getter>'
 }
 
 /** The known name at most two edits away from `name` (case aside), if one is. */
