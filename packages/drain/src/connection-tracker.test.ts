@@ -2,13 +2,14 @@ import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
-import net, { type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { selfSigned } from '../test/support/certificate.js'
+import { rawConnection } from '../test/support/raw-http.js'
 import { Drain } from './drain.js'
 
 // The connection tracker with what a 'request' listener does not see: requests Node
@@ -16,17 +17,11 @@ import { Drain } from './drain.js'
 
 /** Sends `payload` in one write; returns what came back within `ms`. */
 async function exchange(port: number, payload: string, ms = 1_000): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1')
-  socket.setEncoding('latin1')
-  let text = ''
-  socket.on('data', (chunk: string) => {
-    text += chunk
-  })
-  socket.on('error', () => undefined)
-  socket.write(payload)
+  const connection = rawConnection(port)
+  connection.socket.write(payload)
   await new Promise((resolve) => setTimeout(resolve, ms))
-  socket.destroy()
-  return text
+  connection.socket.destroy()
+  return connection.text()
 }
 
 const REQ = 'POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n'
@@ -162,16 +157,13 @@ it('a checkContinue request whose handler is deferred, pipelined with a GET, whi
   const { port } = server.address() as AddressInfo
   const shutdown = drain.shutdown()
   await new Promise((resolve) => setTimeout(resolve, 50)) // draining, listener still open
-  const socket = net.connect(port, '127.0.0.1')
-  socket.setEncoding('latin1')
-  let text = ''
-  socket.on('data', (chunk: string) => {
-    text += chunk
-  })
-  socket.on('error', () => undefined)
-  socket.write('POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n')
+  const connection = rawConnection(port)
+  connection.socket.write(
+    'POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n',
+  )
   const report = await shutdown
-  socket.destroy()
+  connection.socket.destroy()
+  const text = connection.text()
   expect({ a: text.includes('answer /a'), b: text.includes('answer /b'), outcome: report.outcome }).toEqual({
     a: true,
     b: true,

@@ -184,16 +184,9 @@ export class ConnectionTracker {
   adopt(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket
     if (this.#sockets.get(socket)?.responses.has(res) === true) return
-    this.#request(req, res)
-    // Taken in late, it went to the end of the connection's responses, which are read as
-    // their order on the wire; the one Node is writing now is the first of them.
-    const state = this.#sockets.get(socket)
-    if (state === undefined || (socket as Socket & { _httpMessage?: unknown })._httpMessage !== res) return
-    const after = [...state.responses].filter((other) => other !== res)
-    state.responses.clear()
-    state.responses.add(res)
-    for (const other of after) state.responses.add(other)
-    if (this.#events.announcing()) announceOn(state, true)
+    // A connection's responses are read as their order on the wire: the one Node is
+    // writing now goes first, ahead of requests pipelined behind it and seen already.
+    this.#request(req, res, (socket as Socket & { _httpMessage?: unknown })._httpMessage === res)
   }
 
   /**
@@ -487,12 +480,17 @@ export class ConnectionTracker {
     })
   }
 
-  #request(req: IncomingMessage, res: ServerResponse): void {
+  #request(req: IncomingMessage, res: ServerResponse, first = false): void {
     const socket = req.socket
     // A connection accepted before attach() is adopted at its first request.
     const state = this.#sockets.get(socket) ?? this.#add(socket)
     state.active++
-    state.responses.add(res)
+    if (first && state.responses.size > 0) {
+      const behind = [...state.responses]
+      state.responses.clear()
+      state.responses.add(res)
+      for (const other of behind) state.responses.add(other)
+    } else state.responses.add(res)
     this.#clearLinger(state)
     if (this.#events.announcing()) announceOn(state, true)
     // Node emits 'close' exactly once per response, after 'finish' (in the same

@@ -607,9 +607,10 @@ export class Drain implements Disposable {
     res.on('close', this.#onResponseClose)
     // Only requests with an Expect header can have gone to 'checkContinue' or
     // 'checkExpectation' instead of 'request': the tracker takes those in here.
-    if (req.headers.expect !== undefined) this.#trackers.find((candidate) => candidate.tracks(req.socket))?.adopt(req, res)
+    const expecting = req.headers.expect !== undefined
+    const tracker = expecting || this.#announce ? this.#trackers.find((candidate) => candidate.tracks(req.socket)) : undefined
+    if (expecting) tracker?.adopt(req, res)
     if (this.#announce) {
-      const tracker = this.#trackers.find((candidate) => candidate.tracks(req.socket))
       // Pipelined behind a response that closes the connection: it could never be answered.
       if (tracker?.cutOff(req, res) === true) return
       // A tracked connection's announcement is its tracker's (the last response on it only).
