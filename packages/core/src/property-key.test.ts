@@ -11,12 +11,14 @@ const MODULE = fileURLToPath(new URL('./property-key.ts', import.meta.url))
  * natives syntax can be switched on.
  */
 function v8Forms(): string {
+  // Natives syntax inside a Function body: Node 22.12 strips types from the -e script itself, and % is no TypeScript.
   const script = `
     const { propertyKey } = await import(${JSON.stringify(MODULE)});
+    const debugPrint = new Function('value', '%DebugPrint(value)');
     const built = 'X-Budget-' + 'Ms'.repeat(1);
-    %DebugPrint(built.toLowerCase());
-    %DebugPrint(propertyKey(built.toLowerCase()));
-    %DebugPrint(propertyKey(String(0.025)));
+    debugPrint(built.toLowerCase());
+    debugPrint(propertyKey(built.toLowerCase()));
+    debugPrint(propertyKey(String(0.025)));
   `
   const result = spawnSync(
     process.execPath,

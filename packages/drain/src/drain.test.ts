@@ -242,6 +242,53 @@ describe('sequence', () => {
     drain[Symbol.dispose]()
   })
 
+  it('drain.signal takes a listener per open stream: 30 SSE streams end from it, with no leak warning (Node 22.12 warns past 10)', async () => {
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const application = express()
+    application.use(drain.middleware())
+    application.get('/events', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.write('data: hello\n\n')
+      const stop = () => res.end('event: bye\ndata: draining\n\n')
+      drain.signal.addEventListener('abort', stop, { once: true })
+      res.on('close', () => drain.signal.removeEventListener('abort', stop))
+    })
+    const server = http.createServer(application)
+    drain.attach(server)
+    const port = await listen(server)
+    const streams = await Promise.all(
+      Array.from(
+        { length: 30 },
+        () =>
+          new Promise<{ ended: Promise<string> }>((opened, failed) => {
+            http
+              .get({ host: '127.0.0.1', port, path: '/events', agent: false }, (res) => {
+                let body = ''
+                res.setEncoding('utf8')
+                const ended = new Promise<string>((resolve) => res.on('end', () => resolve(body)))
+                res.on('data', (chunk: string) => {
+                  if (body === '') opened({ ended })
+                  body += chunk
+                })
+              })
+              .on('error', failed)
+          }),
+      ),
+    )
+    expect(drain.inflight).toBe(30)
+    const report = await drain.shutdown('test')
+    const bodies = await Promise.all(streams.map((stream) => stream.ended))
+    await new Promise((resolve) => setImmediate(resolve))
+    process.off('warning', onWarning)
+    expect(report).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    expect(bodies.every((body) => body.endsWith('event: bye\ndata: draining\n\n'))).toBe(true)
+    expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([])
+    drain[Symbol.dispose]()
+  })
+
   it('hooks run last-registered first, after in-flight requests and tracked work; failures and timeouts do not stop the others, and are logged and counted', async () => {
     const codes: number[] = []
     const registry = new Registry()

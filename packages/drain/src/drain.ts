@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { constants } from 'node:os'
 import {
@@ -311,6 +312,9 @@ export class Drain implements Disposable {
     this.#exit = exitOption(options.exit, this.#signals.length > 0)
     this.#logger = loggerOption(options.logger)
     const target = metricsTarget(OWNER, options)
+    // Every open SSE stream, long poll and WebSocket may listen to the signal at once:
+    // Node 22.12 would warn of a leak past 10 listeners.
+    setMaxListeners(0, this.#controller.signal)
 
     const reportListenerError = (error: unknown) => this.#logger.error({ err: error }, 'drain event listener threw')
     this.#stateChange = new DrainEvent('Drain.onStateChange', reportListenerError)
