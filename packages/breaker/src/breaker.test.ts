@@ -490,6 +490,31 @@ describe('fallback', () => {
     },
   )
 
+  it('fallbacks outside any deadline share a signal that takes any number of listeners: 30 waiting on it at once raise no leak warning', async () => {
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    const { b } = breaker<unknown>({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 60_000 })
+    await b.execute(fail).catch(() => undefined)
+    expect(b.state).toBe('open')
+    // A cache read that gives up when its signal aborts, and stops listening once it has its answer.
+    const fallback = ({ signal }: FallbackContext) =>
+      new Promise((resolve, reject) => {
+        const onAbort = () => reject(signal.reason)
+        signal.addEventListener('abort', onAbort, { once: true })
+        setTimeout(() => {
+          signal.removeEventListener('abort', onAbort)
+          resolve('cached')
+        }, 20)
+      })
+    const results = await Promise.all(Array.from({ length: 30 }, () => b.execute(fail, { fallback })))
+    await sleep(5)
+    process.off('warning', onWarning)
+    expect(results).toEqual(Array.from({ length: 30 }, () => 'cached'))
+    expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([])
+    b[Symbol.dispose]()
+  })
+
   it('checks the fallback result type against the work result type', async () => {
     const { b } = breaker({ volumeThreshold: 100 })
     // @ts-expect-error a fallback must produce what the work produces

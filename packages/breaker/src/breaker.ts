@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import {
   BallastError,
   describeValue,
@@ -217,8 +218,12 @@ export function callsInFlight<F>(breaker: Breaker<F>): number {
   return callsOf(breaker as Breaker<unknown>)
 }
 
+/** The signal of a fallback outside any deadline: one for all, so it takes any number of listeners (Node 22.12 warns past 10). */
 function quietSignal(): AbortSignal {
-  neverAborted ??= new AbortController().signal
+  if (neverAborted === undefined) {
+    neverAborted = new AbortController().signal
+    setMaxListeners(0, neverAborted)
+  }
   return neverAborted
 }
 
