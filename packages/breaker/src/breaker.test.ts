@@ -106,13 +106,28 @@ describe('Breaker options', () => {
     )
   })
 
-  it('rejects a call whose work, options or fallback are of the wrong kind, naming the value', async () => {
+  it('rejects a call whose work, options or fallback are of the wrong kind, or whose options it does not know, naming the value', async () => {
     const b = new Breaker({ name: 'args', registry: new Registry() })
     await expect(b.execute('x' as never)).rejects.toThrow(new TypeError(`Breaker.execute: work must be a function, got 'x'`))
     // A fallback passed where the options go is refused, not ignored.
-    await expect(b.execute(async () => 1, (() => 2) as never)).rejects.toThrow(/Breaker\.execute: "options" must be an object, got/)
+    await expect(b.execute(async () => 1, (() => 2) as never)).rejects.toThrow(/Breaker\.execute: option "options" must be an object, got/)
     await expect(b.execute(async () => 1, { fallback: 'x' as never })).rejects.toThrow(/option "fallback" must be a function, got 'x'/)
-    expect(() => b.wrap(async () => 1, (() => 2) as never)).toThrow(/Breaker\.wrap: "options" must be an object, got/)
+    expect(() => b.wrap(async () => 1, (() => 2) as never)).toThrow(/Breaker\.wrap: option "options" must be an object, got/)
+    expect(() => b.wrap(async () => 1, { fallback: 1 as never })).toThrow(/Breaker\.wrap: option "fallback" must be a function, got 1/)
+    // A misspelt fallback would leave the call without one: refused, with the name it meant.
+    let ran = false
+    const work = async () => {
+      ran = true
+      throw new Error('down')
+    }
+    await expect(b.execute(work, { fallbak: () => 'cached' } as never)).rejects.toThrow(
+      /Breaker\.execute: unknown option "fallbak" \(did you mean "fallback"\?\)/,
+    )
+    expect(ran).toBe(false)
+    expect(() => b.wrap(work, { fallBack: () => 'cached' } as never)).toThrow(
+      /Breaker\.wrap: unknown option "fallBack" \(did you mean "fallback"\?\)/,
+    )
+    expect(await b.execute(async () => 1, {})).toBe(1)
     b[Symbol.dispose]()
   })
 

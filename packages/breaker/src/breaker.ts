@@ -227,6 +227,16 @@ function quietSignal(): AbortSignal {
   return neverAborted
 }
 
+/**
+ * The fallback a call's options carry. Anything but an options object, and any
+ * name but `fallback` (a misspelt one would leave the call without its fallback,
+ * silently), is refused.
+ */
+function callFallback(owner: string, options: unknown): AnyFallback {
+  const given = objectOption<{ fallback?: unknown }>(owner, 'options', options, ['fallback'])
+  return functionOption<(context: FallbackContext) => unknown>(owner, 'fallback', given?.fallback)
+}
+
 function toStateLabel(state: BreakerState): StateLabel {
   return state === 'half-open' ? 'half_open' : state
 }
@@ -436,12 +446,11 @@ export class Breaker<F = never> implements Disposable {
   execute<T>(work: (context: CallContext) => PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T | F> {
     if (typeof work !== 'function')
       return Promise.reject(new TypeError(`${OWNER}.execute: work must be a function, got ${describeValue(work)}`))
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      return Promise.reject(new TypeError(`${OWNER}.execute: "options" must be an object, got ${describeValue(options)}`))
-    }
-    const fallback = options?.fallback
-    if (fallback !== undefined && typeof fallback !== 'function') {
-      return Promise.reject(new TypeError(`${OWNER}.execute: option "fallback" must be a function, got ${describeValue(fallback)}`))
+    let fallback: AnyFallback
+    try {
+      fallback = callFallback(`${OWNER}.execute`, options)
+    } catch (error) {
+      return Promise.reject(error)
     }
     return this.#run(work as Work, fallback ?? this.#fallback) as Promise<T | F>
   }
@@ -472,13 +481,7 @@ export class Breaker<F = never> implements Disposable {
     options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
   ): (...args: A) => Promise<T | F> {
     if (typeof fn !== 'function') throw new TypeError(`${OWNER}.wrap: fn must be a function, got ${describeValue(fn)}`)
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      throw new TypeError(`${OWNER}.wrap: "options" must be an object, got ${describeValue(options)}`)
-    }
-    const fallback = options?.fallback
-    if (fallback !== undefined && typeof fallback !== 'function') {
-      throw new TypeError(`${OWNER}.wrap: option "fallback" must be a function, got ${describeValue(fallback)}`)
-    }
+    const fallback = callFallback(`${OWNER}.wrap`, options) as ((context: FallbackContext, ...args: A) => T | PromiseLike<T>) | undefined
     return (...args: A) =>
       this.#run(
         (context) => fn(context, ...args),
