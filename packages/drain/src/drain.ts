@@ -12,7 +12,6 @@ import {
   stringOption,
   timerDelay,
 } from '@ballast/core'
-import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { type CloseReason, ConnectionTracker, closeWhenListening, type DrainableServer, type FlushVerdict } from './connection-tracker.js'
 import { observeDrain } from './drain-metrics.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
@@ -459,13 +458,13 @@ export class Drain implements Disposable {
    * clients stop reusing the connection. While the listeners close it holds new
    * requests and runs them right after (see #closeGroup). Mount it first.
    */
-  middleware(): RequestHandler {
-    return (req: Request, res: Response, next: NextFunction) => this.#handle(req, res, next)
+  middleware(): (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void {
+    return (req, res, next) => this.#handle(req, res, next)
   }
 
   /** `GET /readyz`: 200 while serving, 503 from the moment draining starts. */
-  readiness(): RequestHandler {
-    return (_req: Request, res: Response) => {
+  readiness(): (req: IncomingMessage, res: ServerResponse) => void {
+    return (_req, res) => {
       const serving = this.#state === 'serving'
       res.statusCode = serving ? 200 : 503
       res.setHeader('content-type', 'text/plain; charset=utf-8')
@@ -475,8 +474,8 @@ export class Drain implements Disposable {
   }
 
   /** `GET /livez`: 200 until the process exits; a draining process must not be restarted. */
-  liveness(): RequestHandler {
-    return (_req: Request, res: Response) => {
+  liveness(): (req: IncomingMessage, res: ServerResponse) => void {
+    return (_req, res) => {
       res.statusCode = 200
       res.setHeader('content-type', 'text/plain; charset=utf-8')
       res.setHeader('cache-control', 'no-store')
@@ -583,7 +582,7 @@ export class Drain implements Disposable {
     this.#checkIdle()
   }
 
-  #handle(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
+  #handle(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
     if (this.#httpDrained || this.#finished) {
       this.#reject.emit({ reason: this.#reason })
       const error = new DrainingError(this.#reason)
