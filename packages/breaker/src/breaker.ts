@@ -22,6 +22,8 @@ import { type OpenedCircuit, type OpossumCircuit, openCircuit } from './opossum.
 export type { CallContext } from './attempt.js'
 
 const OWNER = 'Breaker'
+const EXECUTE = `${OWNER}.execute`
+const WRAP = `${OWNER}.wrap`
 /** The option names of {@link Breaker} (a {@link BreakerGroup} adds its key bounds). */
 export const BREAKER_OPTIONS: readonly string[] = [
   'name',
@@ -447,10 +449,12 @@ export class Breaker<F = never> implements Disposable {
     if (typeof work !== 'function')
       return Promise.reject(new TypeError(`${OWNER}.execute: work must be a function, got ${describeValue(work)}`))
     let fallback: AnyFallback
-    try {
-      fallback = callFallback(`${OWNER}.execute`, options)
-    } catch (error) {
-      return Promise.reject(error)
+    if (options !== undefined) {
+      try {
+        fallback = callFallback(EXECUTE, options)
+      } catch (error) {
+        return Promise.reject(error)
+      }
     }
     return this.#run(work as Work, fallback ?? this.#fallback) as Promise<T | F>
   }
@@ -481,7 +485,7 @@ export class Breaker<F = never> implements Disposable {
     options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
   ): (...args: A) => Promise<T | F> {
     if (typeof fn !== 'function') throw new TypeError(`${OWNER}.wrap: fn must be a function, got ${describeValue(fn)}`)
-    const fallback = callFallback(`${OWNER}.wrap`, options) as ((context: FallbackContext, ...args: A) => T | PromiseLike<T>) | undefined
+    const fallback = callFallback(WRAP, options) as ((context: FallbackContext, ...args: A) => T | PromiseLike<T>) | undefined
     return (...args: A) =>
       this.#run(
         (context) => fn(context, ...args),
