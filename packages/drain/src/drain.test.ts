@@ -69,6 +69,8 @@ function app(drain: Drain) {
   application.use(drain.middleware())
   application.get('/readyz', drain.readiness())
   application.get('/livez', drain.liveness())
+  // Called from an application's own handler, with Express's three arguments.
+  application.get('/readyz-within', (req, res, next) => drain.readiness()(req, res, next))
   application.get('/fast', (_req, res) => {
     res.json({ ok: true })
   })
@@ -228,6 +230,7 @@ describe('sequence', () => {
     expect(drain.shutdown()).toBe(shutdown)
 
     expect(await get(port, '/readyz', agent)).toMatchObject({ status: 503, connection: 'close' })
+    expect(await get(port, '/readyz-within', agent)).toMatchObject({ status: 503, connection: 'close' })
     expect(await get(port, '/livez', agent)).toMatchObject({ status: 200, connection: 'close' })
     expect(await get(port, '/fast', agent)).toMatchObject({ status: 200, connection: 'close' })
     expect(await inProgress).toMatchObject({ status: 200, connection: 'close' })

@@ -463,7 +463,7 @@ export class Drain implements Disposable {
   }
 
   /** `GET /readyz`: 200 while serving, 503 from the moment draining starts. */
-  readiness(): (req: IncomingMessage, res: ServerResponse) => void {
+  readiness(): (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void {
     return (_req, res) => {
       const serving = this.#state === 'serving'
       res.statusCode = serving ? 200 : 503
@@ -474,7 +474,7 @@ export class Drain implements Disposable {
   }
 
   /** `GET /livez`: 200 until the process exits; a draining process must not be restarted. */
-  liveness(): (req: IncomingMessage, res: ServerResponse) => void {
+  liveness(): (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void {
     return (_req, res) => {
       res.statusCode = 200
       res.setHeader('content-type', 'text/plain; charset=utf-8')
