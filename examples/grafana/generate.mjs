@@ -3,7 +3,7 @@
 // the layout, the datasource references and the variable filters stay uniform.
 // examples/orders-service/test/scenario.test.ts fails when the JSON is stale (and queries every
 // expression against a real Prometheus); test/dashboard-queries.test.ts checks what the breaker
-// state and drain age expressions compute, with promtool.
+// state, per-interval count and drain age expressions compute, with promtool.
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -12,7 +12,21 @@ import { join } from 'node:path'
 const ds = { type: 'prometheus', uid: '$' + '{datasource}' }
 const sel = 'job=~"$job", instance=~"$instance"'
 const rate = (metric, extra = '') => `rate(${metric}{${sel}${extra}}[$__rate_interval])`
-const increase = (metric, extra = '') => `increase(${metric}{${sel}${extra}}[$__rate_interval])`
+// Counts for bar panels: each bar is the counter's last value at its step minus its last value
+// one step ($__interval, which Grafana uses as the query step) earlier, so the bars tile the time
+// range and add up to the events in it, each counted once. increase() over $__rate_interval
+// (at least 4 scrapes, with bars one step apart) would count every event about 4 times, and
+// over $__interval it misses the events between one window's last sample and the next
+// window's first and extrapolates the others to make up for them (a lone event reads 2 or 0).
+// last_over_time over 5 minutes rather than the instant value: once an instance has exited its
+// series is stale at the next step, and the drain counts it reported last would be lost.
+// A counter lower than one step earlier restarted, and one without a value one step earlier
+// is a new instance: everything they counted falls in this step (with the price that a target
+// Prometheus did not scrape for over 5 minutes shows all it counted before in one bar).
+const perInterval = (metric, extra = '') => {
+  const last = `last_over_time(${metric}{${sel}${extra}}[5m])`
+  return `((${last} - last_over_time(${metric}{${sel}${extra}}[5m] offset $__interval)) >= 0 or ${last})`
+}
 
 /** Each section: a row title and its panels, laid out left to right, 8 columns wide by default. */
 const sections = [
@@ -21,12 +35,13 @@ const sections = [
     panels: [
       {
         title: 'Deadline-expired ratio per route',
-        description: 'Share of requests that ran out of their deadline (504 answered, or the handler out of budget), per route.',
+        description:
+          'Share of requests that ran out of their deadline (504 answered, or the handler out of budget), per job and route, as alert BallastDeadlineExpiredRatioHigh computes it.',
         unit: 'percentunit',
         targets: [
           {
-            expr: `sum by (route) (${rate('ballast_deadline_exceeded_total')}) / sum by (route) (${rate('ballast_deadline_requests_total')})`,
-            legend: '{{route}}',
+            expr: `sum by (job, route) (${rate('ballast_deadline_exceeded_total')}) / sum by (job, route) (${rate('ballast_deadline_requests_total')})`,
+            legend: '{{job}} {{route}}',
           },
         ],
         thresholds: [0.05],
@@ -34,26 +49,33 @@ const sections = [
       {
         title: 'Requests by route',
         unit: 'reqps',
-        targets: [{ expr: `sum by (route, method) (${rate('ballast_deadline_requests_total')})`, legend: '{{method}} {{route}}' }],
+        targets: [
+          { expr: `sum by (job, route, method) (${rate('ballast_deadline_requests_total')})`, legend: '{{job}} {{method}} {{route}}' },
+        ],
       },
       {
         title: 'Deadlines exceeded by reason',
         description: 'deadline: the route or header budget ran out here; inherited: an enclosing deadline expired first.',
         unit: 'reqps',
-        targets: [{ expr: `sum by (route, reason) (${rate('ballast_deadline_exceeded_total')})`, legend: '{{route}} {{reason}}' }],
+        targets: [
+          { expr: `sum by (job, route, reason) (${rate('ballast_deadline_exceeded_total')})`, legend: '{{job}} {{route}} {{reason}}' },
+        ],
       },
       {
         type: 'heatmap',
-        title: 'Deadline budget at request start',
+        title: 'Deadline budget at request start (req/s)',
         description:
-          'The time budget each request started with: the route timeout, or less when the caller sent a request-timeout-ms header.',
-        targets: [{ expr: `sum by (le) (${increase('ballast_deadline_budget_seconds_bucket')})`, legend: '{{le}}', format: 'heatmap' }],
+          'The time budget each request started with: the route timeout, or less when the caller sent a request-timeout-ms header. Colour: requests per second starting with a budget in that bucket.',
+        unit: 'reqps',
+        targets: [{ expr: `sum by (le) (${rate('ballast_deadline_budget_seconds_bucket')})`, legend: '{{le}}', format: 'heatmap' }],
       },
       {
         type: 'heatmap',
-        title: 'Overrun past the deadline',
-        description: 'How long handlers kept running after their deadline expired: work that ignored the abort signal.',
-        targets: [{ expr: `sum by (le) (${increase('ballast_deadline_overrun_seconds_bucket')})`, legend: '{{le}}', format: 'heatmap' }],
+        title: 'Overrun past the deadline (req/s)',
+        description:
+          'How long handlers kept running after their deadline expired: work that ignored the abort signal. Colour: requests per second whose overrun fell in that bucket.',
+        unit: 'reqps',
+        targets: [{ expr: `sum by (le) (${rate('ballast_deadline_overrun_seconds_bucket')})`, legend: '{{le}}', format: 'heatmap' }],
       },
       {
         title: 'Late writes and client closes',
@@ -61,9 +83,12 @@ const sections = [
           'Late writes: writes after the deadline answered, swallowed instead of throwing. Client closes: the caller hung up first.',
         unit: 'ops',
         targets: [
-          { expr: `sum by (route) (${rate('ballast_deadline_late_writes_total')})`, legend: 'late writes {{route}}' },
-          { expr: `sum by (route) (${rate('ballast_deadline_client_closed_total')})`, legend: 'client closed {{route}}' },
-          { expr: `sum by (reason) (${rate('ballast_deadline_header_rejected_total')})`, legend: 'header rejected ({{reason}})' },
+          { expr: `sum by (job, route) (${rate('ballast_deadline_late_writes_total')})`, legend: 'late writes {{job}} {{route}}' },
+          { expr: `sum by (job, route) (${rate('ballast_deadline_client_closed_total')})`, legend: 'client closed {{job}} {{route}}' },
+          {
+            expr: `sum by (job, reason) (${rate('ballast_deadline_header_rejected_total')})`,
+            legend: 'header rejected {{job}} ({{reason}})',
+          },
         ],
       },
     ],
@@ -98,11 +123,13 @@ const sections = [
       },
       {
         type: 'barchart-like',
-        title: 'State transitions',
+        title: 'State transitions per interval',
+        description:
+          "Transitions in each bar's interval (wider when zoomed out), by the state entered: the bars add up to the transitions of the time range.",
         width: 12,
         unit: 'short',
         targets: [
-          { expr: `sum by (breaker, state) (${increase('ballast_breaker_transitions_total')})`, legend: '{{breaker}} → {{state}}' },
+          { expr: `sum by (breaker, state) ${perInterval('ballast_breaker_transitions_total')}`, legend: '{{breaker}} → {{state}}' },
         ],
       },
       {
@@ -210,18 +237,20 @@ const sections = [
         targets: [{ expr: `sum by (instance) (ballast_drain_open_connections{${sel}})`, legend: '{{instance}}' }],
       },
       {
-        title: 'Requests rejected while stopping',
+        type: 'barchart-like',
+        title: 'Requests rejected while stopping, per interval',
         description:
-          'Requests answered 503 because they arrived after the service stopped serving. Should stay at 0 when the readiness delay is long enough.',
+          "Requests answered 503 because they arrived after the service stopped serving, in each bar's interval. Should stay at 0 when the readiness delay is long enough.",
         unit: 'short',
-        targets: [{ expr: `sum by (instance) (${increase('ballast_drain_rejected_requests_total')})`, legend: '{{instance}}' }],
+        targets: [{ expr: `sum by (instance) ${perInterval('ballast_drain_rejected_requests_total')}`, legend: '{{instance}}' }],
       },
       {
-        title: 'Connections closed by reason',
+        type: 'barchart-like',
+        title: 'Connections closed by reason, per interval',
         description:
-          'idle: keep-alive sockets closed while idle; after_response: closed right after their last response; forced: destroyed at the grace period (requests lost).',
+          "Connections closed by the drain in each bar's interval. idle: keep-alive sockets closed while idle; after_response: closed right after their last response; forced: destroyed at the grace period (requests lost).",
         unit: 'short',
-        targets: [{ expr: `sum by (reason) (${increase('ballast_drain_closed_connections_total')})`, legend: '{{reason}}' }],
+        targets: [{ expr: `sum by (reason) ${perInterval('ballast_drain_closed_connections_total')}`, legend: '{{reason}}' }],
       },
       {
         title: 'Seconds since the drain started',
@@ -237,6 +266,33 @@ const sections = [
           },
         ],
         thresholds: [10],
+      },
+      {
+        type: 'barchart-like',
+        title: 'Shutdown hooks by outcome, per interval',
+        description:
+          "Shutdown hooks that ended in each bar's interval, by hook and outcome (timed_out: its own timeout, or the grace period cut it short). A hook is counted when it ends, and the metrics port closes just before the exit, so the last hooks of a shutdown may end unscraped: the drain's log has every hook.",
+        width: 12,
+        unit: 'short',
+        targets: [
+          { expr: `sum by (hook, outcome) ${perInterval('ballast_drain_hook_duration_seconds_count')}`, legend: '{{hook}} {{outcome}}' },
+        ],
+      },
+      {
+        title: 'Shutdown hook duration',
+        description:
+          'While an instance drains: how long each of its shutdown hooks ran, by outcome. A process runs its hooks once, so the sum of the histogram is that run; 0 until the hook ends. A drain that goes on once no request is in flight, its hooks still at 0, is waiting on a hook (they run last registered first).',
+        width: 12,
+        unit: 's',
+        points: true,
+        targets: [
+          {
+            expr:
+              `sum by (job, instance, hook, outcome) (ballast_drain_hook_duration_seconds_sum{${sel}})` +
+              ` and on (job, instance) (ballast_drain_started_timestamp_seconds{${sel}} > 0)`,
+            legend: '{{instance}} {{hook}} {{outcome}}',
+          },
+        ],
       },
     ],
   },
@@ -280,6 +336,7 @@ function panel(spec, gridPos) {
         cellGap: 1,
         color: { mode: 'scheme', scheme: 'Oranges', exponent: 0.5, steps: 64, fill: 'dark-orange', reverse: false },
         yAxis: { axisPlacement: 'left', unit: 's' },
+        ...(spec.unit === undefined ? {} : { cellValues: { unit: spec.unit } }),
         rowsFrame: { layout: 'auto' },
         tooltip: { mode: 'single', yHistogram: true, showColorScale: false },
         legend: { show: true },
@@ -316,7 +373,7 @@ function panel(spec, gridPos) {
     drawStyle: spec.type === 'barchart-like' ? 'bars' : 'line',
     lineWidth: 1,
     fillOpacity: spec.stack || spec.type === 'barchart-like' ? 60 : 10,
-    showPoints: 'never',
+    showPoints: spec.points ? 'always' : 'never',
     spanNulls: false,
     stacking: { mode: spec.stack || spec.type === 'barchart-like' ? 'normal' : 'none', group: 'A' },
     ...(spec.thresholds === undefined ? {} : { thresholdsStyle: { mode: 'dashed' } }),

@@ -14,11 +14,11 @@ interface ExprTest {
   readonly promql_expr_test: readonly { expr: string; eval_time: string; exp_samples: readonly { labels: string; value: number }[] }[]
 }
 
-/** The one expression of a dashboard panel, with Grafana's variables set to "All". */
-function panelExpression(title: string): string {
+/** The one expression of a dashboard panel, with Grafana's variables set to "All" (and `$__interval`, the query step, to `interval`). */
+function panelExpression(title: string, interval?: string): string {
   const exprs = dashboardExpressions().filter((target) => target.panel === title)
   expect(exprs, `panel "${title}"`).toHaveLength(1)
-  return substituteVariables(exprs[0]?.expr ?? '')
+  return substituteVariables(exprs[0]?.expr ?? '', undefined, interval)
 }
 
 /**
@@ -74,6 +74,39 @@ describe('dashboard expressions under promtool', () => {
               // The panel's value mapping: 0 closed, 1 half-open, 2 open, 3 disabled.
               exp_samples: [sample('a:9464', 1), sample('b:9464', 2), sample('c:9464', 0), sample('d:9464', 3)],
             },
+          ],
+        },
+      ]),
+    ).toContain('SUCCESS')
+  })
+
+  it('"State transitions per interval" counts each transition once, across a restart, a new instance and an exit', async () => {
+    // Grafana queries with $__interval as the step: 30 s here, so the bars are the results at 30 s, 1m, 1m30s, 2m.
+    const expr = panelExpression('State transitions per interval', '30s')
+    // Scraped every 10 s. a: transitions at 20 s, 40 s and 50 s, a restart between 70 s and
+    // 80 s (its counter back at 0), then two more by 90 s. b: a new instance, first scraped
+    // at 50 s with 5 transitions since it started, one more at 70 s. c: one transition at
+    // 70 s, scraped, then the instance exits (stale from 80 s on, before the 90 s step).
+    const series = (instance: string) =>
+      `ballast_breaker_transitions_total{job="orders",instance="${instance}",breaker="inventory",state="open"}`
+    const input_series = [
+      { series: series('a:9464'), values: '0 0 1 1 2 3 3 3 1 2 2 2 2' },
+      { series: series('b:9464'), values: '_x5 5 5 6 6 6 6 6 6' },
+      { series: series('c:9464'), values: '0 0 0 0 0 0 0 1 stale' },
+    ]
+    const bar = (value: number) => [{ labels: '{breaker="inventory",state="open"}', value }]
+    expect(
+      await promtoolTest('transitions', [
+        {
+          interval: '10s',
+          input_series,
+          promql_expr_test: [
+            { expr, eval_time: '30s', exp_samples: bar(1) },
+            // a: 2; b: 5.
+            { expr, eval_time: '1m', exp_samples: bar(7) },
+            // a: 2 since its restart (3 -> 2 is not -1); b: 1; c: 1, reported before it exited.
+            { expr, eval_time: '1m30s', exp_samples: bar(4) },
+            { expr, eval_time: '2m', exp_samples: bar(0) },
           ],
         },
       ]),

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -53,7 +53,11 @@ describe('Prometheus rules, dashboard and manifests', () => {
   it('promtool check config, check rules and test rules are clean', async () => {
     expect(await promtool(['check', 'config', 'prometheus.yml'])).toContain('SUCCESS')
     expect(await promtool(['check', 'rules', 'alerts.yml'])).toContain('SUCCESS: 5 rules found')
-    expect(await promtool(['test', 'rules', 'alerts.test.yml'])).toContain('SUCCESS')
+    // One file per rule evaluation interval (5 s, 30 s, 1 m): promtool takes one per file.
+    const tests = ['alerts.test.yml', 'alerts.eval-30s.test.yml', 'alerts.eval-1m.test.yml']
+    expect((await readdir(PROMETHEUS_DIR)).filter((file) => file.endsWith('.test.yml')).sort()).toEqual([...tests].sort())
+    const report = await promtool(['test', 'rules', ...tests])
+    for (const file of tests) expect(report).toMatch(new RegExp(`Unit Testing: +${file.replaceAll('.', '\\.')}\\s+SUCCESS`))
   })
 
   it('every alert links its RUNBOOK.md section and the dashboard', async () => {
@@ -88,7 +92,7 @@ describe('Prometheus rules, dashboard and manifests', () => {
     ])
   })
 
-  it('sizes terminationGracePeriodSeconds by the drain budget formula', async () => {
+  it('sizes terminationGracePeriodSeconds by the drain budget formula and bounds evictions with a PodDisruptionBudget', async () => {
     const yaml = await readFile(join(EXAMPLES, 'kubernetes', 'orders-service.yaml'), 'utf8')
     const env = (name: string) => Number(new RegExp(`- name: ${name}\\s+value: "?(\\d+)"?`).exec(yaml)?.[1])
     const termination = Number(/terminationGracePeriodSeconds: (\d+)/.exec(yaml)?.[1])
@@ -108,6 +112,13 @@ describe('Prometheus rules, dashboard and manifests', () => {
     const failures = Number(/failureThreshold: (\d+)/.exec(probe)?.[1])
     expect(failures).toBeGreaterThanOrEqual(2)
     expect(period * failures).toBeLessThan(readiness)
+    // Evictions (node drains) take one replica at a time: a PodDisruptionBudget selects the Deployment's pods.
+    const podLabels = /template:\s+metadata:\s+labels:\s+(\S+: \S+)/.exec(yaml)?.[1]
+    const budget = /^apiVersion: policy\/v1\nkind: PodDisruptionBudget\n[\s\S]*?(?=^---|(?![\s\S]))/m.exec(yaml)?.[0] ?? ''
+    expect(podLabels).toBe('app.kubernetes.io/name: orders')
+    expect(budget).toMatch(/^ {2}maxUnavailable: 1$/m)
+    expect(/selector:\s+matchLabels:\s+(\S+: \S+)/.exec(budget)?.[1]).toBe(podLabels)
+    expect(Number(/replicas: (\d+)/.exec(yaml)?.[1])).toBeGreaterThan(1)
     // Pod Security "restricted".
     expect(yaml).toMatch(/seccompProfile:\s+type: RuntimeDefault/)
     expect(yaml).toMatch(/runAsNonRoot: true/)
