@@ -34,6 +34,11 @@ export function observeDrain(drain: Drain, target: MetricsTarget): Disposable {
     help: 'Unix time when draining started; 0 while serving.',
     labelNames: [],
   })
+  const age = gauge(target, {
+    name: 'drain_age_seconds',
+    help: "Seconds since the drain started, by the process's monotonic clock; 0 while serving, the drain's duration once stopped.",
+    labelNames: [],
+  })
   const rejected = counter(target, {
     name: 'drain_rejected_requests_total',
     help: 'Requests answered 503 because the service had already stopped serving.',
@@ -63,6 +68,9 @@ export function observeDrain(drain: Drain, target: MetricsTarget): Disposable {
     addCollector(inflight, () => inflight.set(drain.inflight)),
     addCollector(open, () => open.set(drain.openConnections)),
     addCollector(started, () => started.set(drain.startedAt === undefined ? 0 : drain.startedAt / 1000)),
+    // Measured by the process itself at scrape time: an age Prometheus computed from the start
+    // timestamp would mix its clock with the target's, and stop at the last scrape's timestamp.
+    addCollector(age, () => age.set(drain.elapsedMs / 1000)),
   ]
   const subscriptions = [
     drain.onHookRegistered(({ name }) => zeroHook(name)),

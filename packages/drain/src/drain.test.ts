@@ -897,6 +897,40 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  it('elapsedMs and ballast_drain_age_seconds: 0 while serving, growing while draining, the drain duration once stopped', async () => {
+    const registry = new Registry()
+    const age = async () =>
+      (await registry.getMetricsAsJSON()).find((metric) => metric.name === 'ballast_drain_age_seconds')?.values[0]?.value
+    const drain = new Drain({ ...QUIET, registry })
+    let release: () => void = () => {}
+    drain.onShutdown('held', () => new Promise<void>((resolve) => (release = resolve)))
+    expect(drain.elapsedMs).toBe(0)
+    expect(await age()).toBe(0)
+
+    const before = performance.now()
+    const shutdown = drain.shutdown('test')
+    const after = performance.now()
+    await vi.waitFor(() => expect(drain.state).toBe('closing'), { timeout: 5_000 })
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    // Read between two clock readings of this test: bounded on both sides by them.
+    const readFrom = performance.now()
+    const draining = drain.elapsedMs
+    const scraped = (await age()) ?? Number.NaN
+    const readTo = performance.now()
+    expect(draining).toBeGreaterThanOrEqual(readFrom - after)
+    expect(draining).toBeLessThanOrEqual(readTo - before)
+    expect(scraped * 1000).toBeGreaterThanOrEqual(draining)
+    expect(scraped * 1000).toBeLessThanOrEqual(readTo - before)
+
+    release()
+    const report = await shutdown
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    // Stopped: the age no longer grows, and it is the report's duration.
+    expect(drain.elapsedMs).toBe(report.durationMs)
+    expect(await age()).toBe(report.durationMs / 1000)
+    drain[Symbol.dispose]()
+  })
+
   it('two drains on one registry share the series instead of throwing', () => {
     const registry = new Registry()
     const one = new Drain({ ...QUIET, registry })

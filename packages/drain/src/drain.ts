@@ -266,6 +266,9 @@ export class Drain implements Disposable {
   #lateServers = 0
   #openConnections = 0
   #startedAt: number | undefined
+  /** performance.now() when draining started, and when the drain stopped: the wall clock may step meanwhile. */
+  #startedMono: number | undefined
+  #stoppedMono: number | undefined
   #idleWaiters: (() => void)[] = []
   #shutdown: Promise<ShutdownReport> | undefined
   #finish: ((report: ShutdownReport) => void) | undefined
@@ -367,6 +370,27 @@ export class Drain implements Disposable {
   /** Epoch ms (`Date.now()`) when draining started, if it did. */
   get startedAt(): number | undefined {
     return this.#startedAt
+  }
+
+  /**
+   * Milliseconds since draining started, by the process's monotonic clock
+   * (`performance.now()`): 0 while serving, and once stopped the drain's whole
+   * duration (the report's `durationMs`), so a drain that stopped in time never
+   * reads as a long one. Unlike `Date.now() - startedAt` it does not move when the
+   * wall clock is stepped, and unlike an age a monitoring system computes from
+   * {@link startedAt} with its own clock it does not depend on the two clocks agreeing.
+   *
+   * @example
+   * ```ts
+   * drain.onShutdown('db', async () => {
+   *   logger.info({ drainingMs: drain.elapsedMs }, 'HTTP drained, closing the pool')
+   *   await pool.end()
+   * })
+   * ```
+   */
+  get elapsedMs(): number {
+    if (this.#startedMono === undefined) return 0
+    return (this.#stoppedMono ?? performance.now()) - this.#startedMono
   }
 
   /** Fires on every state transition. */
@@ -540,6 +564,7 @@ export class Drain implements Disposable {
     this.#hardLimit = setTimeout(() => this.#expire(startedAt), this.gracePeriod)
     this.#reason = reason
     this.#startedAt = Date.now()
+    this.#startedMono = startedAt
     this.#shutdown = new Promise<ShutdownReport>((resolve) => {
       this.#finish = resolve
     })
@@ -842,11 +867,12 @@ export class Drain implements Disposable {
     // A later signal is no longer the drain's: with `exit: false` it must end the process as usual.
     this.#removeSignalListeners()
     const exitCode = EXIT_CODES[outcome]
+    this.#stoppedMono = performance.now()
     const report: ShutdownReport = {
       reason: this.#reason,
       outcome,
       exitCode,
-      durationMs: performance.now() - startedAt,
+      durationMs: this.#stoppedMono - startedAt,
       hooks: this.#hookReports,
       forcedConnections: this.#forced,
     }

@@ -38,8 +38,8 @@ async function promtool(text: string): Promise<{ code: number; output: string }>
 }
 
 // A metrics server attached last keeps answering while the app drains; its scrapes
-// show the state moving, in-flight requests falling to 0 and connections closing by
-// reason. The exposition passes `promtool check metrics`.
+// show the state moving, in-flight requests falling to 0, connections closing by
+// reason and the drain's age growing. The exposition passes `promtool check metrics`.
 it('drain metrics are scraped during the drain and pass promtool', async () => {
   await run('promtool', ['--version']).catch(() => {
     throw new Error('promtool not found on PATH: install the Prometheus "promtool" binary (/usr/bin/promtool)')
@@ -51,6 +51,7 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
   expect(sample(before, `${prefix}state`, '{state="serving"}')).toBe(1)
   expect(sample(before, `${prefix}closed_connections_total`, '{reason="forced"}')).toBe(0)
   expect(sample(before, `${prefix}hook_duration_seconds_count`, '{hook="slow",outcome="timed_out"}')).toBe(0)
+  expect(sample(before, `${prefix}age_seconds`)).toBe(0)
 
   // Idle keep-alive connections (closed as idle) and slow requests (closed after their response).
   const idle = await Promise.all(Array.from({ length: 4 }, () => RawConnection.open(server.port)))
@@ -58,16 +59,25 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
   const busy = await Promise.all(Array.from({ length: 6 }, () => RawConnection.open(server.port)))
   const slow = busy.map((connection) => connection.get('/slow?ms=600'))
   await new Promise((resolve) => setTimeout(resolve, 50))
-  server.kill('SIGTERM')
+  const killedAt = server.kill('SIGTERM')
 
   const scrapes: string[] = []
   /** Per scrape: whether it was sent after this process had read the child's `draining` line. */
   const sentAfterDraining: boolean[] = []
+  /** Per scrape: this process's `performance.now()` when it was sent and when its body was in. */
+  const sentAt: number[] = []
+  const receivedAt: number[] = []
+  /** When this process first saw the child's `draining` line: the drain had started by then. */
+  let drainingSeenAt: number | undefined
   let scrapeError: unknown
   for (const deadline = performance.now() + 5_000; performance.now() < deadline; ) {
     try {
       const after = server.events.some((event) => event.event === 'state' && event.state === 'draining')
+      const sent = performance.now()
+      if (after) drainingSeenAt ??= sent
       scrapes.push(await scrape(metricsPort))
+      sentAt.push(sent)
+      receivedAt.push(performance.now())
       sentAfterDraining.push(after)
     } catch (error) {
       scrapeError = error
@@ -87,6 +97,7 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
     afterResponse: sample(text, `${prefix}closed_connections_total`, '{reason="after_response"}'),
     rejected: sample(text, `${prefix}rejected_requests_total`),
     started: sample(text, `${prefix}started_timestamp_seconds`),
+    age: sample(text, `${prefix}age_seconds`),
   }))
   console.info(
     `[drain metrics] ${scrapes.length} scrapes during the drain (${sentAfterDraining.filter(Boolean).length} sent after the child reported draining), then ${String(scrapeError)}:`,
@@ -126,7 +137,34 @@ it('drain metrics are scraped during the drain and pass promtool', async () => {
   expect(last?.rejected).toBe(0)
   expect(Math.abs((last?.started ?? 0) - Date.now() / 1000)).toBeLessThan(30)
 
+  // The drain's age, measured by the child's monotonic clock when it answered the scrape:
+  // 0 while serving, then growing from scrape to scrape. It cannot exceed the time from the
+  // signal to the scrape's answer, nor fall short of the time from this process seeing the
+  // `draining` line (the drain had started by then) to sending the scrape.
+  const ages = series.map((point) => point.age ?? Number.NaN)
+  expect(series.filter((point) => (point.started ?? 0) === 0).map((point) => point.age)).toEqual(
+    series.filter((point) => (point.started ?? 0) === 0).map(() => 0),
+  )
+  const drainingAges = ages.filter((_, index) => (series[index]?.started ?? 0) > 0)
+  expect(drainingAges.length).toBeGreaterThanOrEqual(afterDraining.length)
+  expect(drainingAges.every((age, index) => age > 0 && (index === 0 || age > (drainingAges[index - 1] ?? 0)))).toBe(true)
+  const seenAt = drainingSeenAt ?? Number.POSITIVE_INFINITY
+  const bounds = ages.map((age, index) => ({
+    age,
+    atMost: ((receivedAt[index] ?? 0) - killedAt) / 1000,
+    atLeast: Math.max(0, ((sentAt[index] ?? 0) - seenAt) / 1000),
+  }))
+  const draining = bounds.filter(({ age }) => age > 0)
+  console.info(
+    `[drain metrics] age of ${draining.length} draining scrapes: at most ${Math.max(...draining.map(({ age, atMost }) => atMost - age)).toFixed(4)} s below the signal-to-answer time, at most ${Math.max(...draining.map(({ age, atLeast }) => age - atLeast)).toFixed(4)} s above the seen-to-sent time`,
+  )
+  // 1 ms for the rounding of two clocks read in two processes.
+  expect(bounds.filter(({ age, atMost, atLeast }) => age > atMost + 0.001 || age < atLeast - 0.001)).toEqual([])
+  // Within one scrape round trip plus the signal's delivery: the later scrapes pin it closely.
+  expect(bounds.some(({ atLeast }) => atLeast > 0.2)).toBe(true)
+
   for (const text of [before, scrapes[Math.floor(scrapes.length / 2)] ?? '', scrapes.at(-1) ?? '']) {
+    expect(text).toContain('# TYPE ballast_drain_age_seconds gauge\n')
     const { code, output } = await promtool(text)
     expect(output).toBe('')
     expect(code).toBe(0)
