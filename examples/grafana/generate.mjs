@@ -2,8 +2,9 @@
 // `node examples/grafana/generate.mjs && pnpm exec biome format --write examples/grafana`. Edit here rather than in the JSON, so
 // the layout, the datasource references and the variable filters stay uniform.
 // examples/orders-service/test/scenario.test.ts fails when the JSON is stale (and queries every
-// expression against a real Prometheus); test/dashboard-queries.test.ts checks what the breaker
-// state, per-interval count and drain age expressions compute, with promtool.
+// expression against a real Prometheus, where the area under each per-minute panel must match the
+// events the run counted); test/dashboard-queries.test.ts checks what the breaker state and
+// per-minute expressions compute, with promtool.
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -12,21 +13,17 @@ import { join } from 'node:path'
 const ds = { type: 'prometheus', uid: '$' + '{datasource}' }
 const sel = 'job=~"$job", instance=~"$instance"'
 const rate = (metric, extra = '') => `rate(${metric}{${sel}${extra}}[$__rate_interval])`
-// Counts for bar panels: each bar is the counter's last value at its step minus its last value
-// one step ($__interval, which Grafana uses as the query step) earlier, so the bars tile the time
-// range and add up to the events in it, each counted once. increase() over $__rate_interval
-// (at least 4 scrapes, with bars one step apart) would count every event about 4 times, and
-// over $__interval it misses the events between one window's last sample and the next
-// window's first and extrapolates the others to make up for them (a lone event reads 2 or 0).
-// last_over_time over 5 minutes rather than the instant value: once an instance has exited its
-// series is stale at the next step, and the drain counts it reported last would be lost.
-// A counter lower than one step earlier restarted, and one without a value one step earlier
-// is a new instance: everything they counted falls in this step (with the price that a target
-// Prometheus did not scrape for over 5 minutes shows all it counted before in one bar).
-const perInterval = (metric, extra = '') => {
-  const last = `last_over_time(${metric}{${sel}${extra}}[5m])`
-  return `((${last} - last_over_time(${metric}{${sel}${extra}}[5m] offset $__interval)) >= 0 or ${last})`
-}
+// Rare events (breaker transitions, drain closes, shutdown hooks) as a rate per minute, drawn as
+// lines. rate() handles counter resets sample by sample (a restarted instance, even one that
+// counted back past its old value within one step); $__rate_interval spans at least a step and a
+// scrape, so no sample falls between two windows at any zoom; and a scrape gap shows as a gap, not
+// as one value holding the counter's whole history. The area under a line is the count; a lone
+// event is a low bump about $__rate_interval wide, and the state timelines show each transition.
+// Bars of per-step counts would invite adding them up, which no step-aligned PromQL gets exactly
+// right across restarts, zoom levels and gaps.
+const perMinute = (by, metric, extra = '') => `60 * sum by (${by}) (${rate(metric, extra)})`
+const PER_MINUTE =
+  'Averaged over $__rate_interval: the area under a line is the count (a rate of 2/min for 30 s is one event), and a lone event shows as a low bump a few scrapes wide.'
 
 /** Each section: a row title and its panels, laid out left to right, 8 columns wide by default. */
 const sections = [
@@ -122,14 +119,15 @@ const sections = [
         ],
       },
       {
-        type: 'barchart-like',
-        title: 'State transitions per interval',
-        description:
-          "Transitions in each bar's interval (wider when zoomed out), by the state entered: the bars add up to the transitions of the time range.",
+        title: 'State transitions per minute',
+        description: `Breaker transitions per minute, per instance, by the state entered. ${PER_MINUTE} The Breaker state timeline shows each transition.`,
         width: 12,
-        unit: 'short',
+        unit: 'opm',
         targets: [
-          { expr: `sum by (breaker, state) ${perInterval('ballast_breaker_transitions_total')}`, legend: '{{breaker}} → {{state}}' },
+          {
+            expr: perMinute('job, instance, breaker, state', 'ballast_breaker_transitions_total'),
+            legend: '{{job}} {{instance}} {{breaker}} → {{state}}',
+          },
         ],
       },
       {
@@ -237,45 +235,40 @@ const sections = [
         targets: [{ expr: `sum by (instance) (ballast_drain_open_connections{${sel}})`, legend: '{{instance}}' }],
       },
       {
-        type: 'barchart-like',
-        title: 'Requests rejected while stopping, per interval',
-        description:
-          "Requests answered 503 because they arrived after the service stopped serving, in each bar's interval. Should stay at 0 when the readiness delay is long enough.",
-        unit: 'short',
-        targets: [{ expr: `sum by (instance) ${perInterval('ballast_drain_rejected_requests_total')}`, legend: '{{instance}}' }],
+        title: 'Requests rejected while stopping, per minute',
+        description: `Requests answered 503 because they arrived after the service stopped serving, per minute. Should stay at 0 when the readiness delay is long enough. ${PER_MINUTE}`,
+        unit: 'reqpm',
+        targets: [{ expr: perMinute('job, instance', 'ballast_drain_rejected_requests_total'), legend: '{{job}} {{instance}}' }],
       },
       {
-        type: 'barchart-like',
-        title: 'Connections closed by reason, per interval',
-        description:
-          "Connections closed by the drain in each bar's interval. idle: keep-alive sockets closed while idle; after_response: closed right after their last response; forced: destroyed at the grace period (requests lost).",
-        unit: 'short',
-        targets: [{ expr: `sum by (reason) ${perInterval('ballast_drain_closed_connections_total')}`, legend: '{{reason}}' }],
+        title: 'Connections closed by reason, per minute',
+        description: `Connections closed by the drain, per minute. idle: keep-alive sockets closed while idle; after_response: closed right after their last response; forced: destroyed at the grace period (requests lost). ${PER_MINUTE}`,
+        unit: 'opm',
+        targets: [{ expr: perMinute('job, reason', 'ballast_drain_closed_connections_total'), legend: '{{job}} {{reason}}' }],
       },
       {
         title: 'Seconds since the drain started',
         description:
-          'Drain age as of each scrape (scrape time minus drain start), so it stops at the last age scraped when the instance exits instead of growing while Prometheus still returns its last sample. Alert BallastDrainGracePeriodReached fires above 10 s.',
+          "The drain's age as each instance measured it when scraped (ballast_drain_age_seconds, its own monotonic clock): 0 while serving; the line ends with the last scrape before the exit. Alert BallastDrainGracePeriodReached fires when a scrape saw it above 10 s.",
         unit: 's',
         targets: [
           {
-            expr:
-              `max by (instance) (timestamp(ballast_drain_started_timestamp_seconds{${sel}}) - ballast_drain_started_timestamp_seconds{${sel}}` +
-              ` and ballast_drain_started_timestamp_seconds{${sel}} > 0)`,
-            legend: '{{instance}}',
+            expr: `max by (job, instance) (ballast_drain_age_seconds{${sel}})`,
+            legend: '{{job}} {{instance}}',
           },
         ],
         thresholds: [10],
       },
       {
-        type: 'barchart-like',
-        title: 'Shutdown hooks by outcome, per interval',
-        description:
-          "Shutdown hooks that ended in each bar's interval, by hook and outcome (timed_out: its own timeout, or the grace period cut it short). A hook is counted when it ends, and the metrics port closes just before the exit, so the last hooks of a shutdown may end unscraped: the drain's log has every hook.",
+        title: 'Shutdown hooks by outcome, per minute',
+        description: `Shutdown hooks that ended, per minute, by hook and outcome (timed_out: its own timeout, or the grace period cut it short). A hook is counted when it ends, and the metrics port closes just before the exit, so the last hooks of a shutdown may end unscraped: the drain's log has every hook. ${PER_MINUTE}`,
         width: 12,
-        unit: 'short',
+        unit: 'opm',
         targets: [
-          { expr: `sum by (hook, outcome) ${perInterval('ballast_drain_hook_duration_seconds_count')}`, legend: '{{hook}} {{outcome}}' },
+          {
+            expr: perMinute('job, hook, outcome', 'ballast_drain_hook_duration_seconds_count'),
+            legend: '{{job}} {{hook}} {{outcome}}',
+          },
         ],
       },
       {
@@ -289,7 +282,7 @@ const sections = [
           {
             expr:
               `sum by (job, instance, hook, outcome) (ballast_drain_hook_duration_seconds_sum{${sel}})` +
-              ` and on (job, instance) (ballast_drain_started_timestamp_seconds{${sel}} > 0)`,
+              ` and on (job, instance) (ballast_drain_age_seconds{${sel}} > 0)`,
             legend: '{{instance}} {{hook}} {{outcome}}',
           },
         ],
@@ -370,12 +363,12 @@ function panel(spec, gridPos) {
     }
   }
   const custom = {
-    drawStyle: spec.type === 'barchart-like' ? 'bars' : 'line',
+    drawStyle: 'line',
     lineWidth: 1,
-    fillOpacity: spec.stack || spec.type === 'barchart-like' ? 60 : 10,
+    fillOpacity: spec.stack ? 60 : 10,
     showPoints: spec.points ? 'always' : 'never',
     spanNulls: false,
-    stacking: { mode: spec.stack || spec.type === 'barchart-like' ? 'normal' : 'none', group: 'A' },
+    stacking: { mode: spec.stack ? 'normal' : 'none', group: 'A' },
     ...(spec.thresholds === undefined ? {} : { thresholdsStyle: { mode: 'dashed' } }),
   }
   const steps = [{ color: 'green', value: null }, ...(spec.thresholds ?? []).map((value) => ({ color: 'red', value }))]

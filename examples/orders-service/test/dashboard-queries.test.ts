@@ -14,11 +14,11 @@ interface ExprTest {
   readonly promql_expr_test: readonly { expr: string; eval_time: string; exp_samples: readonly { labels: string; value: number }[] }[]
 }
 
-/** The one expression of a dashboard panel, with Grafana's variables set to "All" (and `$__interval`, the query step, to `interval`). */
-function panelExpression(title: string, interval?: string): string {
+/** The one expression of a dashboard panel, with Grafana's variables set to "All" (and `$__rate_interval` to `rateInterval`). */
+function panelExpression(title: string, rateInterval?: string): string {
   const exprs = dashboardExpressions().filter((target) => target.panel === title)
   expect(exprs, `panel "${title}"`).toHaveLength(1)
-  return substituteVariables(exprs[0]?.expr ?? '', undefined, interval)
+  return substituteVariables(exprs[0]?.expr ?? '', rateInterval)
 }
 
 /**
@@ -80,58 +80,34 @@ describe('dashboard expressions under promtool', () => {
     ).toContain('SUCCESS')
   })
 
-  it('"State transitions per interval" counts each transition once, across a restart, a new instance and an exit', async () => {
-    // Grafana queries with $__interval as the step: 30 s here, so the bars are the results at 30 s, 1m, 1m30s, 2m.
-    const expr = panelExpression('State transitions per interval', '30s')
-    // Scraped every 10 s. a: transitions at 20 s, 40 s and 50 s, a restart between 70 s and
-    // 80 s (its counter back at 0), then two more by 90 s. b: a new instance, first scraped
-    // at 50 s with 5 transitions since it started, one more at 70 s. c: one transition at
-    // 70 s, scraped, then the instance exits (stale from 80 s on, before the 90 s step).
-    const series = (instance: string) =>
-      `ballast_breaker_transitions_total{job="orders",instance="${instance}",breaker="inventory",state="open"}`
+  it('"State transitions per minute" keeps its rate across a restart that counts back past the old value, per job and instance', async () => {
+    // Scraped every 10 s, so Grafana's $__rate_interval is 40 s (4 scrapes).
+    const expr = panelExpression('State transitions per minute', '40s')
+    const series = (job: string, instance: string) =>
+      `ballast_breaker_transitions_total{job="${job}",instance="${instance}",breaker="db",state="open"}`
     const input_series = [
-      { series: series('a:9464'), values: '0 0 1 1 2 3 3 3 1 2 2 2 2' },
-      { series: series('b:9464'), values: '_x5 5 5 6 6 6 6 6 6' },
-      { series: series('c:9464'), values: '0 0 0 0 0 0 0 1 stale' },
+      // One transition per scrape. The process restarts between 50 s and 60 s (same instance
+      // label, as a container restarted in its pod) and has counted 1 by its first scrape, then
+      // goes on past the 5 it had reached before.
+      { series: series('orders', 'a:9464'), values: '0+1x5 1+1x15' },
+      // Another job with a breaker of the same name: two per scrape, kept apart.
+      { series: series('inventory', 'a:9465'), values: '0+2x21' },
     ]
-    const bar = (value: number) => [{ labels: '{breaker="inventory",state="open"}', value }]
+    const perMinute = (orders: number, inventory: number) => [
+      { labels: '{job="inventory",instance="a:9465",breaker="db",state="open"}', value: inventory },
+      { labels: '{job="orders",instance="a:9464",breaker="db",state="open"}', value: orders },
+    ]
     expect(
       await promtoolTest('transitions', [
         {
           interval: '10s',
           input_series,
           promql_expr_test: [
-            { expr, eval_time: '30s', exp_samples: bar(1) },
-            // a: 2; b: 5.
-            { expr, eval_time: '1m', exp_samples: bar(7) },
-            // a: 2 since its restart (3 -> 2 is not -1); b: 1; c: 1, reported before it exited.
-            { expr, eval_time: '1m30s', exp_samples: bar(4) },
-            { expr, eval_time: '2m', exp_samples: bar(0) },
-          ],
-        },
-      ]),
-    ).toContain('SUCCESS')
-  })
-
-  it('"Seconds since the drain started" stays at the age last scraped after the instance exits', async () => {
-    const expr = panelExpression('Seconds since the drain started')
-    // Scraped every 30 s: a's drain started at 297 s, the 300 s scrape saw it, then the
-    // instance was gone (its last sample still returned for 5 minutes); b keeps serving.
-    const input_series = [
-      { series: 'ballast_drain_started_timestamp_seconds{job="orders",instance="a:9464"}', values: '0x9 297 _x10' },
-      { series: 'ballast_drain_started_timestamp_seconds{job="orders",instance="b:9464"}', values: '0x20' },
-    ]
-    const age = [{ labels: '{instance="a:9464"}', value: 3 }]
-    expect(
-      await promtoolTest('drain-age', [
-        {
-          interval: '30s',
-          input_series,
-          promql_expr_test: [
-            { expr, eval_time: '4m', exp_samples: [] },
-            { expr, eval_time: '5m', exp_samples: age },
-            { expr, eval_time: '6m', exp_samples: age },
-            { expr, eval_time: '9m', exp_samples: age },
+            // Windows over the restart (on the 30 s evaluation grid, where promtool has loaded the
+            // samples up to the evaluation time): 5 -> 1 is one transition, not -4 nor 0.
+            { expr, eval_time: '1m', exp_samples: perMinute(6, 12) },
+            { expr, eval_time: '1m30s', exp_samples: perMinute(6, 12) },
+            { expr, eval_time: '2m', exp_samples: perMinute(6, 12) },
           ],
         },
       ]),

@@ -10,7 +10,14 @@ import { loadInventoryConfig } from '../src/config.js'
 import { freePort } from '../src/demo/processes.js'
 import { runScenario, type ScenarioResult } from '../src/demo/scenario.js'
 import { startPostgres } from './support/postgres.js'
-import { alertExpressions, dashboardExpressions, EXAMPLES, substituteVariables, withBoolComparisons } from './support/promql.js'
+import {
+  alertExpressions,
+  dashboardExpressions,
+  EXAMPLES,
+  metricNames,
+  substituteVariables,
+  withBoolComparisons,
+} from './support/promql.js'
 
 const run = promisify(execFile)
 const EXAMPLE = join(EXAMPLES, 'orders-service')
@@ -238,6 +245,56 @@ describe('the demo scenario', () => {
       if ((await query(withBoolComparisons(expr))).length === 0) empty.push(`alert ${alert}: ${withBoolComparisons(expr)}`)
     }
     expect(empty).toEqual([])
+
+    // The per-minute panels: the area under their lines is the count of events. Each panel's
+    // area over the run (queried every second, like Grafana at this zoom) against the counter's
+    // own increase, read from the raw samples with resets handled.
+    const from = result.startedAtUnix / 1000 - 10
+    const to = result.endedAtUnix / 1000 + 10
+    const area = async (expr: string) => {
+      const params = new URLSearchParams({ query: expr, start: String(from), end: String(to), step: '1' })
+      const body = (await (await fetch(`${api}/api/v1/query_range?${params}`)).json()) as {
+        data: { result: { values: [number, string][] }[] }
+      }
+      return body.data.result.flatMap(({ values }) => values).reduce((sum, [, value]) => sum + Number(value) / 60, 0)
+    }
+    const counted = async (metric: string) => {
+      const params = new URLSearchParams({ query: `${metric}[15m]`, time: String(to) })
+      const body = (await (await fetch(`${api}/api/v1/query?${params}`)).json()) as {
+        data: { result: { values: [number, string][] }[] }
+      }
+      let total = 0
+      for (const { values } of body.data.result) {
+        for (let i = 1; i < values.length; i++) {
+          const [previous, current] = [Number(values[i - 1]?.[1]), Number(values[i]?.[1])]
+          total += current >= previous ? current - previous : current
+        }
+      }
+      return total
+    }
+    const perMinute = dashboard.filter(({ panel }) => panel.endsWith(' per minute'))
+    expect(perMinute.map(({ panel }) => panel)).toEqual([
+      'State transitions per minute',
+      'Requests rejected while stopping, per minute',
+      'Connections closed by reason, per minute',
+      'Shutdown hooks by outcome, per minute',
+    ])
+    const areas = []
+    for (const { panel, expr } of perMinute) {
+      const metric = metricNames(expr)[0] ?? ''
+      areas.push({ panel, area: await area(substituteVariables(expr)), counted: await counted(metric) })
+    }
+    console.info('[per-minute panels] area under the lines against the events counted:', JSON.stringify(areas))
+    // The slow phase trips and closes the breaker, the drain closes connections: both have events.
+    expect(areas.filter(({ counted }) => counted > 0).map(({ panel }) => panel)).toEqual(
+      expect.arrayContaining(['State transitions per minute', 'Connections closed by reason, per minute']),
+    )
+    // rate() is exact only inside a series: it does not extrapolate a counter below 0 (a series'
+    // first events read a little low) and extrapolates past an exit's last scrape (events in it
+    // read up to about half again as many). Hence a tolerance: 30 % or one event.
+    for (const { panel, area: under, counted } of areas) {
+      expect(Math.abs(under - counted), `${panel}: area ${under} for ${counted} events`).toBeLessThanOrEqual(Math.max(1, 0.3 * counted))
+    }
 
     // Which series an alert's condition (its `for` aside) held for during the run, as label sets.
     const holds = async (alert: string, labels: string[]) => {

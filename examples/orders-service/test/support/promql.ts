@@ -50,17 +50,9 @@ export function alertExpressions(): { alert: string; expr: string }[] {
   return out
 }
 
-/**
- * Grafana's variables replaced the way Grafana would for "All" and a 1 s scrape
- * interval. `interval` must be the step the expression is queried with: Grafana
- * queries with `$__interval` as the step, which the per-interval counts rely on.
- */
-export function substituteVariables(expr: string, rateInterval = '4s', interval = '1s'): string {
-  return expr
-    .replaceAll('$__rate_interval', rateInterval)
-    .replaceAll('$__interval', interval)
-    .replaceAll('$job', '.+')
-    .replaceAll('$instance', '.+')
+/** Grafana's variables replaced the way Grafana would for "All" and a 1 s scrape interval (`$__rate_interval`: 4 scrapes). */
+export function substituteVariables(expr: string, rateInterval = '4s'): string {
+  return expr.replaceAll('$__rate_interval', rateInterval).replaceAll('$job', '.+').replaceAll('$instance', '.+')
 }
 
 /**
