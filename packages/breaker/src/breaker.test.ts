@@ -162,11 +162,20 @@ describe('Breaker options', () => {
       const metric = await registry.getSingleMetric('ballast_breaker_calls_total')?.get()
       return metric?.values.find((v) => v.labels.breaker === 'dup' && v.labels.outcome === 'success')?.value
     }
+    const durations = async () => {
+      const metric = await registry.getSingleMetric('ballast_breaker_call_duration_seconds')?.get()
+      return metric?.values.find(
+        (v) =>
+          (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.breaker === 'dup' && v.labels.outcome === 'success',
+      )?.value
+    }
     const first = new Breaker({ name: 'dup', registry })
-    const second = new Breaker({ name: 'dup', registry })
     await first.execute(async () => 'ok')
+    // Made after the first counted a call: it shares the series without resetting them.
+    const second = new Breaker({ name: 'dup', registry })
     await second.execute(async () => 'ok')
     expect(await calls()).toBe(2)
+    expect(await durations()).toBe(2)
     first[Symbol.dispose]()
     expect(await calls()).toBe(2)
     await second.execute(async () => 'ok')

@@ -58,6 +58,17 @@ function locate(metric: Stored, labels: Record<string, string>): { key: string; 
   return undefined
 }
 
+/**
+ * Whether `metric` holds a series with exactly `labels`: `true` or `false` when
+ * prom-client's storage is the one expected, `undefined` when it cannot tell.
+ * Internal to the package.
+ */
+export function hasSeries(metric: Counter<string> | Histogram<string>, labels: Record<string, string>): boolean | undefined {
+  const stored = metric as unknown as Stored
+  if (typeof stored.hashMap !== 'object' || stored.hashMap === null) return undefined
+  return locate(stored, labels) !== undefined
+}
+
 // A metric made with `enableExemplars` (on an OpenMetrics registry) takes its labels
 // and value in one object; positional arguments would land in the unlabelled series.
 type ExemplarAware = { enableExemplars?: boolean }

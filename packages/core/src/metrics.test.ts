@@ -85,6 +85,27 @@ describe('get-or-create metrics', () => {
     expect(text).toContain('ballast_latency_seconds_count{outcome="success"} 0')
   })
 
+  it('zeroing a label set that holds values keeps them: a second instance or another method resets nothing', async () => {
+    const registry = new Registry()
+    const target = metricsTarget('T', { registry })
+    const calls = counter(target, { name: 'calls_total', help: 'Calls.', labelNames: ['outcome'] })
+    const latency = histogram(target, { name: 'latency_seconds', help: 'L.', labelNames: ['outcome'], buckets: [1] })
+    zeroSeries(calls, [{ outcome: 'success' }])
+    zeroSeries(latency, [{ outcome: 'success' }])
+    calls.inc({ outcome: 'success' }, 3)
+    latency.observe({ outcome: 'success' }, 0.5)
+    latency.observe({ outcome: 'success' }, 2)
+    zeroSeries(calls, labelProduct({ outcome: ['success', 'failure'] }))
+    zeroSeries(latency, labelProduct({ outcome: ['success', 'failure'] }))
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_calls_total{outcome="success"} 3')
+    expect(text).toContain('ballast_calls_total{outcome="failure"} 0')
+    expect(text).toContain('ballast_latency_seconds_count{outcome="success"} 2')
+    expect(text).toContain('ballast_latency_seconds_bucket{le="1",outcome="success"} 1')
+    expect(text).toContain('ballast_latency_seconds_sum{outcome="success"} 2.5')
+    expect(text).toContain('ballast_latency_seconds_count{outcome="failure"} 0')
+  })
+
   it('keeps the scrape working when a collector throws, and runs the others', async () => {
     const registry = new Registry()
     const target = metricsTarget('T', { registry })

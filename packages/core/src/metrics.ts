@@ -1,4 +1,5 @@
 import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
+import { hasSeries } from './fast-series.js'
 import { describeValue, stringOption } from './options.js'
 
 /**
@@ -237,7 +238,9 @@ export function addCollector(metric: Gauge<string>, collect: () => void | Promis
 }
 
 /**
- * Creates each label set at zero so it exists before the first event.
+ * Creates each label set at zero so it exists before the first event. A series
+ * that exists already keeps its value: a second instance sharing the series, or
+ * a route seen with another method, must not reset what was counted.
  *
  * @example
  * ```ts
@@ -246,8 +249,10 @@ export function addCollector(metric: Gauge<string>, collect: () => void | Promis
  */
 export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSets: readonly Record<string, string>[]): void {
   for (const labels of labelSets) {
-    if (metric instanceof Histogram) metric.zero(labels)
-    else metric.inc(labels, 0)
+    // prom-client's zero() replaces a histogram series with an empty one (a reset to a scraper).
+    if (metric instanceof Histogram) {
+      if (hasSeries(metric, labels) !== true) metric.zero(labels)
+    } else metric.inc(labels, 0)
   }
 }
 

@@ -127,6 +127,11 @@ describe.each(expressVersions)('deadline() metrics on %s', (_name, express) => {
       const after = await registry.metrics()
       expect(sent.size).toBe(kinds.length)
       for (const [series, count] of sent) expect(value(after, series), series).toBe(count)
+      // The budget histogram is per route: a route's second method adds to it, never resets it.
+      for (const route of new Set(kinds.map((kind) => kind.route))) {
+        const requests = order.filter((kind) => kind.route === route).length
+        expect(value(after, `ballast_deadline_budget_seconds_count{route="${route}",source="default"}`), route).toBe(requests)
+      }
     } finally {
       await server.close()
     }
