@@ -4,7 +4,7 @@ import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { MAX_MOUNTS_PER_ROUTE, MAX_ROUTE_LABELS, OTHER_MOUNT, OTHER_ROUTES } from './deadline-metrics.js'
-import { deadline } from './deadline-middleware.js'
+import { deadline, requestDeadline } from './deadline-middleware.js'
 import * as api from './index.js'
 import { expressVersions, listen, rawExchange, sleep } from './test-helpers.js'
 
@@ -132,6 +132,34 @@ describe.each(expressVersions)('deadline() metrics on %s', (_name, express) => {
         const requests = order.filter((kind) => kind.route === route).length
         expect(value(after, `ballast_deadline_budget_seconds_count{route="${route}",source="default"}`), route).toBe(requests)
       }
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('a request whose connection went away just before its deadline', () => {
+  it('is counted as a client that closed, not lost between the two counters', async () => {
+    const registry = new Registry()
+    const app = express4()
+    app.use(deadline({ timeout: 40, registry }))
+    app.get('/gone', (req, res) => {
+      setTimeout(() => {
+        res.destroy()
+        // Past the deadline before Node reports the response closed: reading the clock aborts the deadline now.
+        const end = performance.now() + 60
+        while (performance.now() < end) {}
+        void requestDeadline(req)?.expired
+      }, 10)
+    })
+    const server = await listen(app as never)
+    try {
+      await fetch(`${server.origin}/gone`).catch(() => undefined)
+      await sleep(50)
+      const text = await registry.metrics()
+      expect(value(text, 'ballast_deadline_client_closed_total{route="/gone",method="GET"}')).toBe(1)
+      expect(value(text, 'ballast_deadline_exceeded_total{route="/gone",method="GET",reason="deadline"}')).toBe(0)
+      expect(value(text, 'ballast_deadline_requests_total{route="/gone",method="GET"}')).toBe(1)
     } finally {
       await server.close()
     }

@@ -33,6 +33,7 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
   const reached: string[] = []
   let handlerCalls = 0
   let onTimeoutSaw: string[][] = []
+  const responses = new Map<string, { statusCode: number; statusMessage: string }>()
   let app: Listening
   let client: Client
   const onUncaught = (error: unknown) => thrown.push(error)
@@ -41,6 +42,11 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     process.on('uncaughtException', onUncaught)
     process.on('unhandledRejection', onUncaught)
     const router = express()
+    // What an access log would read: the response of each path, after the handler is done with it.
+    router.use((req, res, next) => {
+      responses.set(req.url, res)
+      next()
+    })
     router.use(deadline({ timeout: 80, registry }))
     // A plain middleware, no route: every request deadline() lets through runs it.
     router.use((req, _res, next) => {
@@ -82,6 +88,13 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     router.get('/stream-length', (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' })
       res.write('partial ')
+    })
+    router.get('/stream-length-soon', deadline({ timeout: 20, registry }), (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' })
+      res.write('partial ')
+    })
+    router.get('/ok-after-50', (_req, res) => {
+      setTimeout(() => res.json({ ok: true }), 50)
     })
     router.get(
       '/dressed',
@@ -170,6 +183,8 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     expect(
       (await metricValue(registry, 'ballast_deadline_late_writes_total', { route: '/slow/:id' })) - (Number.isNaN(late0) ? 0 : late0),
     ).toBe(4)
+    // The handler's late status(200) and the final handler's 500 left the response saying what went out.
+    expect(responses.get('/slow/1')).toMatchObject({ statusCode: 504, statusMessage: 'Gateway Timeout' })
     const next = await client.request({ path: '/fast', method: 'GET' })
     expect(next.statusCode).toBe(200)
     await next.body.json()
@@ -218,6 +233,18 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
       expect(thrown).toEqual([])
     },
   )
+
+  it('cuts a response queued behind a pipelined one still going out: it follows that one, then the connection closes', async () => {
+    // /stream-length-soon runs out at 20 ms while /ok-after-50 still holds the connection.
+    const pipelined = ['/ok-after-50', '/stream-length-soon', '/fast'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join('')
+    const { text, closedByServer } = await rawExchange(app.port, pipelined)
+    const statuses = text.match(/HTTP\/1\.1 \d+/g)
+    expect(statuses).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200'])
+    expect(text).toContain('{"ok":true}')
+    expect(text.endsWith('\r\n\r\npartial ')).toBe(true)
+    expect(closedByServer).toBe(true)
+    expect(thrown).toEqual([])
+  })
 
   it('destroys a cut response whose client stopped reading, instead of holding the connection open for it', async () => {
     const { connect } = await import('node:net')

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import {
   describeValue,
   functionOption,
@@ -169,11 +170,13 @@ class RequestState implements AbortWatcher {
   deadlineAborted(reason: unknown): void {
     // A client that went away is reported on 'close'; any other cancel is the handler's business.
     if (this.answered || !(reason instanceof DeadlineExceededError)) return
+    const res = this.res
+    // The connection went first (Node reports it on 'close', maybe after this): a client that left.
+    if (res.destroyed && !res.writableEnded) return
     this.answered = true
     this.answeredAt = performance.now()
-    const res = this.res
     // The handler's response won the race: nothing to answer, nothing exceeded.
-    if (res.writableEnded || res.destroyed) return
+    if (res.writableEnded) return
     this.exceeded = rootDeadlineSource(reason) === 'inherited' ? 'inherited' : 'deadline'
     if (!res.headersSent) this.#respond(reason)
     else this.#endStarted()
@@ -189,17 +192,18 @@ class RequestState implements AbortWatcher {
    */
   #endStarted(): void {
     const { req, res } = this
-    const socket = res.socket
-    if (!res.hasHeader('content-length') || req.method === 'HEAD') res.end()
-    else if (socket === null) res.destroy()
-    else {
-      // Headers written by writeHead() alone are not on the wire yet.
-      res.flushHeaders()
-      socket.destroySoon()
-      // A timer of its own, not socket.setTimeout(): that would also fire the server's and the response's 'timeout'.
-      const flushed = setTimeout(() => socket.destroy(), CUT_SHORT_FLUSH_MS).unref()
-      socket.once('close', () => clearTimeout(flushed))
+    if (!res.hasHeader('content-length') || req.method === 'HEAD') {
+      res.end()
+      return
     }
+    // Headers written by writeHead() alone are not on the wire yet.
+    res.flushHeaders()
+    const socket = res.socket
+    if (socket !== null) closeOnceFlushed(socket)
+    // Queued behind a pipelined response still going out: Node hands this one the
+    // socket, and writes what it holds for it, once those ahead are done. (Destroying
+    // the response now would, on Node 24, leave it on the socket unfinished for good.)
+    else res.once('socket', (assigned) => process.nextTick(closeOnceFlushed, assigned))
   }
 
   #respond(error: DeadlineExceededError): void {
@@ -266,6 +270,11 @@ class RequestState implements AbortWatcher {
     res.removeHeader = () => undefined
     res.flushHeaders = () => undefined
     Object.defineProperty(res, 'headersSent', { configurable: true, get: () => false })
+    // What went out stays what the response says (an access log reads it): a late res.status(500), or
+    // the final handler's for a late next(error), changes nothing.
+    const { statusCode, statusMessage } = res
+    Object.defineProperty(res, 'statusCode', { configurable: true, get: () => statusCode, set: ignore })
+    Object.defineProperty(res, 'statusMessage', { configurable: true, get: () => statusMessage, set: ignore })
   }
 
   /** The response closed: finished, or abandoned by the client. */
@@ -290,6 +299,14 @@ class RequestState implements AbortWatcher {
     this.root[Symbol.dispose]()
     offDeadlineAbort(this.root, this)
   }
+}
+
+/** Closes `socket` once what was written to it is flushed, or after CUT_SHORT_FLUSH_MS if the client stopped reading. */
+function closeOnceFlushed(socket: Socket): void {
+  socket.destroySoon()
+  // A timer of its own, not socket.setTimeout(): that would also fire the server's and the response's 'timeout'.
+  const flushed = setTimeout(() => socket.destroy(), CUT_SHORT_FLUSH_MS).unref()
+  socket.once('close', () => clearTimeout(flushed))
 }
 
 // One listener function for every response ('close' comes once, after 'finish'
