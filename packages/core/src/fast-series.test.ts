@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { FastCounter, FastHistogram } from './fast-series.js'
-import { counter, histogram, metricsTarget } from './metrics.js'
+import { counter, histogram, metricsTarget, zeroSeries } from './metrics.js'
 
 const BUCKETS = [0.001, 0.01, 0.1, 1, 10]
 
@@ -145,5 +145,27 @@ describe('binding many series', () => {
     const text = await registry.getSingleMetricAsString('ballast_many_total')
     expect(text).toContain('ballast_many_total{breaker="b0",outcome="success"} 1')
     expect(text).toContain('ballast_many_total{breaker="b1999",outcome="success"} 1')
+  })
+
+  it('zeroSeries tells a new histogram series from an existing one by its key, never by scanning every series', async () => {
+    const registry = new Registry()
+    const duration = histogram(metricsTarget('T', { registry }), {
+      name: 'many_seconds',
+      help: 'Many.',
+      labelNames: ['breaker', 'outcome'],
+      buckets: [1],
+    })
+    const scans = { count: 0 }
+    const stored = duration as unknown as { hashMap: Record<string, unknown> }
+    stored.hashMap = new Proxy(stored.hashMap, {
+      ownKeys(target) {
+        scans.count++
+        return Reflect.ownKeys(target)
+      },
+    })
+    for (let i = 0; i < 2_000; i++) zeroSeries(duration, [{ breaker: `b${i}`, outcome: 'success' }])
+    expect(scans.count).toBe(0)
+    const text = await registry.getSingleMetricAsString('ballast_many_seconds')
+    expect(text).toContain('ballast_many_seconds_count{breaker="b1999",outcome="success"} 0')
   })
 })

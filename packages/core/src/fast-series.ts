@@ -59,21 +59,27 @@ function locate(metric: Stored, labels: Record<string, string>): { key: string; 
 }
 
 /**
- * Whether `metric` holds a series with exactly `labels`: `true` or `false` when
- * prom-client's storage is the one expected, `undefined` when it cannot tell.
- * Internal to the package.
+ * `true` when `metric` holds a series with exactly `labels`, `undefined` when it
+ * does not or it cannot tell. Internal to the package.
  */
-export function hasSeries(metric: Counter<string> | Histogram<string>, labels: Record<string, string>): boolean | undefined {
+export function hasSeries(metric: Counter<string> | Histogram<string>, labels: Record<string, string>): true | undefined {
   const stored = metric as unknown as Stored
-  if (typeof stored.hashMap !== 'object' || stored.hashMap === null) return undefined
-  return locate(stored, labels) !== undefined
+  const map = stored.hashMap
+  if (typeof map !== 'object' || map === null) return undefined
+  // By its key only: a scan on every miss (each new series) made creating keyed breakers quadratic.
+  const key = seriesKey(stored, labels)
+  const entry = key === undefined ? undefined : map[key]
+  if (typeof entry === 'object' && entry !== null && sameLabels(entry.labels, labels)) return true
+  // A miss proves nothing under another storage layout: the caller creates the series, as it would anyway.
+  return undefined
 }
 
 // A metric made with `enableExemplars` (on an OpenMetrics registry) takes its labels
 // and value in one object; positional arguments would land in the unlabelled series.
 type ExemplarAware = { enableExemplars?: boolean }
 
-function publicInc(metric: Counter<string>, labels: Record<string, string>, value: number): void {
+/** `inc` through prom-client's public API, exemplar-enabled metrics included. Internal to the package. */
+export function publicInc(metric: Counter<string>, labels: Record<string, string>, value: number): void {
   if ((metric as ExemplarAware).enableExemplars === true) metric.inc({ labels, value } as never)
   else metric.inc(labels, value)
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
-import { hasSeries } from './fast-series.js'
+import { hasSeries, publicInc } from './fast-series.js'
 import { describeValue, stringOption } from './options.js'
 
 /**
@@ -252,7 +252,7 @@ export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSet
     // prom-client's zero() replaces a histogram series with an empty one (a reset to a scraper).
     if (metric instanceof Histogram) {
       if (hasSeries(metric, labels) !== true) metric.zero(labels)
-    } else metric.inc(labels, 0)
+    } else publicInc(metric, labels, 0)
   }
 }
 

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type ServerResponse } from 'node:http'
 import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
@@ -160,6 +160,80 @@ describe('a request whose connection went away just before its deadline', () => 
       expect(value(text, 'ballast_deadline_client_closed_total{route="/gone",method="GET"}')).toBe(1)
       expect(value(text, 'ballast_deadline_exceeded_total{route="/gone",method="GET",reason="deadline"}')).toBe(0)
       expect(value(text, 'ballast_deadline_requests_total{route="/gone",method="GET"}')).toBe(1)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('a request whose connection is gone when its caller budget is spent', () => {
+  it('runs nothing more: a spent budget is answered before user code, even with nobody left to answer', async () => {
+    const registry = new Registry()
+    const app = express4()
+    let handlerRan = false
+    // An async step ahead of deadline() (auth, a body parser) that finishes after the client left.
+    app.use((_req, res, next) => {
+      res.once('close', () => next())
+    })
+    app.use(deadline({ timeout: 1_000, registry }))
+    app.get('/spent', () => {
+      handlerRan = true
+    })
+    const server = await listen(app as never)
+    try {
+      const { connect } = await import('node:net')
+      const socket = connect(server.port, '127.0.0.1')
+      socket.on('error', () => undefined)
+      socket.write('GET /spent HTTP/1.1\r\nHost: x\r\nrequest-timeout-ms: 0\r\n\r\n')
+      await sleep(50)
+      socket.destroy()
+      await sleep(100)
+      expect(handlerRan).toBe(false)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('a request queued behind a cut response, its connection closed by the cut', () => {
+  it('is counted as a client that closed, not answered 504 on a connection that is gone', async () => {
+    const registry = new Registry()
+    const app = express4()
+    const responses = new Map<string, ServerResponse>()
+    const closed = new Set<string>()
+    app.use((req, res, next) => {
+      responses.set(req.url, res)
+      res.on('close', () => {
+        closed.add(req.url)
+        if (req.url !== '/b') return
+        // Busy past /b's deadline when its close is reported: an access log reading the clock aborts it now.
+        const end = performance.now() + 30
+        while (performance.now() < end) {}
+        void requestDeadline(req)?.expired
+      })
+      next()
+    })
+    app.use(deadline({ timeout: 1_000, registry }))
+    app.get('/a', deadline({ timeout: 40, registry }), (_req, res) => {
+      res.writeHead(200, { 'content-length': '100' })
+      res.write('partial ')
+    })
+    app.get('/b', deadline({ timeout: 45, registry }), () => undefined)
+    const server = await listen(app as never)
+    try {
+      const { text, closedByServer } = await rawExchange(
+        server.port,
+        'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n',
+        1_000,
+      )
+      expect([text.endsWith('partial '), closedByServer]).toEqual([true, true])
+      // Node 24 closes a response left queued on a closed connection; on Node 22 a drain does it, like this.
+      await sleep(50)
+      if (!closed.has('/b')) responses.get('/b')?.emit('close')
+      await sleep(20)
+      const metrics = await registry.metrics()
+      expect(value(metrics, 'ballast_deadline_client_closed_total{route="/b",method="GET"}')).toBe(1)
+      expect(value(metrics, 'ballast_deadline_exceeded_total{route="/b",method="GET",reason="deadline"}')).toBe(0)
     } finally {
       await server.close()
     }

@@ -34,6 +34,7 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
   let handlerCalls = 0
   let onTimeoutSaw: string[][] = []
   const responses = new Map<string, { statusCode: number; statusMessage: string }>()
+  const logged = new Map<string, number | undefined>()
   let app: Listening
   let client: Client
   const onUncaught = (error: unknown) => thrown.push(error)
@@ -45,6 +46,8 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     // What an access log would read: the response of each path, after the handler is done with it.
     router.use((req, res, next) => {
       responses.set(req.url, res)
+      // As morgan and pino-http read a response at its end: the status, if headers went out.
+      res.once('finish', () => logged.set(req.url, res.headersSent ? res.statusCode : undefined))
       next()
     })
     router.use(deadline({ timeout: 80, registry }))
@@ -185,6 +188,7 @@ describe.each(expressVersions)('deadline() on %s', (_name, express) => {
     ).toBe(4)
     // The handler's late status(200) and the final handler's 500 left the response saying what went out.
     expect(responses.get('/slow/1')).toMatchObject({ statusCode: 504, statusMessage: 'Gateway Timeout' })
+    expect(logged.get('/slow/1')).toBe(504)
     const next = await client.request({ path: '/fast', method: 'GET' })
     expect(next.statusCode).toBe(200)
     await next.body.json()

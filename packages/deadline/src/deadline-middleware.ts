@@ -170,9 +170,15 @@ class RequestState implements AbortWatcher {
   deadlineAborted(reason: unknown): void {
     // A client that went away is reported on 'close'; any other cancel is the handler's business.
     if (this.answered || !(reason instanceof DeadlineExceededError)) return
-    const res = this.res
-    // The connection went first (Node reports it on 'close', maybe after this): a client that left.
-    if (res.destroyed && !res.writableEnded) return
+    const { req, res } = this
+    // The connection went first (Node reports it on 'close', maybe after this): a client that
+    // left, nothing to answer and nothing more to run. Node 22 does not mark destroyed a response
+    // left queued on a connection that closed.
+    if (!res.writableEnded && (res.destroyed || (res.socket === null && req.socket.destroyed))) {
+      this.answered = true
+      this.clientClosed = true
+      return
+    }
     this.answered = true
     this.answeredAt = performance.now()
     // The handler's response won the race: nothing to answer, nothing exceeded.
@@ -238,7 +244,9 @@ class RequestState implements AbortWatcher {
    * After the timeout response, the still-running handler's writes, ends and
    * header changes become counted no-ops, and `headersSent` reads false so that
    * a late `next(error)` reaches Express's final handler as a plain (dropped)
-   * response instead of destroying the keep-alive socket.
+   * response instead of destroying the keep-alive socket. The response still says
+   * what went out (status, and `headersSent` while it reports `finish` and `close`)
+   * to an access log.
    */
   #silence(): void {
     const res = this.res as ServerResponse & Record<string, unknown>
@@ -269,7 +277,19 @@ class RequestState implements AbortWatcher {
     res.appendHeader = ignore
     res.removeHeader = () => undefined
     res.flushHeaders = () => undefined
-    Object.defineProperty(res, 'headersSent', { configurable: true, get: () => false })
+    // Except while the response reports its end ('finish', 'close'), when an access log reads what went out.
+    let reporting = false
+    const emit = res.emit
+    res.emit = function reportingEmit(this: ServerResponse, event: string | symbol, ...args: unknown[]): boolean {
+      if (event !== 'finish' && event !== 'close') return emit.call(this, event, ...args)
+      reporting = true
+      try {
+        return emit.call(this, event, ...args)
+      } finally {
+        reporting = false
+      }
+    }
+    Object.defineProperty(res, 'headersSent', { configurable: true, get: () => reporting })
     // What went out stays what the response says (an access log reads it): a late res.status(500), or
     // the final handler's for a late next(error), changes nothing.
     const { statusCode, statusMessage } = res
