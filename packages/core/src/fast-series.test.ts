@@ -127,18 +127,24 @@ describe('FastHistogram', () => {
   })
 })
 
+/** Counts the scans of every key of a metric's series store (prom-client's hashMap). */
+function countScans(metric: object): { count: number } {
+  const scans = { count: 0 }
+  const stored = metric as { hashMap: Record<string, unknown> }
+  stored.hashMap = new Proxy(stored.hashMap, {
+    ownKeys(target) {
+      scans.count++
+      return Reflect.ownKeys(target)
+    },
+  })
+  return scans
+}
+
 describe('binding many series', () => {
   it('finds each new series by its key, never by scanning every series (keyed breakers stay linear)', async () => {
     const registry = new Registry()
     const calls = counter(metricsTarget('T', { registry }), { name: 'many_total', help: 'Many.', labelNames: ['breaker', 'outcome'] })
-    const scans = { count: 0 }
-    const stored = calls as unknown as { hashMap: Record<string, unknown> }
-    stored.hashMap = new Proxy(stored.hashMap, {
-      ownKeys(target) {
-        scans.count++
-        return Reflect.ownKeys(target)
-      },
-    })
+    const scans = countScans(calls)
     const bound = Array.from({ length: 2_000 }, (_, i) => new FastCounter(calls, { breaker: `b${i}`, outcome: 'success' }))
     for (const series of bound) series.inc()
     expect(scans.count).toBe(0)
@@ -155,14 +161,7 @@ describe('binding many series', () => {
       labelNames: ['breaker', 'outcome'],
       buckets: [1],
     })
-    const scans = { count: 0 }
-    const stored = duration as unknown as { hashMap: Record<string, unknown> }
-    stored.hashMap = new Proxy(stored.hashMap, {
-      ownKeys(target) {
-        scans.count++
-        return Reflect.ownKeys(target)
-      },
-    })
+    const scans = countScans(duration)
     for (let i = 0; i < 2_000; i++) zeroSeries(duration, [{ breaker: `b${i}`, outcome: 'success' }])
     expect(scans.count).toBe(0)
     const text = await registry.getSingleMetricAsString('ballast_many_seconds')
