@@ -5,6 +5,7 @@ import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { MAX_MOUNTS_PER_ROUTE, MAX_ROUTE_LABELS, OTHER_MOUNT, OTHER_ROUTES } from './deadline-metrics.js'
 import { deadline, requestDeadline } from './deadline-middleware.js'
+import { ClientClosedError } from './errors.js'
 import * as api from './index.js'
 import { expressVersions, listen, rawExchange, sleep } from './test-helpers.js'
 
@@ -160,6 +161,38 @@ describe('a request whose connection went away just before its deadline', () => 
       expect(value(text, 'ballast_deadline_client_closed_total{route="/gone",method="GET"}')).toBe(1)
       expect(value(text, 'ballast_deadline_exceeded_total{route="/gone",method="GET",reason="deadline"}')).toBe(0)
       expect(value(text, 'ballast_deadline_requests_total{route="/gone",method="GET"}')).toBe(1)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('a nested deadline that runs out just after the connection went', () => {
+  it('aborts the outer deadline with ClientClosedError, for what listens on it', async () => {
+    const registry = new Registry()
+    const app = express4()
+    const outer: unknown[] = []
+    app.use(deadline({ timeout: 1_000, registry }))
+    app.use((req, _res, next) => {
+      const signal = requestDeadline(req)?.signal
+      signal?.addEventListener('abort', () => outer.push(signal.reason))
+      next()
+    })
+    app.get('/nested-gone', deadline({ timeout: 40, registry }), (req, res) => {
+      setTimeout(() => {
+        res.destroy()
+        // Past the nested deadline before Node reports the response closed.
+        const end = performance.now() + 60
+        while (performance.now() < end) {}
+        void requestDeadline(req)?.expired
+      }, 10)
+    })
+    const server = await listen(app as never)
+    try {
+      await fetch(`${server.origin}/nested-gone`).catch(() => undefined)
+      await sleep(50)
+      expect(outer).toHaveLength(1)
+      expect(outer[0]).toBeInstanceOf(ClientClosedError)
     } finally {
       await server.close()
     }

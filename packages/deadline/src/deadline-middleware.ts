@@ -177,6 +177,8 @@ class RequestState implements AbortWatcher {
     if (!res.writableEnded && (res.destroyed || (res.socket === null && req.socket.destroyed))) {
       this.answered = true
       this.clientClosed = true
+      // The deadline that ran out may be a nested one: what listens on the outer ones hears it too.
+      this.root.cancel(new ClientClosedError())
       return
     }
     this.answered = true
@@ -282,11 +284,12 @@ class RequestState implements AbortWatcher {
     const emit = res.emit
     res.emit = function reportingEmit(this: ServerResponse, event: string | symbol, ...args: unknown[]): boolean {
       if (event !== 'finish' && event !== 'close') return emit.call(this, event, ...args)
+      const outer = reporting
       reporting = true
       try {
         return emit.call(this, event, ...args)
       } finally {
-        reporting = false
+        reporting = outer
       }
     }
     Object.defineProperty(res, 'headersSent', { configurable: true, get: () => reporting })
