@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { request as httpRequest, type ServerResponse } from 'node:http'
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
@@ -139,20 +139,25 @@ describe.each(expressVersions)('deadline() metrics on %s', (_name, express) => {
   })
 })
 
+/**
+ * A handler that destroys its response 10 ms in, then is busy past a 40 ms deadline
+ * before Node reports the response closed: reading the clock aborts the deadline then.
+ */
+function dropThenOverrun(req: IncomingMessage, res: ServerResponse): void {
+  setTimeout(() => {
+    res.destroy()
+    const end = performance.now() + 60
+    while (performance.now() < end) {}
+    void requestDeadline(req)?.expired
+  }, 10)
+}
+
 describe('a request whose connection went away just before its deadline', () => {
   it('is counted as a client that closed, not lost between the two counters', async () => {
     const registry = new Registry()
     const app = express4()
     app.use(deadline({ timeout: 40, registry }))
-    app.get('/gone', (req, res) => {
-      setTimeout(() => {
-        res.destroy()
-        // Past the deadline before Node reports the response closed: reading the clock aborts the deadline now.
-        const end = performance.now() + 60
-        while (performance.now() < end) {}
-        void requestDeadline(req)?.expired
-      }, 10)
-    })
+    app.get('/gone', dropThenOverrun)
     const server = await listen(app as never)
     try {
       await fetch(`${server.origin}/gone`).catch(() => undefined)
@@ -178,15 +183,7 @@ describe('a nested deadline that runs out just after the connection went', () =>
       signal?.addEventListener('abort', () => outer.push(signal.reason))
       next()
     })
-    app.get('/nested-gone', deadline({ timeout: 40, registry }), (req, res) => {
-      setTimeout(() => {
-        res.destroy()
-        // Past the nested deadline before Node reports the response closed.
-        const end = performance.now() + 60
-        while (performance.now() < end) {}
-        void requestDeadline(req)?.expired
-      }, 10)
-    })
+    app.get('/nested-gone', deadline({ timeout: 40, registry }), dropThenOverrun)
     const server = await listen(app as never)
     try {
       await fetch(`${server.origin}/nested-gone`).catch(() => undefined)
