@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, sep } from 'node:path'
 import { promisify } from 'node:util'
 import express from 'express'
-import { register as globalRegistry, Registry } from 'prom-client'
+import { register as globalRegistry, Histogram, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { addCollector, counter, gauge, histogram, labelProduct, metricsTarget, zeroSeries } from './metrics.js'
 import { metricsHandler } from './metrics-handler.js'
@@ -104,6 +105,34 @@ describe('get-or-create metrics', () => {
     expect(text).toContain('ballast_latency_seconds_bucket{le="1",outcome="success"} 1')
     expect(text).toContain('ballast_latency_seconds_sum{outcome="success"} 2.5')
     expect(text).toContain('ballast_latency_seconds_count{outcome="failure"} 0')
+  })
+
+  it('zeroes the series of metrics made by another copy of prom-client (a duplicate install sharing the registry)', async () => {
+    const require = createRequire(import.meta.url)
+    for (const path of Object.keys(require.cache)) if (path.includes(`${sep}prom-client${sep}`)) delete require.cache[path]
+    const other = require('prom-client') as typeof import('prom-client')
+    expect(other.Histogram).not.toBe(Histogram)
+    const registry = new other.Registry()
+    const foreignLatency = new other.Histogram({
+      name: 'ballast_latency_seconds',
+      help: 'L.',
+      labelNames: ['outcome'],
+      buckets: [1],
+      registers: [registry],
+    })
+    const foreignCalls = new other.Counter({ name: 'ballast_calls_total', help: 'C.', labelNames: ['outcome'], registers: [registry] })
+    foreignLatency.observe({ outcome: 'success' }, 0.5)
+    const target = metricsTarget('T', { registry: registry as unknown as Registry })
+    const latency = histogram(target, { name: 'latency_seconds', help: 'L.', labelNames: ['outcome'], buckets: [1] })
+    const calls = counter(target, { name: 'calls_total', help: 'C.', labelNames: ['outcome'] })
+    expect(latency).toBe(foreignLatency)
+    expect(calls).toBe(foreignCalls)
+    zeroSeries(latency, labelProduct({ outcome: ['success', 'failure'] }))
+    zeroSeries(calls, labelProduct({ outcome: ['success', 'failure'] }))
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_latency_seconds_count{outcome="success"} 1')
+    expect(text).toContain('ballast_latency_seconds_count{outcome="failure"} 0')
+    expect(text).toContain('ballast_calls_total{outcome="failure"} 0')
   })
 
   it('keeps the scrape working when a collector throws, and runs the others', async () => {

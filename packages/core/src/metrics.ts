@@ -237,6 +237,11 @@ export function addCollector(metric: Gauge<string>, collect: () => void | Promis
   }
 }
 
+// By shape, not class: the metric may come from another copy of prom-client.
+function isHistogram(metric: Counter<string> | Histogram<string>): metric is Histogram<string> {
+  return typeof (metric as Partial<Histogram<string>>).observe === 'function'
+}
+
 /**
  * Creates each label set at zero so it exists before the first event. A series
  * that exists already keeps its value: a second instance sharing the series, or
@@ -250,7 +255,7 @@ export function addCollector(metric: Gauge<string>, collect: () => void | Promis
 export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSets: readonly Record<string, string>[]): void {
   for (const labels of labelSets) {
     // prom-client's zero() replaces a histogram series with an empty one (a reset to a scraper).
-    if (metric instanceof Histogram) {
+    if (isHistogram(metric)) {
       if (hasSeries(metric, labels) !== true) metric.zero(labels)
     } else publicInc(metric, labels, 0)
   }
