@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events'
-import { BREAKER_NAME, Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
+import { Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
 import { BallastError, describeValue, LiveList, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
 import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout, parseTimeout } from '@ballast/deadline'
 import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
@@ -7,7 +7,7 @@ import { backoff, retryAfterMs } from './backoff.js'
 import { coverBody, discard } from './covered-body.js'
 import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { FetchMetrics, type FetchObserver, type StatusClass, statusClass } from './metrics.js'
-import { type ClientOptions, OWNER, type ResolvedOptions, resolveOptions } from './options.js'
+import { type ClientOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { isRedirect, MAX_REDIRECTS, networkError, nextHop } from './redirects.js'
 
 /**
@@ -624,5 +624,3 @@ class ResilientClient implements Client {
 export function createClient(options: ClientOptions): Client {
   return new ResilientClient(options)
 }
-
-export { BREAKER_NAME, OWNER }
