@@ -431,7 +431,7 @@ export class Drain implements Disposable {
    *
    * @example
    * ```ts
-   * await pool.connect() // a SIGTERM may arrive meanwhile: attach() still works
+   * await pool.query('SELECT 1') // a SIGTERM may arrive meanwhile: attach() still works
    * drain.attach(app.listen(8080))
    * ```
    */

@@ -616,7 +616,7 @@ class ResilientClient implements Client {
  * ```ts
  * const inventory = createClient({ name: 'inventory', baseUrl: 'http://inventory:8080', timeout: 800, retry: { attempts: 1 } })
  * app.get('/orders/:id', deadline({ timeout: 500 }), async (req, res) => {
- *   const stock = await inventory.json(`/stock/${req.params.id}`, { fallback: () => Response.json(cache.get(req.params.id)) })
+ *   const stock = await inventory.json(`/stock/${req.params.id}`, { fallback: () => Response.json(cache.get(req.params.id) ?? null) })
  *   res.json({ id: req.params.id, stock })
  * })
  * ```
