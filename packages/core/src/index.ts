@@ -1,3 +1,4 @@
+export { AbortLinks } from './abort-links.js'
 export { BallastError, type BallastErrorOptions, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
 export { FastCounter, FastHistogram } from './fast-series.js'
 export { type Linked, LiveList } from './live-list.js'

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
-import { describeValue, listenerArgument, MAX_TIMER_DELAY, type TimerQueue, TimerQueues } from '@ballast/core'
+import { AbortLinks, describeValue, listenerArgument, MAX_TIMER_DELAY, type TimerQueue, TimerQueues } from '@ballast/core'
 import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError } from './errors.js'
 
 // One store per process, shared by every copy of this package an application
@@ -151,8 +151,9 @@ export function offDeadlineAbort(deadline: Deadline, watcher: AbortWatcher): voi
   unwatchAbort(deadline, watcher)
 }
 
-// Deadlines linked to an outside signal, fanned out from a single listener per signal.
-const externalLinks = new WeakMap<AbortSignal, Set<Deadline>>()
+// Deadlines linked to an outside signal, fanned out from a single listener per signal;
+// made in a static block of Deadline (it aborts through private fields).
+let externalLinks: AbortLinks<Deadline>
 // The timers of all deadlines, one queue (and one Node timer) per whole-millisecond
 // delay; made in a static block of Deadline (its hooks read private fields).
 let timerQueues: TimerQueues<Deadline>
@@ -475,6 +476,10 @@ export class Deadline implements Disposable {
 
   static {
     unsubscribe = (deadline, subscription) => deadline.#removeWaiter(subscription)
+    externalLinks = new AbortLinks<Deadline>((deadline, signal) => {
+      deadline.#external = undefined
+      deadline.#abort(inheritedReason(signal.reason, deadline.#timeout))
+    })
     timerQueues = new TimerQueues<Deadline>({
       expiresAt: (deadline) => deadline.#expiresAt,
       queued: (deadline, queue) => deadline.#queue === queue,
@@ -555,17 +560,6 @@ export class Deadline implements Disposable {
     }
   }
 
-  static #onExternalAbort(this: void, event: Event): void {
-    const signal = event.target as AbortSignal
-    const linked = externalLinks.get(signal)
-    externalLinks.delete(signal)
-    if (linked === undefined) return
-    for (const deadline of linked) {
-      deadline.#external = undefined
-      deadline.#abort(inheritedReason(signal.reason, deadline.#timeout))
-    }
-  }
-
   #checkClock(): void {
     if (!this.#disposed && performance.now() >= this.#expiresAt) {
       if (this.#parent !== undefined && this.#parent.#expiresAt <= this.#expiresAt) this.#parent.#checkClock()
@@ -591,13 +585,7 @@ export class Deadline implements Disposable {
       this.#abort(inheritedReason(signal.reason, this.#timeout))
       return
     }
-    let linked = externalLinks.get(signal)
-    if (linked === undefined) {
-      linked = new Set()
-      externalLinks.set(signal, linked)
-      signal.addEventListener('abort', Deadline.#onExternalAbort, { once: true })
-    }
-    linked.add(this)
+    externalLinks.add(signal, this)
     this.#external = signal
   }
 
@@ -611,11 +599,7 @@ export class Deadline implements Disposable {
     const external = this.#external
     if (external !== undefined) {
       this.#external = undefined
-      const linked = externalLinks.get(external)
-      if (linked?.delete(this) && linked.size === 0) {
-        externalLinks.delete(external)
-        external.removeEventListener('abort', Deadline.#onExternalAbort)
-      }
+      externalLinks.delete(external, this)
     }
   }
 

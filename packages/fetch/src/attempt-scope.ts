@@ -1,4 +1,4 @@
-import { type Linked, type LiveList, type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
+import { AbortLinks, type Linked, type LiveList, type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
 import type { Deadline } from '@ballast/deadline'
 
 /** What ended an attempt early. */
@@ -10,6 +10,10 @@ export type TimeoutReason = (budget: number, deadlineBound: boolean, deadline: D
 // Attempt budgets on shared timers (one per whole-millisecond budget), made in a
 // static block of AttemptScope (the hooks read private fields).
 let budgetTimers: TimerQueues<AttemptScope>
+// The attempts following each caller's signal, behind one listener per signal: a signal
+// shared by many calls (a shutdown signal) gets one listener, not one per attempt in
+// flight. Made in a static block of AttemptScope (it aborts through private fields).
+let callerLinks: AbortLinks<AttemptScope>
 
 /**
  * The lifetime of one attempt: its own AbortController, its budget timer and its
@@ -20,7 +24,8 @@ let budgetTimers: TimerQueues<AttemptScope>
  * left behind after it.
  *
  * The deadline is watched through `Deadline.onAbort` (no AbortController on the
- * deadline, no event listener); only an outside `init.signal` gets a listener.
+ * deadline, no event listener); an outside `init.signal` gets one listener for all
+ * the attempts following it.
  * Until released, a scope sits in its client's `LiveList` (two links, no
  * closure, no hashing), so disposing the client can abort it.
  */
@@ -40,7 +45,6 @@ export class AttemptScope implements Linked<AttemptScope> {
   #released = false
   #deadlineLink: Disposable | undefined = undefined
   #callerSignal: AbortSignal | undefined = undefined
-  #callerListener: (() => void) | undefined = undefined
 
   constructor(
     budget: number,
@@ -62,6 +66,10 @@ export class AttemptScope implements Linked<AttemptScope> {
   }
 
   static {
+    callerLinks = new AbortLinks<AttemptScope>((scope, signal) => {
+      scope.#callerSignal = undefined
+      scope.#abort('caller', signal.reason)
+    })
     budgetTimers = new TimerQueues<AttemptScope>({
       expiresAt: (scope) => scope.#expiresAt,
       queued: (scope, queue) => scope.#timer === queue,
@@ -107,10 +115,8 @@ export class AttemptScope implements Linked<AttemptScope> {
       this.#abort('caller', signal.reason)
       return
     }
-    const listener = () => this.#abort('caller', signal.reason)
-    signal.addEventListener('abort', listener, { once: true })
+    callerLinks.add(signal, this)
     this.#callerSignal = signal
-    this.#callerListener = listener
   }
 
   timedOut(): void {
@@ -142,9 +148,8 @@ export class AttemptScope implements Linked<AttemptScope> {
     }
     const signal = this.#callerSignal
     if (signal !== undefined) {
-      signal.removeEventListener('abort', this.#callerListener as () => void)
       this.#callerSignal = undefined
-      this.#callerListener = undefined
+      callerLinks.delete(signal, this)
     }
   }
 

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Breaker, BrokenCircuitError } from '@ballast/breaker'
@@ -97,6 +99,12 @@ beforeAll(async () => {
           budget: req.headers['request-timeout-ms'] ?? null,
         }),
       ),
+    '/to-userinfo': (_req: unknown, res: import('node:http').ServerResponse) =>
+      res.writeHead(302, { location: b.url.replace('//', '//user:secret@') }).end(),
+    '/busy-once': (_req: unknown, res: import('node:http').ServerResponse, hit: number) => {
+      if (hit === 1) res.writeHead(503, { 'retry-after': '1' }).end('busy')
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+    },
     '/slow': (_req: unknown, res: import('node:http').ServerResponse) => {
       const timer = setTimeout(() => res.writeHead(200).end('late'), 300)
       res.on('close', () => clearTimeout(timer))
@@ -467,6 +475,56 @@ describe('retries and failures', () => {
     c[Symbol.dispose]()
   })
 
+  it('a signal that is no AbortSignal is refused like fetch refuses it: nothing sent, no timer, not a breaker failure', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'sig', baseUrl: a.url, registry, timeout: 7_000 })
+    const before = timers()
+    const sent = a.hits('/echo')
+    for (let i = 0; i < 3; i++) {
+      const refused = await c.fetch('/echo', { signal: {} as AbortSignal }).catch((error: unknown) => error)
+      expect(refused).toBeInstanceOf(TypeError)
+      expect((refused as Error).message).toMatch(/option "signal" must be an AbortSignal, got \{\}/)
+    }
+    expect(a.hits('/echo')).toBe(sent)
+    expect(timers()).toBe(before)
+    expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    expect(c.breaker?.state).toBe('closed')
+    c[Symbol.dispose]()
+  })
+
+  it('sends what an init inherits, as fetch reads it: a Request used as init, an object made with Object.create', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'inherit', baseUrl: a.url, registry })
+    const request = new Request(`${a.url}/body`, { method: 'PUT', body: 'from a request', headers: { 'content-type': 'text/plain' } })
+    expect(await c.json('/body', request)).toEqual({ method: 'PUT', body: 'from a request', type: 'text/plain' })
+    const inherited = Object.create({ method: 'DELETE', headers: { 'x-custom': 'kept' } }) as RequestInit
+    expect(await c.json('/echo', inherited)).toMatchObject({ method: 'DELETE' })
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'PUT', status_class: '2xx' })).toBe(1)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'DELETE', status_class: '2xx' })).toBe(1)
+    c[Symbol.dispose]()
+  })
+
+  it('one listener on a signal many calls share, whatever their number, gone once they end; its abort ends them all', async () => {
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    const c = createClient({ name: 'shared', baseUrl: a.url, registry: new Registry(), breaker: false })
+    const shutdown = new AbortController()
+    const answered = await Promise.all(Array.from({ length: 30 }, () => c.json('/echo', { signal: shutdown.signal })))
+    expect(answered).toHaveLength(30)
+    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(0)
+    const hanging = Array.from({ length: 30 }, () => c.fetch('/hang', { signal: shutdown.signal }).catch((error: unknown) => error))
+    expect(await until(() => a.hits('/hang') >= 30)).toBe(true)
+    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(1)
+    const reason = new Error('shutting down')
+    shutdown.abort(reason)
+    for (const outcome of await Promise.all(hanging)) expect(outcome).toBe(reason)
+    await sleep(0)
+    process.off('warning', onWarning)
+    expect(warnings.map((warning) => warning.name)).toEqual([])
+    c[Symbol.dispose]()
+  })
+
   it('a breaker that opens during a retry pause: the caller gets the 500 in hand, and no retry is counted or sent', async () => {
     const registry = new Registry()
     const c = createClient({
@@ -742,6 +800,32 @@ describe('redirects', () => {
     c[Symbol.dispose]()
   })
 
+  it('refuses the redirects fetch refuses: a location with a user or password, another origin for a same-origin request', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'refused', registry })
+    for (const [path, init] of [
+      ['/to-userinfo', {}],
+      ['/to-other-origin', { mode: 'same-origin' }],
+    ] as const) {
+      expect(await fetch(`${a.url}${path}`, init).catch((e: unknown) => e)).toBeInstanceOf(TypeError)
+      const refused = await c.fetch(`${a.url}${path}`, init).catch((e: unknown) => e)
+      expect(refused).toBeInstanceOf(FetchNetworkError)
+    }
+    const origin = `http:${new URL(a.url).host}`
+    expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: `refused:${origin}`, outcome: 'failure' })).toBe(2)
+    expect(await c.json(`${a.url}/r302`, { mode: 'same-origin' })).toMatchObject({ method: 'GET' })
+    c[Symbol.dispose]()
+  })
+
+  it('with integrity, leaves redirects to fetch, which checks the final response only', async () => {
+    const body = JSON.stringify({ method: 'GET', body: '', type: null })
+    const integrity = `sha256-${createHash('sha256').update(body).digest('base64')}`
+    const c = createClient({ name: 'sri', baseUrl: a.url, registry: new Registry() })
+    const response = await c.fetch('/r302', { integrity })
+    expect([response.status, response.redirected, await response.text()]).toEqual([200, true, body])
+    c[Symbol.dispose]()
+  })
+
   it('gives up after 20 redirects like fetch (a network error), and leaves redirect: manual and propagate: false to fetch', async () => {
     const c = createClient({ name: 'redirects', baseUrl: a.url, registry: new Registry() })
     const hits = a.hits('/loop')
@@ -795,6 +879,21 @@ describe('breakers per origin', () => {
     expect(long).toMatch(/^wh:https:a+-[0-9a-z]+$/)
     expect(c.breakerFor(`http://${'a'.repeat(70)}.example:8080/`)?.name).not.toBe(long)
     expect(c.breakers?.size).toBe(6)
+    c[Symbol.dispose]()
+  })
+
+  it('a breaker evicted while its call pauses before a retry: the retry goes out, under the new breaker of that origin', async () => {
+    const c = createClient({ name: 'evict', registry: new Registry(), retry: { attempts: 1 }, breaker: { maxKeys: 1 } })
+    const hits = a.hits('/busy-once')
+    const call = c.json(`${a.url}/busy-once`)
+    expect(await until(() => a.hits('/busy-once') > hits)).toBe(true)
+    await sleep(50)
+    const first = c.breakerFor(a.url)
+    // Another origin while the call waits out its Retry-After: the idle key of a is evicted.
+    expect(await c.json(`${b.url}/echo`)).toMatchObject({ method: 'GET' })
+    expect(first?.state).toBe('disabled')
+    expect(await call).toEqual({ ok: true })
+    expect(a.hits('/busy-once') - hits).toBe(2)
     c[Symbol.dispose]()
   })
 

@@ -178,9 +178,35 @@ interface Target {
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
 const NO_INIT: RequestInit = Object.freeze({})
 
-function withoutOwn(init: ClientRequestInit): RequestInit {
-  const { fallback: _fallback, timeout: _timeout, ...rest } = init
-  return rest
+// What fetch reads of an init (the standard's RequestInit, and undici's dispatcher). Read
+// by name, as fetch does, so that members an init inherits (a Request passed as init,
+// an object made with Object.create) are sent too, and ballast's own options are not.
+const REQUEST_INIT = [
+  'method',
+  'headers',
+  'body',
+  'referrer',
+  'referrerPolicy',
+  'mode',
+  'credentials',
+  'cache',
+  'redirect',
+  'integrity',
+  'keepalive',
+  'signal',
+  'window',
+  'duplex',
+  'priority',
+  'dispatcher',
+] as const
+
+function requestInit(init: ClientRequestInit): RequestInit {
+  const copy: Record<string, unknown> = {}
+  for (const name of REQUEST_INIT) {
+    const value = (init as Record<string, unknown>)[name]
+    if (value !== undefined) copy[name] = value
+  }
+  return copy
 }
 
 class ResilientClient implements Client {
@@ -302,8 +328,8 @@ class ResilientClient implements Client {
     const init = given ?? undefined
     const fallback = init?.fallback
     const callTimeout = init?.timeout
-    // What fetch gets: the caller's init minus ballast's own options (copied only when they are there).
-    const rest: RequestInit = init === undefined ? NO_INIT : fallback === undefined && callTimeout === undefined ? init : withoutOwn(init)
+    // What fetch gets: the caller's init minus ballast's own options.
+    const rest: RequestInit = init === undefined ? NO_INIT : requestInit(init)
     if (fallback !== undefined && typeof fallback !== 'function') {
       throw new TypeError(`${this.name}.fetch: option "fallback" must be a function, got ${describeValue(fallback)}`)
     }
@@ -322,6 +348,9 @@ class ResilientClient implements Client {
     const label = fetchMethodLabel(method)
     const url = this.#resolve(input)
     const callerSignal = rest.signal ?? undefined
+    if (callerSignal !== undefined && !(callerSignal instanceof AbortSignal)) {
+      throw new TypeError(`${this.name}.fetch: option "signal" must be an AbortSignal, got ${describeValue(callerSignal)}`)
+    }
     let outcome: { value: unknown; status: StatusClass }
     try {
       outcome = await this.#attempts(url, method, rest, callTimeout ?? this.#options.timeout, callerSignal, mode)
@@ -394,7 +423,7 @@ class ResilientClient implements Client {
   ): Promise<{ value: unknown; status: StatusClass }> {
     const o = this.#options
     const deadline = Deadline.current()
-    const breaker = this.#breakerFor(url)
+    let breaker = this.#breakerFor(url)
     const retryable = o.retries > 0 && o.retryMethods.has(method) && replayable(init.body)
     let last: FailureResponse | undefined
     let lastError: unknown
@@ -417,7 +446,10 @@ class ResilientClient implements Client {
         throw new FetchBudgetError(this.name, budget, o.minBudget)
       }
       if (n > 0) {
-        // The breaker may have opened during the pause: the failure in hand is the caller's answer.
+        // Asked again: a per-origin breaker idle during the pause may have been evicted (disposed);
+        // its key then has a new one. The breaker may have opened during the pause: the failure in
+        // hand is the caller's answer.
+        breaker = this.#breakerFor(url)
         if (breaker !== undefined && breaker.state !== 'closed') break
         this.#observer.retry()
       }
@@ -442,7 +474,8 @@ class ResilientClient implements Client {
         if (error instanceof FailureResponse) last = error
         else lastError = error
         if (!retryable || n >= o.retries || error instanceof FetchInvalidJsonError || error instanceof BrokenCircuitError) break
-        if (breaker !== undefined && breaker.state !== 'closed') break
+        // Open or half-open: no retry. 'disabled' is a per-origin breaker evicted meanwhile, asked again after the pause.
+        if (breaker !== undefined && (breaker.state === 'open' || breaker.state === 'half-open')) break
         let wait = backoff(n + 1, o.retryDelay, o.retryMaxDelay)
         const room = deadline === undefined ? timeout : deadline.remaining() - o.margin - Math.max(1, o.minBudget)
         const status = last?.response.status
@@ -478,12 +511,13 @@ class ResilientClient implements Client {
   ): Promise<unknown> {
     const o = this.#options
     const scope = new AttemptScope(budget, deadlineBound, deadline, this.#timeoutReason, this.#live)
-    scope.linkDeadline()
-    scope.linkCaller(callerSignal)
     // With a budget header, redirects are followed here, so each hop is told what is left at its own send.
-    const follow = o.header !== undefined && (init.redirect === undefined || init.redirect === 'follow')
+    // Not with `integrity`, which fetch checks against the final response only: it follows those itself.
+    const follow = o.header !== undefined && (init.redirect === undefined || init.redirect === 'follow') && !init.integrity
     let response: Response
     try {
+      scope.linkDeadline()
+      scope.linkCaller(callerSignal)
       let headers: RequestInit['headers'] = init.headers
       if (o.header !== undefined) {
         // Measured now, at send time, so the callee is never promised more than is left.

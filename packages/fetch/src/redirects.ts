@@ -21,8 +21,9 @@ export interface Hop {
 /**
  * The next request a redirect asks for, following the Fetch standard's
  * "HTTP-redirect fetch": 303 (and 301/302 after a POST) turns into a GET without
- * its body, 307/308 resend the method and body, and credentials stay on their
- * origin. `undefined` when `response` is not a redirect to follow; a network
+ * its body, 307/308 resend the method and body, credentials stay on their
+ * origin, a `same-origin` request does not leave it, and a location with a
+ * user or password is refused. `undefined` when `response` is not a redirect to follow; a network
  * error (the `TypeError` fetch would reject with) when it cannot be followed.
  * The caller follows redirects itself so that each hop can carry a fresh budget.
  */
@@ -37,6 +38,10 @@ export function nextHop(response: Response, href: string, init: RequestInit, rep
     return networkError(`invalid redirect location ${JSON.stringify(location)}`)
   }
   if (next.protocol !== 'http:' && next.protocol !== 'https:') return networkError(`redirect to ${next.protocol} is not followed`)
+  // fetch cannot send a request to such a URL, and refuses the redirect (a network error, the server's doing).
+  if (next.username !== '' || next.password !== '') return networkError('redirect location includes credentials')
+  const crossOrigin = next.origin !== new URL(href).origin
+  if (crossOrigin && init.mode === 'same-origin') return networkError('cross-origin redirect of a "same-origin" request')
   const headers = new Headers(init.headers)
   const method = (init.method ?? 'GET').toUpperCase()
   let hop: RequestInit = init
@@ -48,7 +53,7 @@ export function nextHop(response: Response, href: string, init: RequestInit, rep
   } else if (init.body !== undefined && init.body !== null && !replayable) {
     return networkError('a redirect cannot resend a streamed request body')
   }
-  if (next.origin !== new URL(href).origin) for (const name of ORIGIN_BOUND_HEADERS) headers.delete(name)
+  if (crossOrigin) for (const name of ORIGIN_BOUND_HEADERS) headers.delete(name)
   return { href: next.href, init: { ...hop, headers } }
 }
 
