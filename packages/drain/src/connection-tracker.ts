@@ -39,6 +39,7 @@ interface SocketState {
   announcedClose: boolean
   lingerTimer: NodeJS.Timeout | undefined
   lingerCheck: NodeJS.Immediate | undefined
+  /** `bytesRead` when the socket last had nothing in flight: more since is a request arriving. */
   bytesAtIdle: number
 }
 
@@ -439,6 +440,7 @@ export class ConnectionTracker {
     this.#clearLinger(state)
     this.#sockets.delete(raw as Socket)
     this.#sockets.set(socket, state)
+    state.bytesAtIdle = socket.bytesRead
     this.#watchClose(socket, state)
     if (this.#closing) this.#scheduleIdleClose(socket, state)
   }
@@ -451,7 +453,7 @@ export class ConnectionTracker {
       announcedClose: false,
       lingerTimer: undefined,
       lingerCheck: undefined,
-      bytesAtIdle: 0,
+      bytesAtIdle: socket.bytesRead,
     }
     this.#sockets.set(socket, state)
     this.#events.connectionOpened()
@@ -502,6 +504,7 @@ export class ConnectionTracker {
         state.announcedClose = true
         this.lastCloseAnnouncedAt = performance.now()
       }
+      if (state.active === 0) state.bytesAtIdle = socket.bytesRead
       // Node ends a socket whose response said `Connection: close` in its own
       // 'finish' listener, which ran before this one.
       if (this.#closing && state.active === 0 && !socket.destroyed && !socket.writableEnded) this.#scheduleIdleClose(socket, state)
@@ -510,7 +513,6 @@ export class ConnectionTracker {
 
   #scheduleIdleClose(socket: Socket, state: SocketState): void {
     if (state.lingerTimer !== undefined || state.lingerCheck !== undefined) return
-    state.bytesAtIdle = socket.bytesRead
     state.lingerTimer = setTimeout(() => {
       state.lingerTimer = undefined
       // Decide in the check phase, right after a poll phase: any request whose bytes
@@ -520,9 +522,16 @@ export class ConnectionTracker {
       state.lingerCheck = setImmediate(() => {
         state.lingerCheck = undefined
         if (socket.destroyed || state.active > 0) return
-        if (socket.bytesRead !== state.bytesAtIdle || busyOutsideRequests(socket)) {
-          // Part of a request arrived, or the socket is busy with what no 'request' event
-          // showed: look again after another linger.
+        if (busyOutsideRequests(socket)) {
+          // Busy with what no 'request' event showed (the bytes it read are that): look again after another linger.
+          state.bytesAtIdle = socket.bytesRead
+          this.#scheduleIdleClose(socket, state)
+          return
+        }
+        if (socket.bytesRead !== state.bytesAtIdle) {
+          // Part of a request arrived since the socket went idle, maybe before the drain began
+          // (a head in several segments, a slow client): wait for the rest, as Node's own
+          // closeIdleConnections() does for a request begun, until the gracePeriod.
           this.#scheduleIdleClose(socket, state)
           return
         }

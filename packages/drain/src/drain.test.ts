@@ -8,8 +8,8 @@ import express from 'express'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { selfSigned } from '../test/support/certificate.js'
-import { rawConnection } from '../test/support/raw-http.js'
-import { Drain, type DrainOptions, type StateChangeEvent } from './drain.js'
+import { RawConnection, rawConnection } from '../test/support/raw-http.js'
+import { Drain, type DrainOptions, type ShutdownReport, type StateChangeEvent } from './drain.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { ExitCode } from './exit-codes.js'
 
@@ -570,16 +570,24 @@ describe('signals after shutdown()', () => {
     const codes: number[] = []
     const drain = new Drain({ ...QUIET, signals: ['SIGUSR2'], exit: (code) => codes.push(code), registry: new Registry() })
     drain.onShutdown('hangs', () => new Promise(() => {}), { timeout: 60_000 })
+    const before = performance.now()
     await raise('SIGUSR2')
     expect(drain.state).not.toBe('stopped')
+    await new Promise((resolve) => setTimeout(resolve, 200))
     await raise('SIGUSR2')
+    const after = performance.now()
     expect(drain.state).toBe('stopped')
     expect(codes).toEqual([ExitCode.SECOND_SIGNAL])
-    expect(await drain.shutdown()).toMatchObject({
+    const report = await drain.shutdown()
+    expect(report).toMatchObject({
       reason: 'SIGUSR2',
       outcome: 'second_signal',
       hooks: [{ name: 'hangs', outcome: 'abandoned' }],
     })
+    // From the first signal, which started the shutdown, not from the second.
+    expect(report.durationMs).toBeGreaterThanOrEqual(200)
+    expect(report.durationMs).toBeLessThanOrEqual(after - before)
+    expect(drain.elapsedMs).toBe(report.durationMs)
     drain[Symbol.dispose]()
   })
 })
@@ -707,6 +715,33 @@ describe('servers', () => {
     expect(server.listening).toBe(false)
     idleAgent.destroy()
     busyAgent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('a request whose head began before the drain and ends after the idle linger is answered; a connection that sent nothing is closed', async () => {
+    const registry = new Registry()
+    const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry })
+    const server = http.createServer(app(drain))
+    const port = await listen(server)
+    drain.attach(server)
+    const silent = await RawConnection.open(port)
+    const slow = await RawConnection.open(port)
+    let shutdown: Promise<ShutdownReport> | undefined
+    const response = await slow.getInTwoParts('/fast', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      shutdown = drain.shutdown()
+      // Longer than the idle linger (250 ms): no byte of the head arrives meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 400))
+    })
+    expect(response).toMatchObject({ status: 200, headers: { connection: 'close' } })
+    expect(await shutdown).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    await silent.closed()
+    const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
+    expect(Object.fromEntries(closed?.values.map(({ labels, value }) => [labels.reason, value]) ?? [])).toEqual({
+      idle: 1,
+      after_response: 1,
+      forced: 0,
+    })
     drain[Symbol.dispose]()
   })
 

@@ -599,7 +599,7 @@ export class Drain implements Disposable {
       return
     }
     this.#logger.warn({ signal }, 'drain: second signal, exiting now')
-    this.#abort('second_signal', performance.now(), new GracePeriodExceededError(this.gracePeriod))
+    this.#abort('second_signal', this.#startedMono ?? performance.now(), new GracePeriodExceededError(this.gracePeriod))
   }
 
   readonly #onResponseClose = (): void => {

@@ -72,6 +72,25 @@ export class RawConnection {
     })
   }
 
+  /**
+   * Writes a GET in two parts, its request line first and the rest once `between`
+   * resolves (a head split across TCP segments, a slow client), and resolves with the
+   * complete response (rejects if the connection dies first).
+   */
+  getInTwoParts(path: string, between: () => Promise<void>): Promise<RawResponse> {
+    const request = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n`
+    const cut = request.indexOf('\r\n') + 2
+    const response = new Promise<RawResponse>((resolve, reject) => {
+      this.#waiting = resolve
+      this.#failed = reject
+    })
+    this.socket.write(request.slice(0, cut))
+    void between().then(() => {
+      if (!this.socket.destroyed) this.socket.write(request.slice(cut))
+    })
+    return response
+  }
+
   /** Resolves when the server closed the connection. */
   closed(): Promise<void> {
     if (this.socket.destroyed || this.ended !== undefined) return Promise.resolve()
