@@ -101,6 +101,8 @@ beforeAll(async () => {
       ),
     '/to-userinfo': (_req: unknown, res: import('node:http').ServerResponse) =>
       res.writeHead(302, { location: b.url.replace('//', '//user:secret@') }).end(),
+    '/to-userinfo-same-origin': (_req: unknown, res: import('node:http').ServerResponse) =>
+      res.writeHead(302, { location: `${a.url.replace('//', '//user:secret@')}/echo` }).end(),
     '/busy-once': (_req: unknown, res: import('node:http').ServerResponse, hit: number) => {
       if (hit === 1) res.writeHead(503, { 'retry-after': '1' }).end('busy')
       else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
@@ -504,6 +506,51 @@ describe('retries and failures', () => {
     c[Symbol.dispose]()
   })
 
+  it('a caller mistake is not hidden by a fallback: a body on a GET rejects with the TypeError fetch throws', async () => {
+    const registry = new Registry()
+    const c = createClient({ name: 'mistake', baseUrl: a.url, registry })
+    const sent = a.hits('/echo')
+    const refused = await c.fetch('/echo', { body: 'x', fallback: () => Response.json({ from: 'fallback' }) }).catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(TypeError)
+    expect(a.hits('/echo')).toBe(sent)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'error' })).toBe(1)
+    expect(await metric(registry, 'ballast_fetch_requests_total', { method: 'GET', status_class: 'fallback' })).toBe(0)
+    c[Symbol.dispose]()
+  })
+
+  it('passes an injected fetch the members of init it may read beyond the standard ones, never ballast options', async () => {
+    const seen: RequestInit[] = []
+    const injected = (async (_input: unknown, init?: RequestInit) => {
+      seen.push(init ?? {})
+      return Response.json({ ok: true })
+    }) as typeof fetch
+    const c = createClient({ name: 'injected', baseUrl: 'http://injected.test', registry: new Registry(), fetch: injected })
+    const next = { revalidate: 60 }
+    await c.json('/x', { next } as RequestInit)
+    await c.json('/x', { next, timeout: 500, fallback: () => Response.json({}) } as RequestInit)
+    for (const init of seen) {
+      expect((init as { next?: unknown }).next).toBe(next)
+      expect(init).not.toHaveProperty('timeout')
+      expect(init).not.toHaveProperty('fallback')
+    }
+    expect(seen).toHaveLength(2)
+    c[Symbol.dispose]()
+  })
+
+  it('takes a signal of another implementation (a polyfill) that works like an AbortSignal', async () => {
+    const listeners = new Set<() => void>()
+    const lookalike = {
+      aborted: false,
+      reason: undefined as unknown,
+      addEventListener: (_type: string, listener: () => void) => listeners.add(listener),
+      removeEventListener: (_type: string, listener: () => void) => listeners.delete(listener),
+    }
+    const c = createClient({ name: 'polyfill', baseUrl: a.url, registry: new Registry() })
+    expect(await c.json('/echo', { signal: lookalike as unknown as AbortSignal })).toMatchObject({ method: 'GET' })
+    expect(listeners.size).toBe(0)
+    c[Symbol.dispose]()
+  })
+
   it('one listener on a signal many calls share, whatever their number, gone once they end; its abort ends them all', async () => {
     const warnings: Error[] = []
     const onWarning = (warning: Error) => warnings.push(warning)
@@ -519,6 +566,26 @@ describe('retries and failures', () => {
     const reason = new Error('shutting down')
     shutdown.abort(reason)
     for (const outcome of await Promise.all(hanging)) expect(outcome).toBe(reason)
+    // Pausing before their retries too: one listener for the attempts, one for the pauses.
+    const retrying = createClient({ name: 'shared-pauses', baseUrl: a.url, registry: new Registry(), retry: { attempts: 1, delay: 200 } })
+    const pausing = new AbortController()
+    const calls = Array.from({ length: 30 }, () => retrying.fetch('/500', { signal: pausing.signal }))
+    let most = 0
+    while (most < 1) {
+      await sleep(5)
+      most = Math.max(most, getEventListeners(pausing.signal, 'abort').length)
+    }
+    for (let i = 0; i < 20; i++) {
+      await sleep(5)
+      most = Math.max(most, getEventListeners(pausing.signal, 'abort').length)
+    }
+    for (const response of await Promise.all(calls)) {
+      expect(response.status).toBe(500)
+      await response.text() // the body read is covered: its attempt follows the signal until it ends
+    }
+    expect(most).toBeLessThanOrEqual(2)
+    expect(getEventListeners(pausing.signal, 'abort')).toHaveLength(0)
+    retrying[Symbol.dispose]()
     await sleep(0)
     process.off('warning', onWarning)
     expect(warnings.map((warning) => warning.name)).toEqual([])
@@ -814,6 +881,11 @@ describe('redirects', () => {
     const origin = `http:${new URL(a.url).host}`
     expect(await metric(registry, 'ballast_breaker_calls_total', { breaker: `refused:${origin}`, outcome: 'failure' })).toBe(2)
     expect(await c.json(`${a.url}/r302`, { mode: 'same-origin' })).toMatchObject({ method: 'GET' })
+    // Outside the default cors mode fetch follows such a location without the user and password.
+    const platform = await fetch(`${a.url}/to-userinfo-same-origin`, { mode: 'same-origin' })
+    expect(platform.status).toBe(200)
+    await platform.body?.cancel()
+    expect(await c.json(`${a.url}/to-userinfo-same-origin`, { mode: 'same-origin' })).toMatchObject({ method: 'GET' })
     c[Symbol.dispose]()
   })
 
@@ -894,6 +966,19 @@ describe('breakers per origin', () => {
     expect(first?.state).toBe('disabled')
     expect(await call).toEqual({ ok: true })
     expect(a.hits('/busy-once') - hits).toBe(2)
+    c[Symbol.dispose]()
+  })
+
+  it('a breaker disposed during its call: no pause before a retry that could not go out', async () => {
+    const c = createClient({ name: 'disposed', baseUrl: a.url, registry: new Registry(), retry: { attempts: 1, delay: 4_000 } })
+    const hits = a.hits('/slow')
+    const call = c.fetch('/slow').catch((e: unknown) => e)
+    expect(await until(() => a.hits('/slow') > hits)).toBe(true)
+    c.breaker?.[Symbol.dispose]()
+    // The backoff would be 2 to 4 s: settled long before, without a second request.
+    const settled = await Promise.race([call, sleep(1_500).then(() => 'still pausing')])
+    expect(settled).toMatchObject({ code: 'BALLAST_BREAKER_DISPOSED' })
+    expect(a.hits('/slow') - hits).toBe(1)
     c[Symbol.dispose]()
   })
 

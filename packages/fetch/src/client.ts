@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import { Breaker, BreakerGroup, BrokenCircuitError, isDependencyFailure } from '@ballast/breaker'
-import { BallastError, describeValue, LiveList, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
+import { AbortLinks, BallastError, describeValue, LiveList, MAX_TIMER_DELAY, methodLabel } from '@ballast/core'
 import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout, parseTimeout } from '@ballast/deadline'
 import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
 import { backoff, retryAfterMs } from './backoff.js'
@@ -87,6 +87,23 @@ function isAbortReason(signal: AbortSignal | undefined, error: unknown): boolean
   return signal?.aborted === true && signal.reason === error
 }
 
+/** An AbortSignal, or one of another implementation (a polyfill, jsdom's) that works like it. */
+function isSignal(value: unknown): value is AbortSignal {
+  return (
+    value instanceof AbortSignal ||
+    (typeof value === 'object' &&
+      value !== null &&
+      typeof (value as AbortSignal).aborted === 'boolean' &&
+      typeof (value as AbortSignal).addEventListener === 'function' &&
+      typeof (value as AbortSignal).removeEventListener === 'function')
+  )
+}
+
+/** A request fetch refused to send (an invalid header value, a body on a GET): the caller's mistake, which no fallback hides. */
+function isRefusedRequest(error: unknown): boolean {
+  return (error instanceof TypeError || error instanceof RangeError) && !(error instanceof BallastError)
+}
+
 function isNetworkError(error: unknown): boolean {
   if (!(error instanceof TypeError)) return false
   return error.message === 'fetch failed' || error.message === 'terminated' || error.cause !== undefined
@@ -135,26 +152,32 @@ function fetchMethodLabel(method: string): string {
   return label === 'CONNECT' || label === 'TRACE' ? '_OTHER' : label
 }
 
+/** Ends a retry pause: early (`aborted`, with the signal's reason) or when its time is up. */
+type Pause = (aborted: boolean, reason?: unknown) => void
+// Pauses follow the caller's signals through one listener per signal: many calls pausing
+// on one shared signal add one listener to it, not one each.
+const pauses = new AbortLinks<Pause>((pause, signal) => pause(true, signal.reason))
+
 function sleep(ms: number, signals: readonly (AbortSignal | undefined)[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const listeners: [AbortSignal, () => void][] = []
-    const finish = (error?: unknown) => {
+    const followed: AbortSignal[] = []
+    let timer: NodeJS.Timeout | undefined
+    const finish: Pause = (aborted, reason) => {
       clearTimeout(timer)
-      for (const [signal, listener] of listeners) signal.removeEventListener('abort', listener)
-      if (error === undefined) resolve()
-      else reject(new CallerAbort(error))
+      for (const signal of followed) pauses.delete(signal, finish)
+      if (aborted) reject(new CallerAbort(reason))
+      else resolve()
     }
-    const timer = setTimeout(finish, ms)
     for (const signal of signals) {
       if (signal === undefined) continue
       if (signal.aborted) {
-        finish(signal.reason)
+        finish(true, signal.reason)
         return
       }
-      const listener = () => finish(signal.reason)
-      signal.addEventListener('abort', listener, { once: true })
-      listeners.push([signal, listener])
+      pauses.add(signal, finish)
+      followed.push(signal)
     }
+    timer = setTimeout(finish, ms, false)
   })
 }
 
@@ -178,9 +201,9 @@ interface Target {
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
 const NO_INIT: RequestInit = Object.freeze({})
 
-// What fetch reads of an init (the standard's RequestInit, and undici's dispatcher). Read
-// by name, as fetch does, so that members an init inherits (a Request passed as init,
-// an object made with Object.create) are sent too, and ballast's own options are not.
+// What the platform fetch reads of an init (the standard's RequestInit, and undici's
+// dispatcher), by name: an init may inherit them (a Request passed as init, an object
+// made with Object.create), and fetch reads those too.
 const REQUEST_INIT = [
   'method',
   'headers',
@@ -200,11 +223,22 @@ const REQUEST_INIT = [
   'dispatcher',
 ] as const
 
+/**
+ * What fetch gets of the caller's init: its own members but ballast's options (an
+ * injected fetch may read more than the standard's, Next.js its `next`), plus the
+ * RequestInit members it inherits. A plain init without ballast's options is passed as it is.
+ */
 function requestInit(init: ClientRequestInit): RequestInit {
-  const copy: Record<string, unknown> = {}
-  for (const name of REQUEST_INIT) {
-    const value = (init as Record<string, unknown>)[name]
-    if (value !== undefined) copy[name] = value
+  const prototype: unknown = Object.getPrototypeOf(init)
+  const plain = prototype === Object.prototype || prototype === null
+  if (plain && init.fallback === undefined && init.timeout === undefined) return init
+  const { fallback: _fallback, timeout: _timeout, ...own } = init
+  const copy: Record<string, unknown> = own
+  if (!plain) {
+    const members = init as Record<string, unknown>
+    for (const name of REQUEST_INIT) {
+      if (!(name in copy) && members[name] !== undefined) copy[name] = members[name]
+    }
   }
   return copy
 }
@@ -348,15 +382,16 @@ class ResilientClient implements Client {
     const label = fetchMethodLabel(method)
     const url = this.#resolve(input)
     const callerSignal = rest.signal ?? undefined
-    if (callerSignal !== undefined && !(callerSignal instanceof AbortSignal)) {
-      throw new TypeError(`${this.name}.fetch: option "signal" must be an AbortSignal, got ${describeValue(callerSignal)}`)
+    if (callerSignal !== undefined && !isSignal(callerSignal)) {
+      throw new TypeError(
+        `${this.name}.${mode === 'json' ? 'json' : 'fetch'}: option "signal" must be an AbortSignal, got ${describeValue(callerSignal)}`,
+      )
     }
     let outcome: { value: unknown; status: StatusClass }
     try {
       outcome = await this.#attempts(url, method, rest, callTimeout ?? this.#options.timeout, callerSignal, mode)
     } catch (error) {
-      const callerAborted = isAbortReason(callerSignal, error)
-      if (fallback === undefined || callerAborted) {
+      if (fallback === undefined || isAbortReason(callerSignal, error) || isRefusedRequest(error)) {
         this.#observer.request(label, 'error')
         throw error
       }
@@ -474,8 +509,10 @@ class ResilientClient implements Client {
         if (error instanceof FailureResponse) last = error
         else lastError = error
         if (!retryable || n >= o.retries || error instanceof FetchInvalidJsonError || error instanceof BrokenCircuitError) break
-        // Open or half-open: no retry. 'disabled' is a per-origin breaker evicted meanwhile, asked again after the pause.
-        if (breaker !== undefined && (breaker.state === 'open' || breaker.state === 'half-open')) break
+        // Open or half-open: no retry. Disabled (disposed): no retry, unless it is a per-origin
+        // breaker evicted meanwhile, whose origin gets a new one after the pause.
+        const state = breaker?.state
+        if (state === 'open' || state === 'half-open' || (state === 'disabled' && this.breakers === undefined)) break
         let wait = backoff(n + 1, o.retryDelay, o.retryMaxDelay)
         const room = deadline === undefined ? timeout : deadline.remaining() - o.margin - Math.max(1, o.minBudget)
         const status = last?.response.status

@@ -23,7 +23,7 @@ export interface Hop {
  * "HTTP-redirect fetch": 303 (and 301/302 after a POST) turns into a GET without
  * its body, 307/308 resend the method and body, credentials stay on their
  * origin, a `same-origin` request does not leave it, and a location with a
- * user or password is refused. `undefined` when `response` is not a redirect to follow; a network
+ * user or password is refused in `cors` mode (the default). `undefined` when `response` is not a redirect to follow; a network
  * error (the `TypeError` fetch would reject with) when it cannot be followed.
  * The caller follows redirects itself so that each hop can carry a fresh budget.
  */
@@ -38,8 +38,13 @@ export function nextHop(response: Response, href: string, init: RequestInit, rep
     return networkError(`invalid redirect location ${JSON.stringify(location)}`)
   }
   if (next.protocol !== 'http:' && next.protocol !== 'https:') return networkError(`redirect to ${next.protocol} is not followed`)
-  // fetch cannot send a request to such a URL, and refuses the redirect (a network error, the server's doing).
-  if (next.username !== '' || next.password !== '') return networkError('redirect location includes credentials')
+  if (next.username !== '' || next.password !== '') {
+    // A request in fetch's default mode, cors, is not redirected to such a URL (a network error,
+    // the server's doing); in the other modes fetch follows it without them.
+    if ((init.mode ?? 'cors') === 'cors') return networkError('redirect location includes credentials')
+    next.username = ''
+    next.password = ''
+  }
   const crossOrigin = next.origin !== new URL(href).origin
   if (crossOrigin && init.mode === 'same-origin') return networkError('cross-origin redirect of a "same-origin" request')
   const headers = new Headers(init.headers)
