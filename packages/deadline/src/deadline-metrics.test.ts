@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import express4 from 'express4'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
@@ -166,6 +168,42 @@ describe('a request whose connection went away just before its deadline', () => 
       expect(value(text, 'ballast_deadline_client_closed_total{route="/gone",method="GET"}')).toBe(1)
       expect(value(text, 'ballast_deadline_exceeded_total{route="/gone",method="GET",reason="deadline"}')).toBe(0)
       expect(value(text, 'ballast_deadline_requests_total{route="/gone",method="GET"}')).toBe(1)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe.each(expressVersions)('on %s: the handler reacting to its own deadline', (_name, express) => {
+  it('a stream piped with the deadline signal, cut at the deadline, is counted exceeded, not a client that closed', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 60, registry }))
+    app.get('/export', async (req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' })
+      // 100 bytes, then a source that stalls: the deadline ends the pipeline, and the response with it.
+      const source = new Readable({ read() {} })
+      source.push('x'.repeat(100))
+      await pipeline(source, res, { signal: requestDeadline(req)?.signal }).catch(() => undefined)
+    })
+    app.get('/answers', (req, res) => {
+      requestDeadline(req)?.signal.addEventListener('abort', () => res.status(503).json({ mine: true }))
+    })
+    const server = await listen(app as never)
+    try {
+      const cut = await fetch(`${server.origin}/export`)
+      expect(cut.status).toBe(200)
+      expect(await cut.text().catch((error: unknown) => error)).toBeInstanceOf(TypeError)
+      const answered = await fetch(`${server.origin}/answers`)
+      expect(answered.status).toBe(504)
+      await answered.text()
+      await sleep(30)
+      const text = await registry.metrics()
+      for (const route of ['/export', '/answers']) {
+        expect(value(text, `ballast_deadline_exceeded_total{route="${route}",method="GET",reason="deadline"}`), route).toBe(1)
+        expect(value(text, `ballast_deadline_client_closed_total{route="${route}",method="GET"}`), route).toBe(0)
+      }
+      expect(value(text, 'ballast_deadline_late_writes_total{route="/answers"}')).toBe(1)
     } finally {
       await server.close()
     }

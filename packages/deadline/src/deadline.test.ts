@@ -432,6 +432,15 @@ describe('onAbort', () => {
     fromChild[Symbol.dispose]()
   })
 
+  it("is called before the signal's abort listeners (the deadline() middleware answers before handlers react)", () => {
+    const deadline = Deadline.after(1_000)
+    const order: string[] = []
+    deadline.signal.addEventListener('abort', () => order.push('signal'))
+    using _link = deadline.onAbort(() => order.push('onAbort'))
+    deadline.cancel()
+    expect(order).toEqual(['onAbort', 'signal'])
+  })
+
   it('calls at once on an aborted deadline, never after dispose, and leaves no timer or waiter behind', () => {
     const before = timers()
     const gone = Deadline.after(0)

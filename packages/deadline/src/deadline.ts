@@ -379,8 +379,9 @@ export class Deadline implements Disposable {
    * an `abort` listener on {@link Deadline.signal}, it creates no AbortController
    * and no event listener: a few words per subscription, for code that links
    * every call to the caller's deadline (breakers, clients). Like the signal, it
-   * does not read the clock: check {@link Deadline.expired} first. A listener
-   * that throws is reported as an uncaught exception, as EventTarget does.
+   * does not read the clock: check {@link Deadline.expired} first. Listeners are
+   * called before the signal's `abort` listeners. A listener that throws is
+   * reported as an uncaught exception, as EventTarget does.
    *
    * @example
    * ```ts
@@ -613,7 +614,6 @@ export class Deadline implements Disposable {
       queue.removed()
     }
     this.#unlink()
-    this.#controller?.abort(reason)
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -628,6 +628,10 @@ export class Deadline implements Disposable {
       }
       this.#waiters = undefined
     }
+    // After the watchers: the deadline() middleware answers the request first, so that
+    // what the signal's listeners do to the response (a pipeline ending it) is what
+    // follows its timeout response, not taken for a client that left.
+    this.#controller?.abort(reason)
     if (this.#child !== undefined || this.#children !== undefined) {
       this.#abortChildren(reason, true)
     }
