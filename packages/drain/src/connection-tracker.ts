@@ -529,9 +529,12 @@ export class ConnectionTracker {
           return
         }
         if (socket.bytesRead !== state.bytesAtIdle) {
-          // Part of a request arrived since the socket went idle, maybe before the drain began
-          // (a head in several segments, a slow client): wait for the rest, as Node's own
-          // closeIdleConnections() does for a request begun, until the gracePeriod.
+          // Bytes since the socket went idle. Part of a request (a head in several segments, a
+          // slow client, maybe begun before the drain): wait for the rest, as Node's own
+          // closeIdleConnections() does for a message begun, until gracePeriod. Bytes that began
+          // none (the rest of a body Node discards after an early response, a stray CRLF) only
+          // count as activity: another linger.
+          if (!messageBegun(this.server, socket)) state.bytesAtIdle = socket.bytesRead
           this.#scheduleIdleClose(socket, state)
           return
         }
@@ -561,6 +564,24 @@ export class ConnectionTracker {
 function busyOutsideRequests(socket: Socket): boolean {
   const http = socket as Socket & { _httpMessage?: unknown; parser?: unknown }
   return (http._httpMessage !== null && http._httpMessage !== undefined) || http.parser === null
+}
+
+interface ConnectionsList {
+  idle(): { socket?: unknown }[]
+}
+
+/**
+ * Whether Node's HTTP parser of `socket` is inside a message (a request begun, not
+ * complete), as Node's own `closeIdleConnections()` decides: a socket is idle when
+ * the server's list of connections says so. Read from that list, found by its
+ * symbol's description (Node 22 and 24); without it, no message counts as begun.
+ * A socket with no parser of its own (a raw TLS socket mid-handshake) is not idle.
+ */
+function messageBegun(server: DrainableServer, socket: Socket): boolean {
+  const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connections')
+  const list = key === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[key]
+  if (typeof list?.idle !== 'function') return false
+  return !list.idle().some((parser) => parser.socket === socket)
 }
 
 /**

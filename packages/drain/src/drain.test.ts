@@ -78,6 +78,10 @@ function app(drain: Drain) {
     setTimeout(() => res.json({ ok: true }), 100)
   })
   application.get('/hang', () => {})
+  // Answers before reading the body, which Node then reads and discards.
+  application.post('/reject', (_req, res) => {
+    res.status(401).json({ error: 'unauthorized' })
+  })
   return application
 }
 
@@ -742,6 +746,27 @@ describe('servers', () => {
       after_response: 1,
       forced: 0,
     })
+    drain[Symbol.dispose]()
+  })
+
+  it('the rest of a body answered early, arriving during the drain, is not taken for a request: the connection is closed as idle', async () => {
+    const registry = new Registry()
+    const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry })
+    const server = http.createServer(app(drain))
+    const port = await listen(server)
+    drain.attach(server)
+    const upload = rawConnection(port)
+    upload.socket.write(`POST /reject HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3000\r\n\r\n${'a'.repeat(1_000)}`)
+    await vi.waitFor(() => expect(upload.text()).toContain('401'), { timeout: 5_000 })
+    const shutdown = drain.shutdown()
+    for (const part of ['b', 'c']) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      upload.socket.write(part.repeat(1_000))
+    }
+    expect(await shutdown).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    await upload.closed
+    const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
+    expect(closed?.values.find(({ labels }) => labels.reason === 'idle')?.value).toBe(1)
     drain[Symbol.dispose]()
   })
 
