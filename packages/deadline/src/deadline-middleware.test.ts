@@ -443,6 +443,67 @@ describe.each(expressVersions)('%s with a real slow upstream', (_name, express) 
   })
 })
 
+describe.each(expressVersions)('%s: an upload still arriving when the 504 goes out', (_name, express) => {
+  it('whatever reads its body hears the client leave; one read to its end leaves nothing on the kept connection', async () => {
+    const heard: string[] = []
+    const app = express()
+    app.use(deadline({ timeout: 50, registry: new Registry() }))
+    // Reads the body as an upload parser writing a file would, and answers only once it has it all.
+    app.post('/upload', (req, res) => {
+      req.on('data', () => undefined)
+      req.on('aborted', () => heard.push('aborted'))
+      req.on('end', () => res.json({ stored: true }))
+    })
+    app.get('/listeners', (req, res) => {
+      res.json({ close: req.socket.listenerCount('close') })
+    })
+    const server = await listen(app as never)
+    const upload = `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000\r\n\r\n${'a'.repeat(500)}`
+    const listeners = 'GET /listeners HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    const { connect } = await import('node:net')
+    const open = () => {
+      const socket = connect(server.port, '127.0.0.1')
+      socket.setEncoding('latin1')
+      let text = ''
+      socket.on('data', (chunk: string) => {
+        text += chunk
+      })
+      // Resolves with what came so far once `part` has come `times` times.
+      const received = async (part: string, times = 1) => {
+        for (let i = 0; i < 300 && text.split(part).length <= times; i++) await sleep(10)
+        return text
+      }
+      return { socket, received }
+    }
+    try {
+      // The client gives up after the 504: the reader is told, as it would be without a deadline.
+      const leaving = open()
+      leaving.socket.write(upload)
+      expect(await leaving.received('HTTP/1.1 504')).toContain('HTTP/1.1 504')
+      leaving.socket.destroy()
+      for (let i = 0; i < 100 && heard.length === 0; i++) await sleep(10)
+      expect(heard).toEqual(['aborted'])
+
+      // The client sends the rest each time: bodies read to their end, the connection serving on.
+      const staying = open()
+      for (let round = 1; round <= 3; round++) {
+        staying.socket.write(upload)
+        await staying.received('HTTP/1.1 504', round)
+        staying.socket.write('b'.repeat(1_500))
+        staying.socket.write(listeners)
+        await staying.received('{"close":', round)
+      }
+      const counts = [...(await staying.received('{"close":', 3)).matchAll(/\{"close":(\d+)\}/g)].map((match) => Number(match[1]))
+      expect(counts).toHaveLength(3)
+      expect(new Set(counts).size).toBe(1)
+      expect(heard).toEqual(['aborted'])
+      staying.socket.destroy()
+    } finally {
+      await server.close()
+    }
+  })
+})
+
 describe.each(expressVersions)('%s racing the deadline by ±2 ms', (_name, express) => {
   it('gives exactly one response to each of 2,000 requests on 10 keep-alive sockets, all reused', async () => {
     const registry = new Registry()

@@ -309,7 +309,10 @@ class RequestState implements AbortWatcher {
     }
     const series = metrics.seriesOf(req)
     series.finished(this.budget, this.fromHeader)
-    if (this.exceeded !== undefined) series.exceeded(this.exceeded)
+    if (this.exceeded !== undefined) {
+      series.exceeded(this.exceeded)
+      if (!req.complete) abortWithConnection(req)
+    }
     if (this.clientClosed) series.clientClosed()
     const nested = this.nested
     if (nested !== undefined) {
@@ -322,6 +325,26 @@ class RequestState implements AbortWatcher {
     this.root[Symbol.dispose]()
     offDeadlineAbort(this.root, this)
   }
+}
+
+/**
+ * The timeout response went out before the request body was read. Node then leaves
+ * the request to whatever still reads it (an upload parser writing a file), and tells
+ * it nothing when the connection goes: aborted here, so that reader hears it
+ * ('aborted', then 'close') and frees what it holds.
+ */
+function abortWithConnection(req: IncomingMessage): void {
+  const socket = req.socket
+  const abort = () => {
+    if (!req.complete && !req.destroyed) req.destroy()
+  }
+  if (socket === null || socket.destroyed) {
+    abort()
+    return
+  }
+  socket.once('close', abort)
+  // Read to its end after all (the connection may serve the next request): nothing to abort.
+  req.once('end', () => socket.off('close', abort))
 }
 
 /** Closes `socket` once what was written to it is flushed, or after CUT_SHORT_FLUSH_MS if the client stopped reading. */
