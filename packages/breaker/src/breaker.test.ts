@@ -231,6 +231,31 @@ describe('per-call cancellation', () => {
     b[Symbol.dispose]()
   })
 
+  it("the same when the deadline's signal was handed out before (to a query, a fetch): the work and the caller see its reason", async () => {
+    const { b, registry } = breaker({ timeout: 10_000, volumeThreshold: 1, errorThresholdPercentage: 0 })
+    using deadline = Deadline.after(30)
+    const elsewhere = deadline.signal
+    let workSaw: unknown
+    const outcome = await deadline
+      .run(() =>
+        b.execute(
+          ({ signal }) =>
+            new Promise((_resolve, reject) =>
+              signal.addEventListener('abort', () => {
+                workSaw = signal.reason
+                reject(signal.reason)
+              }),
+            ),
+        ),
+      )
+      .catch((error: unknown) => error)
+    expect(outcome).toBeInstanceOf(DeadlineExceededError)
+    expect(workSaw).toBe(elsewhere.reason)
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+
   it('does not count a client abort, and goes to the fallback with reason "deadline"', async () => {
     const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0 })
     using deadline = Deadline.after(5_000)

@@ -143,6 +143,10 @@ class RequestState implements AbortWatcher {
   overrunSeen = false
   exceeded: ExceededReason | undefined = undefined
   clientClosed = false
+  // The response as it stood when the deadline aborted, before its signal's listeners
+  // (the handler's own reaction) ran: see deadlineAborting().
+  endedAtAbort: boolean | undefined = undefined
+  goneAtAbort: boolean | undefined = undefined
 
   constructor(req: DeadlineRequest, res: ServerResponse, root: Deadline, settings: Settings, budget: number, fromHeader: boolean) {
     this.req = req
@@ -167,14 +171,23 @@ class RequestState implements AbortWatcher {
     onDeadlineAbort(deadline, this)
   }
 
+  deadlineAborting(): void {
+    if (this.answered) return
+    this.endedAtAbort = this.res.writableEnded
+    this.goneAtAbort = this.#connectionGone()
+  }
+
   deadlineAborted(reason: unknown): void {
+    const endedAtAbort = this.endedAtAbort ?? this.res.writableEnded
+    const goneAtAbort = this.goneAtAbort ?? this.#connectionGone()
+    this.endedAtAbort = undefined
+    this.goneAtAbort = undefined
     // A client that went away is reported on 'close'; any other cancel is the handler's business.
     if (this.answered || !(reason instanceof DeadlineExceededError)) return
-    const { req, res } = this
+    const { res } = this
     // The connection went first (Node reports it on 'close', maybe after this): a client that
-    // left, nothing to answer and nothing more to run. Node 22 does not mark destroyed a response
-    // left queued on a connection that closed.
-    if (!res.writableEnded && (res.destroyed || (res.socket === null && req.socket.destroyed))) {
+    // left, nothing to answer and nothing more to run.
+    if (!endedAtAbort && goneAtAbort) {
       this.answered = true
       this.clientClosed = true
       // The deadline that ran out may be a nested one: what listens on the outer ones hears it too.
@@ -184,11 +197,20 @@ class RequestState implements AbortWatcher {
     this.answered = true
     this.answeredAt = performance.now()
     // The handler's response won the race: nothing to answer, nothing exceeded.
-    if (res.writableEnded) return
+    if (endedAtAbort) return
     this.exceeded = rootDeadlineSource(reason) === 'inherited' ? 'inherited' : 'deadline'
+    // The handler reacting to its deadline's signal ended or destroyed the response itself (an
+    // answer of its own, a pipeline given the signal): its deadline was exceeded all the same.
+    if (res.writableEnded || res.destroyed) return
     if (!res.headersSent) this.#respond(reason)
     else this.#endStarted()
     this.#silence()
+  }
+
+  /** Node 22 does not mark destroyed a response left queued on a connection that closed. */
+  #connectionGone(): boolean {
+    const { req, res } = this
+    return res.destroyed || (res.socket === null && req.socket.destroyed)
   }
 
   /**
@@ -327,24 +349,36 @@ class RequestState implements AbortWatcher {
   }
 }
 
+// On a socket: the last request on it whose timeout response went out before its body
+// was read (one per socket: a request after it means its body had all arrived).
+const UPLOAD = Symbol('ballast.deadline.upload')
+type UploadSocket = Socket & { [UPLOAD]?: IncomingMessage | null }
+
 /**
  * The timeout response went out before the request body was read. Node then leaves
  * the request to whatever still reads it (an upload parser writing a file), and tells
  * it nothing when the connection goes: aborted here, so that reader hears it
- * ('aborted', then 'close') and frees what it holds.
+ * ('aborted', then 'close') and frees what it holds. One listener per socket, however
+ * many of its requests time out.
  */
 function abortWithConnection(req: IncomingMessage): void {
-  const socket = req.socket
-  const abort = () => {
-    if (!req.complete && !req.destroyed) req.destroy()
-  }
+  const socket = req.socket as UploadSocket | null
   if (socket === null || socket.destroyed) {
-    abort()
+    abortUpload(req)
     return
   }
-  socket.once('close', abort)
-  // Read to its end after all (the connection may serve the next request): nothing to abort.
-  req.once('end', () => socket.off('close', abort))
+  if (socket[UPLOAD] === undefined) socket.once('close', onUploadSocketClose)
+  socket[UPLOAD] = req
+}
+
+function onUploadSocketClose(this: UploadSocket): void {
+  const req = this[UPLOAD]
+  this[UPLOAD] = null
+  if (req) abortUpload(req)
+}
+
+function abortUpload(req: IncomingMessage): void {
+  if (!req.complete && !req.destroyed) req.destroy()
 }
 
 /** Closes `socket` once what was written to it is flushed, or after CUT_SHORT_FLUSH_MS if the client stopped reading. */

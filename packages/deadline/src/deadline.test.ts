@@ -432,13 +432,18 @@ describe('onAbort', () => {
     fromChild[Symbol.dispose]()
   })
 
-  it("is called before the signal's abort listeners (the deadline() middleware answers before handlers react)", () => {
+  it("is called after the signal's abort listeners, the signal aborted with the same reason", () => {
     const deadline = Deadline.after(1_000)
     const order: string[] = []
     deadline.signal.addEventListener('abort', () => order.push('signal'))
-    using _link = deadline.onAbort(() => order.push('onAbort'))
+    let seen: unknown[] = []
+    using _link = deadline.onAbort((reason) => {
+      order.push('onAbort')
+      seen = [deadline.signal.aborted, deadline.signal.reason === reason]
+    })
     deadline.cancel()
-    expect(order).toEqual(['onAbort', 'signal'])
+    expect(order).toEqual(['signal', 'onAbort'])
+    expect(seen).toEqual([true, true])
   })
 
   it('calls at once on an aborted deadline, never after dispose, and leaves no timer or waiter behind', () => {

@@ -73,6 +73,12 @@ function inheritedReason(reason: unknown, timeout: number): unknown {
 /** Told once when a deadline aborts: the middleware's per-request state is one, so it needs no closure. */
 export interface AbortWatcher {
   deadlineAborted(reason: unknown): void
+  /**
+   * Called just before the signal's own `abort` listeners run (when the deadline has
+   * a signal), which run before the watchers are told: a watcher that must know what
+   * those listeners did (the middleware: did they end the response?) looks first.
+   */
+  deadlineAborting?(): void
 }
 
 // A pending race's reject, or an object told of the abort (an `onAbort` subscription, the middleware's request state).
@@ -380,7 +386,7 @@ export class Deadline implements Disposable {
    * and no event listener: a few words per subscription, for code that links
    * every call to the caller's deadline (breakers, clients). Like the signal, it
    * does not read the clock: check {@link Deadline.expired} first. Listeners are
-   * called before the signal's `abort` listeners. A listener that throws is
+   * called after the signal's `abort` listeners. A listener that throws is
    * reported as an uncaught exception, as EventTarget does.
    *
    * @example
@@ -604,6 +610,15 @@ export class Deadline implements Disposable {
     }
   }
 
+  #beforeSignalListeners(): void {
+    const waiter = this.#waiter
+    if (typeof waiter === 'object') waiter.deadlineAborting?.()
+    const waiters = this.#waiters
+    if (waiters !== undefined) {
+      for (const each of waiters) if (typeof each === 'object') each.deadlineAborting?.()
+    }
+  }
+
   #abort(reason: unknown): void {
     if (this.#aborted) return
     this.#aborted = true
@@ -614,6 +629,11 @@ export class Deadline implements Disposable {
       queue.removed()
     }
     this.#unlink()
+    const controller = this.#controller
+    if (controller !== undefined) {
+      this.#beforeSignalListeners()
+      controller.abort(reason)
+    }
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -628,10 +648,6 @@ export class Deadline implements Disposable {
       }
       this.#waiters = undefined
     }
-    // After the watchers: the deadline() middleware answers the request first, so that
-    // what the signal's listeners do to the response (a pipeline ending it) is what
-    // follows its timeout response, not taken for a client that left.
-    this.#controller?.abort(reason)
     if (this.#child !== undefined || this.#children !== undefined) {
       this.#abortChildren(reason, true)
     }
