@@ -86,6 +86,8 @@ export class AttemptTimeouts<A extends Expiring> {
       head.timedOut() // calls ended(), which advances the head
     }
     const next = this.#queue[this.#head] as A
+    // An attempt started by an expiring one's abort listener armed a timer meanwhile: this one replaces it.
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = setTimeout(this.#fire, Math.max(1, Math.ceil(next.expiresAt - now)))
     this.#refed = true
   }

@@ -45,6 +45,19 @@ export interface AttemptHost {
  * rejects on failure or timeout, and resolves with {@link IGNORED} (which opossum
  * is made to drop) when the attempt has no verdict on the dependency.
  */
+/**
+ * What `work` gets: its own object, not the attempt (spread it, pass it on: `signal`
+ * is an own property, created on first read).
+ */
+function callContext(attempt: Attempt): CallContext {
+  return {
+    get signal() {
+      return attempt.signal
+    },
+    attempt: attempt.attempt,
+  }
+}
+
 export class Attempt implements CallContext {
   readonly attempt: number
   outcome: AttemptOutcome | undefined = undefined
@@ -129,8 +142,9 @@ export class Attempt implements CallContext {
         this.#timeouts.add(this)
       }
       let promise: PromiseLike<unknown>
+      const work = this.#work
       try {
-        promise = this.#work(this)
+        promise = work(callContext(this))
       } catch (error) {
         promise = Promise.reject(error)
       }
@@ -152,6 +166,10 @@ export class Attempt implements CallContext {
 
   timedOut(): void {
     if (this.outcome !== undefined) return
+    // A caller deadline that ran out first (its own timer not fired yet) ends the attempt as
+    // the caller's, through handleEvent, when read. One disposed (its request answered) aborts
+    // no more: this timer is what bounds the work then, and it is a timeout.
+    if (this.#deadline?.expired === true && this.outcome !== undefined) return
     const error = new BreakerTimeoutError(this.#host.name, this.#budget)
     this.#abort(error)
     this.error = error

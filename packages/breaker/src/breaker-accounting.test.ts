@@ -113,8 +113,8 @@ describe('metrics tell exactly what happened', () => {
       [L('fallbacks_total', ',result="success"')]: 1,
       [L('fallbacks_total', ',result="failure"')]: 1,
       [L('retries_total')]: 2,
-      // the window is not cleared on close: s, f, s, t, t, trial s (the 404 taken back out)
-      [L('failure_ratio')]: 0.5,
+      // closing started a new window: the failures that opened the circuit left it
+      [L('failure_ratio')]: 0,
       [L('failure_threshold_ratio')]: 0.5,
       [L('concurrent_calls')]: 0,
     }

@@ -34,6 +34,7 @@ interface ModelCall {
   trial: boolean
   expected: string | undefined
   expiresAt?: number
+  deadlineAt?: number
 }
 
 type TimerSpec = { at: number } & ({ kind: 'rotate' } | { kind: 'reset' } | { kind: 'timeouts' } | { kind: 'deadline'; call: ModelCall })
@@ -79,12 +80,14 @@ class Model {
     this.pendingClose = false
     call.bucket = this.buckets[0] as Bucket
     call.bucket.fires++
-    if (deadline !== null) this.#timer({ kind: 'deadline', call, at: this.now + deadline })
-    if (deadline === null || deadline > this.p.timeout) {
-      call.expiresAt = this.now + this.p.timeout
-      this.timed.push(call)
-      this.timeoutTimer ??= this.#timer({ kind: 'timeouts', at: this.now + this.p.timeout })
+    if (deadline !== null) {
+      call.deadlineAt = this.now + deadline
+      this.#timer({ kind: 'deadline', call, at: call.deadlineAt })
     }
+    // Timed even when its deadline comes first: that timer bounds it should the deadline be disposed.
+    call.expiresAt = this.now + this.p.timeout
+    this.timed.push(call)
+    this.timeoutTimer ??= this.#timer({ kind: 'timeouts', at: this.now + this.p.timeout })
   }
 
   settle(call: ModelCall, ok: boolean): void {
@@ -130,6 +133,8 @@ class Model {
   #close(): void {
     this.state = 'closed'
     this.pendingClose = false
+    // A new window: the failures that opened the circuit leave it.
+    this.buckets = this.buckets.map(() => ({ fires: 0, failures: 0 }))
     this.#clear((timer) => timer.kind === 'reset')
   }
 
@@ -149,7 +154,10 @@ class Model {
         this.pendingClose = true
       } else if (due.kind === 'timeouts') {
         this.timeoutTimer = undefined
-        const expired = this.timed.filter((call) => (call.expiresAt as number) <= due.at)
+        const falling = this.timed.filter((call) => (call.expiresAt as number) <= due.at)
+        // A call whose deadline falls due at the same instant is the deadline's: it ends as the caller's.
+        for (const call of falling) if (call.deadlineAt !== undefined && call.deadlineAt <= due.at) this.#deadlineExpired(call)
+        const expired = falling.filter((call) => call.running)
         for (const call of expired) {
           this.#end(call)
           call.expected = 'fb:timeout'
@@ -162,15 +170,18 @@ class Model {
         // opossum sees the rejections after the timer callback returned.
         for (const call of expired) this.#fail(call)
       } else if (due.kind === 'deadline') {
-        const call = due.call
-        this.#end(call)
-        call.expected = 'fb:deadline'
-        this.counts.ignored++
-        ;(call.bucket as Bucket).fires--
-        if (call.trial && this.state === 'half-open' && !this.pendingClose) this.pendingClose = true
+        this.#deadlineExpired(due.call)
       }
     }
     this.now = end
+  }
+
+  #deadlineExpired(call: ModelCall): void {
+    this.#end(call)
+    call.expected = 'fb:deadline'
+    this.counts.ignored++
+    ;(call.bucket as Bucket).fires--
+    if (call.trial && this.state === 'half-open' && !this.pendingClose) this.pendingClose = true
   }
 
   retryAfter(): number {

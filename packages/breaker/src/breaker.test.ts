@@ -7,7 +7,7 @@ import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/dea
 import { TimeoutError } from 'p-timeout'
 import { Registry, register } from 'prom-client'
 import { describe, expect, it, vi } from 'vitest'
-import { Breaker, type BreakerOptions, type FallbackContext } from './breaker.js'
+import { Breaker, type BreakerOptions, type CallContext, type FallbackContext } from './breaker.js'
 import { BreakerGroup } from './breaker-group.js'
 import { BreakerTimeoutError, BrokenCircuitError } from './errors.js'
 
@@ -256,6 +256,22 @@ describe('per-call cancellation', () => {
     b[Symbol.dispose]()
   })
 
+  it('bounds work left running under a deadline disposed before it ended (a request answered): timed out at timeout, its slot freed', async () => {
+    const { b, registry } = breaker({ timeout: 150, capacity: 1, volumeThreshold: 100 })
+    const hang = ({ signal }: CallContext) =>
+      new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+    let background: Promise<unknown> | undefined
+    {
+      using deadline = Deadline.after(60)
+      background = deadline.run(() => b.execute(hang)).catch((error: unknown) => error)
+      await sleep(10)
+    } // disposed here, as deadline() disposes a request's deadline when the response closes
+    expect(await within(background, 2_000, 'the call under the disposed deadline')).toBeInstanceOf(BreakerTimeoutError)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'timeout' })).toBe(1)
+    expect(await b.execute(async () => 'slot free')).toBe('slot free')
+    b[Symbol.dispose]()
+  })
+
   it('does not count a client abort, and goes to the fallback with reason "deadline"', async () => {
     const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0 })
     using deadline = Deadline.after(5_000)
@@ -425,6 +441,34 @@ describe('half-open', () => {
     b[Symbol.dispose]()
   })
 
+  it('retryAfter() follows the monotonic clock: a wall clock stepped back an hour changes nothing', async () => {
+    const { b } = breaker({ volumeThreshold: 1, errorThresholdPercentage: 0, resetTimeout: 5_000 })
+    await b.execute(fail).catch(() => undefined)
+    expect(b.state).toBe('open')
+    const stepped = vi.spyOn(Date, 'now').mockReturnValue(Date.now() - 3_600_000)
+    try {
+      expect(b.retryAfter()).toBeLessThanOrEqual(5)
+      await expect(b.execute(async () => 'refused')).rejects.toMatchObject({ headers: { 'retry-after': expect.stringMatching(/^[1-5]$/) } })
+    } finally {
+      stepped.mockRestore()
+    }
+    b[Symbol.dispose]()
+  })
+
+  it('closing starts a new window: the failures that opened the circuit cannot reopen it with one more', async () => {
+    const { b, registry } = breaker({ volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 100, rollingCountTimeout: 60_000 })
+    for (let i = 0; i < 5; i++) await b.execute(fail).catch(() => undefined)
+    expect(b.state).toBe('open')
+    for (let i = 0; i < 10; i++) await b.execute(async () => 'refused').catch(() => undefined)
+    await expect.poll(() => b.state, { timeout: 2_000, interval: 5 }).toBe('half-open')
+    expect(await b.execute(async () => 'trial')).toBe('trial')
+    expect(b.state).toBe('closed')
+    await b.execute(fail).catch(() => undefined)
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_failure_ratio', {})).toBe(1)
+    b[Symbol.dispose]()
+  })
+
   it('reopens for resetTimeout on a failed trial', async () => {
     // The state machine alone: fake timers (opossum's reset timer, Date.now) make the boundaries exact.
     vi.useFakeTimers()
@@ -561,6 +605,30 @@ describe('fallback', () => {
     process.off('warning', onWarning)
     expect(results).toEqual(Array.from({ length: 30 }, () => 'cached'))
     expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([])
+    b[Symbol.dispose]()
+  })
+
+  it('gives work a context of its own, which spreads: { signal, attempt }, nothing of the breaker', async () => {
+    const { b } = breaker({ timeout: 30, volumeThreshold: 100 })
+    let keys: string[] = []
+    let self: unknown = 'unset'
+    let passedOn: AbortSignal | undefined
+    const helper = ({ signal }: { signal: AbortSignal; tag: string }) =>
+      new Promise((_resolve, reject) => {
+        passedOn = signal
+        signal.addEventListener('abort', () => reject(signal.reason))
+      })
+    const outcome = await b
+      .execute(function work(this: unknown, context) {
+        self = this
+        keys = Object.keys(context)
+        return helper({ ...context, tag: 'spread' })
+      })
+      .catch((error: unknown) => error)
+    expect(keys.sort()).toEqual(['attempt', 'signal'])
+    expect(self).toBeUndefined()
+    expect(passedOn?.aborted).toBe(true)
+    expect(outcome).toBeInstanceOf(BreakerTimeoutError)
     b[Symbol.dispose]()
   })
 
@@ -783,6 +851,31 @@ describe('timers', () => {
     expect(await b.execute(async () => 'still works')).toBe('still works')
     expect(timers()).toBeLessThanOrEqual(baseline)
     b[Symbol.dispose]()
+  })
+})
+
+describe('timers of calls started by a timeout', () => {
+  it("a call started from an attempt's abort listener at its timeout is timed, and dispose clears its timer", async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+    const baseline = timers()
+    const { b } = breaker({ timeout: 60, volumeThreshold: 1_000 })
+    let hedge: Promise<unknown> | undefined
+    const hang = ({ signal }: CallContext) =>
+      new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+    const first = b
+      .execute(({ signal }) => {
+        // A hedge on timeout: a second call through the same breaker, from the abort listener.
+        signal.addEventListener('abort', () => {
+          hedge = b.execute(hang).catch((error: unknown) => error)
+        })
+        return hang({ signal, attempt: 0 })
+      })
+      .catch((error: unknown) => error)
+    expect(await first).toBeInstanceOf(BreakerTimeoutError)
+    // Disposed while the hedge runs: no timer of the breaker's is left to hold the process.
+    b[Symbol.dispose]()
+    expect(await within(hedge as Promise<unknown>, 2_000, 'the hedge')).toMatchObject({ code: 'BALLAST_BREAKER_DISPOSED' })
+    expect(timers()).toBeLessThanOrEqual(baseline)
   })
 })
 

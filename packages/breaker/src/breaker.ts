@@ -362,11 +362,16 @@ export class Breaker<F = never> implements Disposable {
     const circuit = this.#opened.circuit
     this.#circuit = circuit
     circuit.on('open', () => {
-      this.#openedAt = Date.now()
+      this.#openedAt = performance.now()
       this.#transition()
     })
     circuit.on('halfOpen', () => this.#transition())
-    circuit.on('close', () => this.#transition())
+    circuit.on('close', () => {
+      // Recovered: the failures that opened the circuit leave the window (refused calls never
+      // entered it), so the next failure alone cannot reopen it.
+      this.#opened.resetWindow()
+      this.#transition()
+    })
 
     const opened = this.#opened
     this.#host = {
@@ -422,7 +427,7 @@ export class Breaker<F = never> implements Disposable {
   retryAfter(): number {
     const circuit = this.#circuit
     if (this.#disposed) return 0
-    if (circuit.opened) return Math.max(1, Math.ceil((this.#openedAt + this.#resetTimeout - Date.now()) / 1000))
+    if (circuit.opened) return Math.max(1, Math.ceil((this.#openedAt + this.#resetTimeout - performance.now()) / 1000))
     if (circuit.halfOpen && !circuit.pendingClose) return 1
     return 0
   }
@@ -623,11 +628,10 @@ export class Breaker<F = never> implements Disposable {
   }
 
   #attempt(work: Work, n: number, deadline: Deadline | undefined, closed: boolean): Attempt {
-    let timeouts = this.#timeouts
-    // The caller's deadline caps the attempt; when it binds, its expiry is the
-    // caller's problem (ignored), so no attempt timeout races it.
-    if (timeouts !== undefined && deadline !== undefined && deadline.remaining() <= (this.#timeout as number)) timeouts = undefined
-    const attempt = new Attempt(this.#host, work, n, deadline, timeouts, this.#timeout === false ? 0 : this.#timeout)
+    // The caller's deadline caps the attempt: when it binds, its expiry is the caller's
+    // problem (ignored), and comes first. The attempt timer is armed all the same: a
+    // deadline disposed before the work ends (its request answered) aborts no more.
+    const attempt = new Attempt(this.#host, work, n, deadline, this.#timeouts, this.#timeout === false ? 0 : this.#timeout)
     const circuit = this.#circuit
     this.#running++
     attempt.trial = circuit.halfOpen

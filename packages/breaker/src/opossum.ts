@@ -126,9 +126,16 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
       rearmTrial: () => {
         ;(circuit as unknown as Record<symbol, boolean>)[pendingClose] = true
       },
+      // New buckets, not zeroed ones: a call counted in an old one and taken back later
+      // (ignored) must not take a call of the new window out.
       resetWindow: () => {
-        for (const bucket of window) {
-          for (const key of Object.keys(bucket)) if (typeof bucket[key] === 'number') bucket[key] = 0
+        for (let i = 0; i < window.length; i++) {
+          const fresh: Record<string, unknown> = {}
+          for (const [key, value] of Object.entries(window[i] as OpossumBucket)) {
+            fresh[key] =
+              typeof value === 'number' ? 0 : Array.isArray(value) ? [] : typeof value === 'object' && value !== null ? {} : value
+          }
+          window[i] = fresh as OpossumBucket
         }
       },
       fired: () => {
