@@ -377,8 +377,9 @@ function onUploadSocketClose(this: UploadSocket): void {
   if (req) abortUpload(req)
 }
 
+/** As Node aborts a request whose client left: `aborted`, and an ECONNRESET error for its listeners. */
 function abortUpload(req: IncomingMessage): void {
-  if (!req.complete && !req.destroyed) req.destroy()
+  if (!req.complete && !req.destroyed) req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }))
 }
 
 /** Closes `socket` once what was written to it is flushed, or after CUT_SHORT_FLUSH_MS if the client stopped reading. */
