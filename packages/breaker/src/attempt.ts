@@ -38,22 +38,23 @@ export interface AttemptHost {
 }
 
 /**
- * One execution of the work: its own (lazily created) AbortController, its own
- * expiry (on the breaker's shared timeout queue), a listener on the caller's
- * deadline removed as soon as the attempt ends.
- * The promise from {@link run} is what opossum sees: it resolves on success,
- * rejects on failure or timeout, and resolves with {@link IGNORED} (which opossum
- * is made to drop) when the attempt has no verdict on the dependency.
- */
-/**
  * What `work` gets: a plain object of its own, not the attempt, that can be spread
- * and passed on. Its signal is made here: a getter on an object literal costs V8
- * several times an AbortController, and one on a prototype is lost by a spread.
+ * and passed on. Its signal is made here: a getter on an object literal made every
+ * call ~1 µs slower (V8 builds such a literal on a slow path), and one on a
+ * prototype is lost by a spread.
  */
 function callContext(attempt: Attempt): CallContext {
   return { signal: attempt.signal, attempt: attempt.attempt }
 }
 
+/**
+ * One execution of the work: its own AbortController, its own expiry (on the
+ * breaker's shared timeout queue), a link to the caller's deadline removed as
+ * soon as the attempt ends.
+ * The promise from {@link run} is what opossum sees: it resolves on success,
+ * rejects on failure or timeout, and resolves with {@link IGNORED} (which opossum
+ * is made to drop) when the attempt has no verdict on the dependency.
+ */
 export class Attempt implements CallContext {
   readonly attempt: number
   outcome: AttemptOutcome | undefined = undefined
@@ -162,10 +163,11 @@ export class Attempt implements CallContext {
 
   timedOut(): void {
     if (this.outcome !== undefined) return
-    // A caller deadline that ran out first (its own timer not fired yet) ends the attempt as
-    // the caller's, through handleEvent, when read. One disposed (its request answered) aborts
-    // no more: this timer is what bounds the work then, and it is a timeout.
-    if (this.#deadline?.expired === true && this.outcome !== undefined) return
+    // Reading `expired` aborts a caller deadline that ran out first (its own timer not fired
+    // yet), which ends the attempt as the caller's through handleEvent. One disposed (its
+    // request answered) aborts no more: this timer is what bounds the work then, a timeout.
+    void this.#deadline?.expired
+    if (this.outcome !== undefined) return
     const error = new BreakerTimeoutError(this.#host.name, this.#budget)
     this.#abort(error)
     this.error = error
@@ -195,11 +197,10 @@ export class Attempt implements CallContext {
       return
     }
     this.error = result
-    // Reading `expired` may abort the deadline now, which ends this attempt through handleEvent.
-    if (this.#deadline?.expired === true) {
-      if (this.outcome === undefined) this.#finish('ignored')
-      return
-    }
+    // Reading `expired` aborts a caller deadline that ran out, which ends this attempt as the
+    // caller's through handleEvent. One disposed aborts no more: the error is the work's.
+    void this.#deadline?.expired
+    if (this.outcome !== undefined) return
     this.#finish(this.#verdict(result))
   }
 

@@ -269,6 +269,38 @@ describe('per-call cancellation', () => {
     expect(await within(background, 2_000, 'the call under the disposed deadline')).toBeInstanceOf(BreakerTimeoutError)
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'timeout' })).toBe(1)
     expect(await b.execute(async () => 'slot free')).toBe('slot free')
+    // The work failing after its disposed deadline's end is the dependency's failure, not the caller's.
+    let failing: Promise<unknown> | undefined
+    {
+      using deadline = Deadline.after(30)
+      failing = deadline.run(() => b.execute(() => sleep(60).then(fail))).catch((error: unknown) => error)
+    }
+    expect(await within(failing, 2_000, 'the failing call')).toMatchObject({ message: 'upstream down' })
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+
+  it('gives work a context of its own, which spreads: { signal, attempt }, nothing of the breaker', async () => {
+    const { b } = breaker({ timeout: 30, volumeThreshold: 100 })
+    let keys: string[] = []
+    let self: unknown = 'unset'
+    let passedOn: AbortSignal | undefined
+    const helper = ({ signal }: { signal: AbortSignal; tag: string }) =>
+      new Promise((_resolve, reject) => {
+        passedOn = signal
+        signal.addEventListener('abort', () => reject(signal.reason))
+      })
+    const outcome = await b
+      .execute(function work(this: unknown, context) {
+        self = this
+        keys = Object.keys(context)
+        return helper({ ...context, tag: 'spread' })
+      })
+      .catch((error: unknown) => error)
+    expect(keys.sort()).toEqual(['attempt', 'signal'])
+    expect(self).toBeUndefined()
+    expect(passedOn?.aborted).toBe(true)
+    expect(outcome).toBeInstanceOf(BreakerTimeoutError)
     b[Symbol.dispose]()
   })
 
@@ -605,30 +637,6 @@ describe('fallback', () => {
     process.off('warning', onWarning)
     expect(results).toEqual(Array.from({ length: 30 }, () => 'cached'))
     expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([])
-    b[Symbol.dispose]()
-  })
-
-  it('gives work a context of its own, which spreads: { signal, attempt }, nothing of the breaker', async () => {
-    const { b } = breaker({ timeout: 30, volumeThreshold: 100 })
-    let keys: string[] = []
-    let self: unknown = 'unset'
-    let passedOn: AbortSignal | undefined
-    const helper = ({ signal }: { signal: AbortSignal; tag: string }) =>
-      new Promise((_resolve, reject) => {
-        passedOn = signal
-        signal.addEventListener('abort', () => reject(signal.reason))
-      })
-    const outcome = await b
-      .execute(function work(this: unknown, context) {
-        self = this
-        keys = Object.keys(context)
-        return helper({ ...context, tag: 'spread' })
-      })
-      .catch((error: unknown) => error)
-    expect(keys.sort()).toEqual(['attempt', 'signal'])
-    expect(self).toBeUndefined()
-    expect(passedOn?.aborted).toBe(true)
-    expect(outcome).toBeInstanceOf(BreakerTimeoutError)
     b[Symbol.dispose]()
   })
 

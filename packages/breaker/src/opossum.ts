@@ -80,7 +80,7 @@ export interface OpenedCircuit<A> {
   currentBucket(): OpossumBucket
   /** Lets one more trial call through while half-open. */
   rearmTrial(): void
-  /** Zeroes every bucket (used when the circuit closes). */
+  /** Starts a new window, of new buckets (when the circuit closes): see the implementation. */
   resetWindow(): void
   /**
    * Counts a call that ran outside `fire()` while the circuit was closed, as

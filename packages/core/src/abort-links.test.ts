@@ -27,6 +27,20 @@ describe('AbortLinks', () => {
     expect(told).toHaveLength(10)
   })
 
+  it('does not tell an item that an earlier one unlinked while the signal aborted', () => {
+    const controller = new AbortController()
+    const told: string[] = []
+    const links = new AbortLinks<string>((item, signal) => {
+      told.push(item)
+      if (item === 'first') links.delete(signal, 'second')
+    })
+    links.add(controller.signal, 'first')
+    links.add(controller.signal, 'second')
+    links.add(controller.signal, 'third')
+    controller.abort()
+    expect(told).toEqual(['first', 'third'])
+  })
+
   it('keeps signals apart, and an item linked to two signals is told by each', () => {
     const told: string[] = []
     const links = new AbortLinks<string>((item, signal) => told.push(`${item}:${String(signal.reason)}`))

@@ -44,8 +44,12 @@ export class AbortLinks<T> {
   readonly #onAbort = (event: Event): void => {
     const signal = event.target as AbortSignal
     const linked = this.#links.get(signal)
-    this.#links.delete(signal)
     if (linked === undefined) return
-    for (const item of linked) this.#aborted(item, signal)
+    // Iterated live: an item an earlier one's callback unlinked is not told.
+    for (const item of linked) {
+      linked.delete(item)
+      this.#aborted(item, signal)
+    }
+    this.#links.delete(signal)
   }
 }

@@ -175,7 +175,7 @@ describe('a request whose connection went away just before its deadline', () => 
 })
 
 describe.each(expressVersions)('on %s: the handler reacting to its own deadline', (_name, express) => {
-  it('a stream piped with the deadline signal, cut at the deadline, is counted exceeded, not a client that closed', async () => {
+  it('a pipeline given the deadline signal and a signal listener answering 503: counted exceeded, not a client that closed; the 503 stands', async () => {
     const registry = new Registry()
     const app = express()
     app.use(deadline({ timeout: 60, registry }))

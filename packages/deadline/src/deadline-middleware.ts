@@ -369,6 +369,10 @@ function abortWithConnection(req: IncomingMessage): void {
   }
   if (socket[UPLOAD] === undefined) socket.once('close', onUploadSocketClose)
   socket[UPLOAD] = req
+  // Read to its end after all: the socket lets it go (the listener stays for the next one).
+  req.once('end', () => {
+    if (socket[UPLOAD] === req) socket[UPLOAD] = null
+  })
 }
 
 function onUploadSocketClose(this: UploadSocket): void {

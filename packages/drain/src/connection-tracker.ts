@@ -528,13 +528,14 @@ export class ConnectionTracker {
           this.#scheduleIdleClose(socket, state)
           return
         }
-        if (socket.bytesRead !== state.bytesAtIdle) {
-          // Bytes since the socket went idle. Part of a request (a head in several segments, a
-          // slow client, maybe begun before the drain): wait for the rest, as Node's own
-          // closeIdleConnections() does for a message begun, until gracePeriod. Bytes that began
-          // none (the rest of a body Node discards after an early response, a stray CRLF) only
-          // count as activity: another linger.
-          if (!messageBegun(this.server, socket)) state.bytesAtIdle = socket.bytesRead
+        // A request begun (a head in several segments, a slow client, maybe begun before the
+        // drain, or pipelined in the segment of the one before): wait for the rest, as Node's own
+        // closeIdleConnections() does, until gracePeriod. Bytes since the socket went idle that
+        // began none (the rest of a body Node discards after an early response, a stray CRLF, a
+        // TLS handshake) count as activity only: another linger.
+        const begun = socket.bytesRead > 0 && messageBegun(this.server, socket)
+        if (begun || socket.bytesRead !== state.bytesAtIdle) {
+          if (!begun) state.bytesAtIdle = socket.bytesRead
           this.#scheduleIdleClose(socket, state)
           return
         }
@@ -575,9 +576,12 @@ interface ConnectionsList {
  * complete), as Node's own `closeIdleConnections()` decides: a socket is idle when
  * the server's list of connections says so. Read from that list, found by its
  * symbol's description (Node 22 and 24); without it, no message counts as begun.
- * A socket with no parser of its own (a raw TLS socket mid-handshake) is not idle.
+ * The list counts a connection that has sent nothing yet as active: callers ask
+ * only once the socket has read something. A socket with no parser (a raw TLS
+ * socket, whose TLS socket parses) begins none.
  */
 function messageBegun(server: DrainableServer, socket: Socket): boolean {
+  if ((socket as Socket & { parser?: unknown }).parser === undefined) return false
   const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connections')
   const list = key === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[key]
   if (typeof list?.idle !== 'function') return false

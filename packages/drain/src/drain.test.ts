@@ -770,6 +770,37 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  it('a request pipelined in the segment of the one before, its head cut at the drain, is answered', async () => {
+    const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry: new Registry() })
+    const server = http.createServer(app(drain))
+    const port = await listen(server)
+    drain.attach(server)
+    const pipelined = rawConnection(port)
+    pipelined.socket.write('GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /fast HTTP/1.1\r\n')
+    await vi.waitFor(() => expect(pipelined.text()).toContain('HTTP/1.1 200'), { timeout: 5_000 })
+    const shutdown = drain.shutdown()
+    // Longer than the idle linger (250 ms).
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    pipelined.socket.write('Host: 127.0.0.1\r\n\r\n')
+    expect(await shutdown).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    await pipelined.closed
+    expect(pipelined.text().split('HTTP/1.1 200')).toHaveLength(3)
+    drain[Symbol.dispose]()
+  })
+
+  it('https: a ClientHello cut short, then silence, is closed after the idle linger, not left until gracePeriod', async () => {
+    const { drain, port } = await httpsDrain({ gracePeriod: 2_000 })
+    const stalled = rawConnection(port)
+    // A TLS record header announcing a 512-byte handshake record, and a few bytes of it.
+    stalled.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]))
+    await vi.waitFor(() => expect(drain.openConnections).toBe(1), { timeout: 5_000 })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const report = await drain.shutdown()
+    await stalled.closed
+    expect(report).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    drain[Symbol.dispose]()
+  })
+
   it('https: a TCP connection that never starts its TLS handshake is closed after the idle linger, not left until gracePeriod', async () => {
     const { registry, drain, port, clientErrors } = await httpsDrain({ gracePeriod: 2_000 })
     // Connected, no ClientHello (a stalled client, a TCP health check, a pre-connect).
