@@ -41,6 +41,20 @@ describe('AbortLinks', () => {
     expect(told).toEqual(['first', 'third'])
   })
 
+  it('tells only the items linked when the signal aborted: one linked again or added by a callback is not told', () => {
+    const controller = new AbortController()
+    const told: string[] = []
+    const links = new AbortLinks<string>((item, signal) => {
+      told.push(item)
+      links.add(signal, item)
+      links.add(signal, `${item}+`)
+    })
+    links.add(controller.signal, 'a')
+    links.add(controller.signal, 'b')
+    controller.abort()
+    expect(told).toEqual(['a', 'b'])
+  })
+
   it('keeps signals apart, and an item linked to two signals is told by each', () => {
     const told: string[] = []
     const links = new AbortLinks<string>((item, signal) => told.push(`${item}:${String(signal.reason)}`))

@@ -45,10 +45,9 @@ export class AbortLinks<T> {
     const signal = event.target as AbortSignal
     const linked = this.#links.get(signal)
     if (linked === undefined) return
-    // Iterated live: an item an earlier one's callback unlinked is not told.
-    for (const item of linked) {
-      linked.delete(item)
-      this.#aborted(item, signal)
+    // The items linked when it aborted, less those an earlier one's callback unlinked.
+    for (const item of [...linked]) {
+      if (linked.delete(item)) this.#aborted(item, signal)
     }
     this.#links.delete(signal)
   }

@@ -41,6 +41,8 @@ interface SocketState {
   lingerCheck: NodeJS.Immediate | undefined
   /** `bytesRead` when the socket last had nothing in flight: more since is a request arriving. */
   bytesAtIdle: number
+  /** The last request answered before its body had all arrived: what comes is that body, which Node discards. */
+  unread: IncomingMessage | undefined
 }
 
 /**
@@ -94,6 +96,8 @@ export interface TrackerEvents {
  */
 export class ConnectionTracker {
   readonly server: DrainableServer
+  // Node's list of the server's connections, made when it starts listening: looked up once there.
+  #connections: ConnectionsList | undefined = undefined
   readonly #sockets = new Map<Socket, SocketState>()
   readonly #events: TrackerEvents
   readonly #linger: number
@@ -454,6 +458,7 @@ export class ConnectionTracker {
       lingerTimer: undefined,
       lingerCheck: undefined,
       bytesAtIdle: socket.bytesRead,
+      unread: undefined,
     }
     this.#sockets.set(socket, state)
     this.#events.connectionOpened()
@@ -505,6 +510,7 @@ export class ConnectionTracker {
         this.lastCloseAnnouncedAt = performance.now()
       }
       if (state.active === 0) state.bytesAtIdle = socket.bytesRead
+      state.unread = req.complete ? undefined : req
       // Node ends a socket whose response said `Connection: close` in its own
       // 'finish' listener, which ran before this one.
       if (this.#closing && state.active === 0 && !socket.destroyed && !socket.writableEnded) this.#scheduleIdleClose(socket, state)
@@ -533,7 +539,11 @@ export class ConnectionTracker {
         // closeIdleConnections() does, until gracePeriod. Bytes since the socket went idle that
         // began none (the rest of a body Node discards after an early response, a stray CRLF, a
         // TLS handshake) count as activity only: another linger.
-        const begun = socket.bytesRead > 0 && messageBegun(this.server, socket)
+        // While the body of a request answered early is still arriving, Node's list calls the
+        // socket active: those bytes are activity only, like the others that begin no request.
+        const discarding = state.unread !== undefined && !state.unread.complete
+        this.#connections ??= connectionsList(this.server)
+        const begun = !discarding && socket.bytesRead > 0 && messageBegun(this.#connections, socket)
         if (begun || socket.bytesRead !== state.bytesAtIdle) {
           if (!begun) state.bytesAtIdle = socket.bytesRead
           this.#scheduleIdleClose(socket, state)
@@ -568,24 +578,29 @@ function busyOutsideRequests(socket: Socket): boolean {
 }
 
 interface ConnectionsList {
-  idle(): { socket?: unknown }[]
+  active(): { socket?: unknown }[]
 }
 
 /**
  * Whether Node's HTTP parser of `socket` is inside a message (a request begun, not
- * complete), as Node's own `closeIdleConnections()` decides: a socket is idle when
- * the server's list of connections says so. Read from that list, found by its
+ * complete), as Node's own `closeIdleConnections()` decides: from the server's list
+ * of connections, where such a socket is active. Read from that list, found by its
  * symbol's description (Node 22 and 24); without it, no message counts as begun.
  * The list counts a connection that has sent nothing yet as active: callers ask
  * only once the socket has read something. A socket with no parser (a raw TLS
  * socket, whose TLS socket parses) begins none.
  */
-function messageBegun(server: DrainableServer, socket: Socket): boolean {
-  if ((socket as Socket & { parser?: unknown }).parser === undefined) return false
+function messageBegun(connections: ConnectionsList | undefined, socket: Socket): boolean {
+  if (connections === undefined || (socket as Socket & { parser?: unknown }).parser === undefined) return false
+  // The active ones, not the idle: few during a drain, however many sockets idle.
+  return connections.active().some((parser) => parser.socket === socket)
+}
+
+/** The server's list of connections (Node's private field, found by its symbol's description), if it has one. */
+function connectionsList(server: DrainableServer): ConnectionsList | undefined {
   const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connections')
-  const list = key === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[key]
-  if (typeof list?.idle !== 'function') return false
-  return !list.idle().some((parser) => parser.socket === socket)
+  const list = key === undefined ? undefined : (server as unknown as Record<symbol, Partial<ConnectionsList> | undefined>)[key]
+  return typeof list?.active === 'function' ? (list as ConnectionsList) : undefined
 }
 
 /**

@@ -770,6 +770,20 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  it('the body of a request answered early that stops arriving holds nothing: closed as idle after the linger', async () => {
+    const registry = new Registry()
+    const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry })
+    const server = http.createServer(app(drain))
+    const port = await listen(server)
+    drain.attach(server)
+    const upload = rawConnection(port)
+    upload.socket.write(`POST /reject HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3000\r\n\r\n${'a'.repeat(1_000)}`)
+    await vi.waitFor(() => expect(upload.text()).toContain('401'), { timeout: 5_000 })
+    expect(await drain.shutdown()).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    await upload.closed
+    drain[Symbol.dispose]()
+  })
+
   it('a request pipelined in the segment of the one before, its head cut at the drain, is answered', async () => {
     const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry: new Registry() })
     const server = http.createServer(app(drain))
