@@ -79,6 +79,8 @@ export interface DeadlineMiddlewareOptions<Req extends IncomingMessage = Incomin
 }
 
 type Next = (error?: unknown) => void
+/** Where a response stands: ended by the handler, its connection gone, or still to be answered. */
+type ResponseState = 'ended' | 'gone' | 'open'
 type DeadlineRequest = IncomingMessage & { deadline?: Deadline; route?: { path?: unknown }; baseUrl?: string }
 
 interface Settings {
@@ -145,8 +147,7 @@ class RequestState implements AbortWatcher {
   clientClosed = false
   // The response as it stood when the deadline aborted, before its signal's listeners
   // (the handler's own reaction) ran: see deadlineAborting().
-  endedAtAbort: boolean | undefined = undefined
-  goneAtAbort: boolean | undefined = undefined
+  responseAtAbort: ResponseState | undefined = undefined
 
   constructor(req: DeadlineRequest, res: ServerResponse, root: Deadline, settings: Settings, budget: number, fromHeader: boolean) {
     this.req = req
@@ -172,22 +173,18 @@ class RequestState implements AbortWatcher {
   }
 
   deadlineAborting(): void {
-    if (this.answered) return
-    this.endedAtAbort = this.res.writableEnded
-    this.goneAtAbort = this.#connectionGone()
+    if (!this.answered) this.responseAtAbort = this.#responseState()
   }
 
   deadlineAborted(reason: unknown): void {
-    const endedAtAbort = this.endedAtAbort ?? this.res.writableEnded
-    const goneAtAbort = this.goneAtAbort ?? this.#connectionGone()
-    this.endedAtAbort = undefined
-    this.goneAtAbort = undefined
+    const atAbort = this.responseAtAbort ?? this.#responseState()
+    this.responseAtAbort = undefined
     // A client that went away is reported on 'close'; any other cancel is the handler's business.
     if (this.answered || !(reason instanceof DeadlineExceededError)) return
     const { res } = this
     // The connection went first (Node reports it on 'close', maybe after this): a client that
     // left, nothing to answer and nothing more to run.
-    if (!endedAtAbort && goneAtAbort) {
+    if (atAbort === 'gone') {
       this.answered = true
       this.clientClosed = true
       // The deadline that ran out may be a nested one: what listens on the outer ones hears it too.
@@ -197,7 +194,7 @@ class RequestState implements AbortWatcher {
     this.answered = true
     this.answeredAt = performance.now()
     // The handler's response won the race: nothing to answer, nothing exceeded.
-    if (endedAtAbort) return
+    if (atAbort === 'ended') return
     this.exceeded = rootDeadlineSource(reason) === 'inherited' ? 'inherited' : 'deadline'
     // The handler reacting to its deadline's signal ended or destroyed the response itself (an
     // answer of its own, a pipeline given the signal): its deadline was exceeded all the same.
@@ -207,10 +204,11 @@ class RequestState implements AbortWatcher {
     this.#silence()
   }
 
-  /** Node 22 does not mark destroyed a response left queued on a connection that closed. */
-  #connectionGone(): boolean {
+  #responseState(): ResponseState {
     const { req, res } = this
-    return res.destroyed || (res.socket === null && req.socket.destroyed)
+    if (res.writableEnded) return 'ended'
+    // Node 22 does not mark destroyed a response left queued on a connection that closed.
+    return res.destroyed || (res.socket === null && req.socket.destroyed) ? 'gone' : 'open'
   }
 
   /**

@@ -538,9 +538,8 @@ export class ConnectionTracker {
         // drain, or pipelined in the segment of the one before): wait for the rest, as Node's own
         // closeIdleConnections() does, until gracePeriod. Bytes since the socket went idle that
         // began none (the rest of a body Node discards after an early response, a stray CRLF, a
-        // TLS handshake) count as activity only: another linger.
-        // While the body of a request answered early is still arriving, Node's list calls the
-        // socket active: those bytes are activity only, like the others that begin no request.
+        // TLS handshake) count as activity only: another linger. (Node's list calls a socket
+        // active while the body of a request answered early is still arriving.)
         const discarding = state.unread !== undefined && !state.unread.complete
         this.#connections ??= connectionsList(this.server)
         const begun = !discarding && socket.bytesRead > 0 && messageBegun(this.#connections, socket)
@@ -598,9 +597,14 @@ function messageBegun(connections: ConnectionsList | undefined, socket: Socket):
 
 /** The server's list of connections (Node's private field, found by its symbol's description), if it has one. */
 function connectionsList(server: DrainableServer): ConnectionsList | undefined {
-  const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connections')
-  const list = key === undefined ? undefined : (server as unknown as Record<symbol, Partial<ConnectionsList> | undefined>)[key]
+  const list = nodeField(server, 'http.server.connections') as Partial<ConnectionsList> | undefined
   return typeof list?.active === 'function' ? (list as ConnectionsList) : undefined
+}
+
+/** A private field of Node's `http.Server`, by its symbol's description; `undefined` without it. */
+function nodeField(server: DrainableServer, description: string): unknown {
+  const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === description)
+  return key === undefined ? undefined : (server as unknown as Record<symbol, unknown>)[key]
 }
 
 /**
@@ -612,8 +616,7 @@ function connectionsList(server: DrainableServer): ConnectionsList | undefined {
  * it has nothing to stop.
  */
 function stopConnectionsCheck(server: DrainableServer): void {
-  const key = Object.getOwnPropertySymbols(server).find((symbol) => symbol.description === 'http.server.connectionsCheckingInterval')
-  if (key !== undefined) clearInterval((server as unknown as Record<symbol, NodeJS.Timeout | undefined>)[key])
+  clearInterval(nodeField(server, 'http.server.connectionsCheckingInterval') as NodeJS.Timeout | undefined)
 }
 
 /**
