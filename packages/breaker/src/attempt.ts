@@ -156,8 +156,9 @@ export class Attempt implements CallContext {
   handleEvent(): void {
     if (this.outcome !== undefined) return
     const deadline = this.#deadline as Deadline
-    this.#abort(deadline.signal.reason)
-    this.error = deadline.signal.reason
+    const reason = deadline.reason
+    this.#abort(reason)
+    this.error = reason
     this.#finish('ignored')
   }
 

@@ -3,11 +3,11 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { isBallastError } from '@ballast/core'
-import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/deadline'
+import { ClientClosedError, Deadline, DeadlineCancelledError, DeadlineExceededError, withDeadline } from '@ballast/deadline'
 import { TimeoutError } from 'p-timeout'
 import { Registry, register } from 'prom-client'
 import { describe, expect, it, vi } from 'vitest'
-import { Breaker, type BreakerOptions, type CallContext, type FallbackContext } from './breaker.js'
+import { Breaker, type BreakerOptions, type CallContext, type FallbackContext, isDependencyFailure } from './breaker.js'
 import { BreakerGroup } from './breaker-group.js'
 import { BreakerTimeoutError, BrokenCircuitError } from './errors.js'
 
@@ -253,6 +253,21 @@ describe('per-call cancellation', () => {
     expect(workSaw).toBe(elsewhere.reason)
     expect(b.state).toBe('closed')
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    b[Symbol.dispose]()
+  })
+
+  it('work whose own deadline is cancelled because its request was answered is ignored, not a dependency failure', async () => {
+    const { b, registry } = breaker({ timeout: 10_000, volumeThreshold: 1, errorThresholdPercentage: 0 })
+    const request = Deadline.after(5_000)
+    // Left running after the answer (stale-while-revalidate): its withDeadline is a child of the request's.
+    const left = request.run(() => b.execute(() => withDeadline(1_000, () => sleep(200))).catch((error: unknown) => error))
+    await sleep(10)
+    request[Symbol.dispose]() // the response closed
+    expect(await left).toBeInstanceOf(DeadlineCancelledError)
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
+    expect(isDependencyFailure(new DeadlineCancelledError())).toBe(false)
     b[Symbol.dispose]()
   })
 

@@ -11,7 +11,7 @@ import {
   stringOption,
   timerDelay,
 } from '@ballast/core'
-import { ClientClosedError, Deadline, DeadlineExceededError } from '@ballast/deadline'
+import { ClientClosedError, Deadline, DeadlineCancelledError, DeadlineExceededError } from '@ballast/deadline'
 import { Attempt, type AttemptHost, type CallContext } from './attempt.js'
 import { AttemptTimeouts } from './attempt-timeouts.js'
 import { BreakerMetrics, type BreakerObserver, type CallOutcome, type StateLabel } from './breaker-metrics.js'
@@ -197,7 +197,9 @@ export interface ExecuteOptions<T> {
 
 /**
  * The default `isFailure`: everything except the caller giving up
- * (`DeadlineExceededError`, `ClientClosedError`). Compose it in your own.
+ * (`DeadlineExceededError`, `ClientClosedError`, and `DeadlineCancelledError`:
+ * a deadline cancelled, or whose parent was disposed when its request was
+ * answered). Compose it in your own.
  *
  * @example
  * ```ts
@@ -208,7 +210,7 @@ export interface ExecuteOptions<T> {
  * ```
  */
 export function isDependencyFailure(error: unknown): boolean {
-  return !(error instanceof DeadlineExceededError || error instanceof ClientClosedError)
+  return !(error instanceof DeadlineExceededError || error instanceof ClientClosedError || error instanceof DeadlineCancelledError)
 }
 
 let neverAborted: AbortSignal | undefined
@@ -592,7 +594,7 @@ export class Breaker<F = never> implements Disposable {
         if (deadline?.expired === true) {
           // Not run: counted, but not in the duration histogram of attempts that ran.
           this.#observer.call('ignored')
-          return await this.#fallbackFor('deadline', deadline.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+          return await this.#fallbackFor('deadline', deadline.reason, fallback, deadline)
         }
         if (last !== undefined) this.#observer.retry()
         const closed = this.#circuit.closed
@@ -616,7 +618,7 @@ export class Breaker<F = never> implements Disposable {
           return await this.#fallbackFor(outcome, attempt.error, fallback, deadline)
         const pause = await this.#pause(deadline)
         if (pause === 'deadline')
-          return await this.#fallbackFor('deadline', deadline?.signal.reason ?? new DeadlineExceededError(), fallback, deadline)
+          return await this.#fallbackFor('deadline', deadline?.reason ?? new DeadlineExceededError(), fallback, deadline)
         if (pause === 'stop') return await this.#fallbackFor(outcome, attempt.error, fallback, deadline)
         // Disposed during the pause: as for a call whose attempt was running then.
         if (pause === 'disposed') throw this.#disposedError()

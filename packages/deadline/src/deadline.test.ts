@@ -4,7 +4,7 @@ import { isBallastError } from '@ballast/core'
 import fc from 'fast-check'
 import { TimeoutError } from 'p-timeout'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { Deadline, withDeadline } from './deadline.js'
+import { Deadline, withDeadline, withoutDeadline } from './deadline.js'
 import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError, rootDeadlineSource } from './errors.js'
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -148,6 +148,32 @@ describe('Deadline', () => {
     expect(deadline.remaining()).toBe(0)
     expect(deadline.expired).toBe(true)
     expect(signal.aborted).toBe(false)
+  })
+
+  it('reason: undefined while running, the abort reason once aborted, a DeadlineExceededError once a disposed one is over', async () => {
+    const running = Deadline.after(1_000)
+    expect(running.reason).toBeUndefined()
+    const why = new Error('stop')
+    running.cancel(why)
+    expect(running.reason).toBe(why)
+
+    const inherited = Deadline.after(10, { inherited: true })
+    inherited[Symbol.dispose]()
+    expect(inherited.reason).toBeUndefined()
+    await sleep(30)
+    const reason = inherited.reason
+    expect(reason).toBeInstanceOf(DeadlineExceededError)
+    expect((reason as DeadlineExceededError).source).toBe('inherited')
+    expect(inherited.reason).toBe(reason)
+    expect(inherited.signal.aborted).toBe(false)
+
+    // A child of a disposed parent reports the parent's end as the limit that fired.
+    const parent = Deadline.after(10)
+    parent[Symbol.dispose]()
+    const child = parent.child(5_000)
+    child[Symbol.dispose]()
+    await sleep(30)
+    expect((child.reason as DeadlineExceededError).source).toBe('parent')
   })
 
   it('refuses options that are not an object with a TypeError naming them', () => {
@@ -335,6 +361,36 @@ describe('race and withDeadline', () => {
     expect(peak).toEqual({ signal: 0, outside: 1 })
     expect(getEventListeners(outside.signal, 'abort')).toHaveLength(0)
     expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([])
+  })
+})
+
+describe('withoutDeadline', () => {
+  it('runs with no current deadline, through what it awaits, keeping every other AsyncLocalStorage', async () => {
+    const { AsyncLocalStorage } = await import('node:async_hooks')
+    const trace = new AsyncLocalStorage<string>()
+    using deadline = Deadline.after(1_000)
+    const seen = await trace.run('trace-1', () =>
+      deadline.run(() =>
+        withoutDeadline(async () => {
+          const before = Deadline.current()
+          await sleep(1)
+          const later = await new Promise((resolve) => setImmediate(() => resolve(Deadline.current())))
+          return { before, after: Deadline.current(), later, trace: trace.getStore() }
+        }),
+      ),
+    )
+    expect(seen).toEqual({ before: undefined, after: undefined, later: undefined, trace: 'trace-1' })
+    // Around it, the deadline is current again.
+    expect(deadline.run(() => [withoutDeadline(() => Deadline.current()), Deadline.current()])).toEqual([undefined, deadline])
+    // A withDeadline inside is a root: the request's end does not bound it.
+    using short = Deadline.after(5)
+    const inner = short.run(() => withoutDeadline(() => withDeadline(1_000, async () => Deadline.current()?.remaining())))
+    await sleep(20)
+    expect(await inner).toBeGreaterThan(100)
+  })
+
+  it('refuses fn that is not a function, naming it and the value', () => {
+    expect(() => withoutDeadline(42 as never)).toThrow(/withoutDeadline: "fn" must be a function, got 42/)
   })
 })
 

@@ -322,6 +322,25 @@ export class Deadline implements Disposable {
   }
 
   /**
+   * Why the deadline is over, `undefined` while it runs: the signal's abort
+   * reason, or, once the time of a disposed deadline is up, a
+   * {@link DeadlineExceededError} (a disposed deadline's signal aborts no more,
+   * so `signal.reason` stays `undefined` there). Like Go's `ctx.Err()`, and
+   * like the signal it reads the clock first.
+   *
+   * @example
+   * ```ts
+   * if (deadline.expired) throw deadline.reason
+   * ```
+   */
+  get reason(): unknown {
+    if (!this.expired) return undefined
+    // A disposed deadline past its end: built once, kept where an abort would keep it.
+    if (!this.#aborted) this.#reason ??= this.#expiryReason()
+    return this.#reason
+  }
+
+  /**
    * The budget this deadline was created with, in ms (for a child: the `ms`
    * passed to `child`, even when the parent's end came first).
    */
@@ -670,4 +689,27 @@ export function withDeadline<T>(ms: number, work: (signal: AbortSignal) => Promi
   if (typeof work !== 'function') throw new TypeError(`withDeadline: "work" must be a function, got ${describeValue(work)}`)
   const current = storage.getStore()
   return raceAndDispose(current === undefined ? Deadline.after(ms) : current.child(ms), work)
+}
+
+/**
+ * Runs `fn` outside any deadline: {@link Deadline.current} is `undefined` in
+ * `fn` and in everything it awaits or starts, while every other
+ * AsyncLocalStorage (logging, tracing) keeps its value. Like Go's
+ * `context.WithoutCancel`: for work that must outlive the request that starts
+ * it (a background loop, a cache refresh, a pool's connection factory, work
+ * shared by several requests), which would otherwise keep that request's
+ * deadline as current after the response, and be cut off by it.
+ *
+ * @example
+ * ```ts
+ * // One refresh shared by every caller, bounded by its own budget; each caller bounds only its wait.
+ * refresh ??= withoutDeadline(() => withDeadline(2_000, loadPrices)).finally(() => {
+ *   refresh = undefined
+ * })
+ * const prices = await (Deadline.current()?.race(refresh) ?? refresh)
+ * ```
+ */
+export function withoutDeadline<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError(`withoutDeadline: "fn" must be a function, got ${describeValue(fn)}`)
+  return storage.exit(fn)
 }

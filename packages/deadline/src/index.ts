@@ -1,4 +1,4 @@
-export { Deadline, type DeadlineOptions, withDeadline } from './deadline.js'
+export { Deadline, type DeadlineOptions, withDeadline, withoutDeadline } from './deadline.js'
 export {
   DeadlineMetrics,
   type ExceededReason,

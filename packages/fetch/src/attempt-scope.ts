@@ -102,7 +102,7 @@ export class AttemptScope implements Linked<AttemptScope> {
     const deadline = this.#deadline
     if (deadline === undefined || this.#released) return
     if (deadline.expired) {
-      this.#abort('deadline', deadline.signal.reason)
+      this.#abort('deadline', deadline.reason)
       return
     }
     this.#deadlineLink = deadline.onAbort((reason) => this.#abort('deadline', reason))

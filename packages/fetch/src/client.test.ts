@@ -271,6 +271,27 @@ describe('deadline propagation', () => {
     }
   })
 
+  it('under a disposed deadline whose time ran out (work the request left running) fails fast with DeadlineExceededError', async () => {
+    const own = await upstream({ '/echo': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+    const registry = new Registry()
+    const c = createClient({ name: 'echo', baseUrl: own.url, registry })
+    try {
+      const deadline = Deadline.after(30)
+      deadline[Symbol.dispose]() // the request was answered; a background job still sees it as current
+      await sleep(50)
+      const error = await deadline.run(() => c.json('/echo')).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(DeadlineExceededError)
+      expect((error as DeadlineExceededError).source).toBe('local')
+      expect(deadline.signal.aborted).toBe(false)
+      expect(own.connections()).toBe(0)
+      expect(await metric(registry, 'ballast_fetch_fail_fast_total', { client: 'echo' })).toBe(1)
+      expect(await metric(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    } finally {
+      c[Symbol.dispose]()
+      await own.close()
+    }
+  })
+
   it('keeps the margin back: under a deadline the attempt ends on its own budget, before the deadline does', async () => {
     /** Why each attempt's signal (the one handed to fetch) aborted. */
     const { fetch: spy, reasons } = abortReasonSpy()

@@ -477,7 +477,7 @@ class ResilientClient implements Client {
       if (budget < o.minBudget || budget <= 0) {
         if (n > 0) break
         this.#observer.failFast()
-        if (deadline !== undefined && (deadline.expired as boolean)) throw deadline.signal.reason
+        if (deadline !== undefined && (deadline.expired as boolean)) throw deadline.reason
         throw new FetchBudgetError(this.name, budget, o.minBudget)
       }
       if (n > 0) {
