@@ -31,9 +31,9 @@ export interface BreakerGroupOptions<F = never> extends BreakerOptions<F> {
    * evicted with calls in flight lets them finish before its breaker is disposed.
    * Default 100.
    */
-  maxKeys?: number
+  maxKeys?: number | undefined
   /** A key unused for this many ms is evicted (its breaker disposed, its series removed). Default 300 000. */
-  idleTimeout?: number
+  idleTimeout?: number | undefined
 }
 
 interface Entry<F> {

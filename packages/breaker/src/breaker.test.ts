@@ -106,6 +106,28 @@ describe('Breaker options', () => {
     )
   })
 
+  it('takes an option given as undefined as absent (a config value passed through), in its types and at run time', async () => {
+    const config: { timeout?: number; fallback?: () => number } = {}
+    using b = new Breaker<number>({
+      name: 'passed-through',
+      registry: new Registry(),
+      prefix: undefined,
+      timeout: config.timeout,
+      errorThresholdPercentage: undefined,
+      volumeThreshold: undefined,
+      resetTimeout: undefined,
+      rollingCountTimeout: undefined,
+      rollingCountBuckets: undefined,
+      capacity: undefined,
+      retry: { attempts: 1, delay: undefined },
+      isFailure: undefined,
+      fallback: config.fallback,
+    })
+    expect(await b.execute(async () => 7, { fallback: config.fallback })).toBe(7)
+    using group = new BreakerGroup({ name: 'passed-through-group', registry: new Registry(), maxKeys: undefined, idleTimeout: undefined })
+    expect(group.get('a').state).toBe('closed')
+  })
+
   it('rejects a call whose work, options or fallback are of the wrong kind, or whose options it does not know, naming the value', async () => {
     const b = new Breaker({ name: 'args', registry: new Registry() })
     await expect(b.execute('x' as never)).rejects.toThrow(new TypeError(`Breaker.execute: work must be a function, got 'x'`))
@@ -114,6 +136,7 @@ describe('Breaker options', () => {
     await expect(b.execute(async () => 1, { fallback: 'x' as never })).rejects.toThrow(/option "fallback" must be a function, got 'x'/)
     expect(() => b.wrap(async () => 1, (() => 2) as never)).toThrow(/Breaker\.wrap: option "options" must be an object, got/)
     expect(() => b.wrap(async () => 1, { fallback: 1 as never })).toThrow(/Breaker\.wrap: option "fallback" must be a function, got 1/)
+    expect(() => b.onOpen(5 as never)).toThrow(new TypeError('Breaker.onOpen: "listener" must be a function, got 5'))
     // A misspelt fallback would leave the call without one: refused, with the name it meant.
     let ran = false
     const work = async () => {

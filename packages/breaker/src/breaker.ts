@@ -105,7 +105,7 @@ export interface RetryOptions {
   /** Retries after the first try (1 = try twice). */
   attempts: number
   /** Milliseconds between attempts. Default 0. */
-  delay?: number
+  delay?: number | undefined
 }
 
 /**
@@ -120,25 +120,25 @@ export interface BreakerOptions<F = never> extends MetricsOptions {
   /** Required, `[A-Za-z0-9_.:-]{1,64}`; the `breaker` metric label. */
   name: string
   /** Per-attempt budget in ms, always capped by `Deadline.current()`; `false` for none. Default 10 000. */
-  timeout?: number | false
+  timeout?: number | false | undefined
   /** Open when the failure percentage in the window is above this. Default 50. */
-  errorThresholdPercentage?: number
+  errorThresholdPercentage?: number | undefined
   /** No trip before this many calls in the window. Default 20. */
-  volumeThreshold?: number
+  volumeThreshold?: number | undefined
   /** Open → half-open after this many ms. Default 10 000. */
-  resetTimeout?: number
+  resetTimeout?: number | undefined
   /** Rolling window length in ms. Default 10 000. */
-  rollingCountTimeout?: number
+  rollingCountTimeout?: number | undefined
   /** Buckets in the window. Default 10. */
-  rollingCountBuckets?: number
+  rollingCountBuckets?: number | undefined
   /** Maximum concurrent executions (until the work settles). Default unlimited. */
-  capacity?: number
+  capacity?: number | undefined
   /** Retries, only while closed and while the deadline leaves budget. Default none. */
-  retry?: RetryOptions
+  retry?: RetryOptions | undefined
   /** Which errors count as dependency failures. Default: all but caller-side aborts. */
-  isFailure?: (error: unknown) => boolean
+  isFailure?: ((error: unknown) => boolean) | undefined
   /** Default fallback of every call that names none. */
-  fallback?: (context: FallbackContext) => F | PromiseLike<F>
+  fallback?: ((context: FallbackContext) => F | PromiseLike<F>) | undefined
 }
 
 /**
@@ -192,7 +192,7 @@ export interface FallbackEvent {
  */
 export interface ExecuteOptions<T> {
   /** Replaces the breaker's fallback for this call. */
-  fallback?: (context: FallbackContext) => T | PromiseLike<T>
+  fallback?: ((context: FallbackContext) => T | PromiseLike<T>) | undefined
 }
 
 /**
@@ -502,27 +502,27 @@ export class Breaker<F = never> implements Disposable {
 
   /** Every state change. */
   onStateChange(listener: Listener<StateChangeEvent>): Disposable {
-    return this.#stateChange.subscribe(listener)
+    return this.#stateChange.subscribe(listener, 'Breaker.onStateChange')
   }
   /** The circuit opened. */
   onOpen(listener: Listener<void>): Disposable {
-    return this.#open.subscribe(listener)
+    return this.#open.subscribe(listener, 'Breaker.onOpen')
   }
   /** The circuit went half-open: the next call is the trial. */
   onHalfOpen(listener: Listener<void>): Disposable {
-    return this.#halfOpen.subscribe(listener)
+    return this.#halfOpen.subscribe(listener, 'Breaker.onHalfOpen')
   }
   /** The circuit closed. */
   onClose(listener: Listener<void>): Disposable {
-    return this.#close.subscribe(listener)
+    return this.#close.subscribe(listener, 'Breaker.onClose')
   }
   /** A call was refused without running. */
   onReject(listener: Listener<RejectEvent>): Disposable {
-    return this.#reject.subscribe(listener)
+    return this.#reject.subscribe(listener, 'Breaker.onReject')
   }
   /** A fallback ran. */
   onFallback(listener: Listener<FallbackEvent>): Disposable {
-    return this.#fallbackEvent.subscribe(listener)
+    return this.#fallbackEvent.subscribe(listener, 'Breaker.onFallback')
   }
 
   /**

@@ -1,3 +1,5 @@
+import { listenerArgument } from '@ballast/core'
+
 /**
  * A listener of a breaker event. The `onX(listener)` method that takes it returns
  * a `Disposable`: dispose it (or use `using`) to unsubscribe.
@@ -29,8 +31,9 @@ export class BreakerEvent<T> {
     return this.#listeners.length
   }
 
-  subscribe(listener: Listener<T>): Disposable {
-    if (typeof listener !== 'function') throw new TypeError(`listener must be a function, got ${typeof listener}`)
+  /** `owner` names the subscribing method in the TypeError a listener that is no function gets. */
+  subscribe(listener: Listener<T>, owner = 'BreakerEvent.subscribe'): Disposable {
+    listenerArgument(owner, listener)
     // Copy on write: a listener unsubscribing during emit does not skip its neighbour.
     this.#listeners = [...this.#listeners, listener]
     let active = true

@@ -30,7 +30,22 @@ describe('BallastError', () => {
   it('omits cause and headers when not given', () => {
     const error = new BallastError('plain', { code: 'BALLAST_X', status: 500 })
     expect('cause' in error).toBe(false)
-    expect(error.headers).toBeUndefined()
+    expect('headers' in error).toBe(false)
+    expect(Object.keys(error)).toEqual(['code', 'status', 'statusCode', 'name'])
+  })
+
+  it('compares by shape in its types: another class with the same members is one (a second copy, a branded error)', () => {
+    // Its brand lives on the prototype, out of the declared type: a `unique symbol` member
+    // there would make the BallastError of every copy of this package a type of its own.
+    class Branded extends Error {
+      readonly code = 'BALLAST_BRANDED'
+      readonly status = 504
+      readonly statusCode = 504
+    }
+    brandAsBallastError(Branded.prototype)
+    const asBallast: BallastError = new Branded('x')
+    expect(isBallastError(asBallast)).toBe(true)
+    expect(Object.getOwnPropertySymbols(new BallastError('y', { code: 'BALLAST_Y', status: 500 }))).toEqual([])
   })
 
   it('keeps identity across duplicate copies of the package', async () => {

@@ -15,7 +15,7 @@ export interface BallastErrorOptions {
   /** HTTP status Express's default error handler answers with. */
   status: number
   /** Response headers finalhandler sets for this error (e.g. `retry-after`). */
-  headers?: Record<string, string>
+  headers?: Record<string, string> | undefined
   /** The error that led to this one. */
   cause?: unknown
 }
@@ -43,7 +43,8 @@ export class BallastError extends Error {
   readonly status: number
   /** Express's finalhandler reads `statusCode` as well as `status`. */
   readonly statusCode: number
-  readonly headers?: Readonly<Record<string, string>>
+  // Declared, not a field: an error without headers has no `headers` key at all.
+  declare readonly headers?: Readonly<Record<string, string>>
 
   constructor(message: string, options: BallastErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -51,7 +52,7 @@ export class BallastError extends Error {
     this.code = options.code
     this.status = options.status
     this.statusCode = options.status
-    if (options.headers !== undefined) this.headers = options.headers
+    if (options.headers !== undefined) (this as { headers?: Readonly<Record<string, string>> }).headers = options.headers
   }
 
   /**
@@ -62,11 +63,11 @@ export class BallastError extends Error {
   static override [Symbol.hasInstance](value: unknown): boolean {
     return matchesBallastClass(this, value)
   }
-
-  get [brand](): true {
-    return true
-  }
 }
+// On the prototype, not a member: a symbol member in the declared type would make two
+// copies' BallastError types unrelated (each has its own `unique symbol`), while the
+// brand is what makes them one at run time.
+brandAsBallastError(BallastError.prototype)
 
 /**
  * True for any error created by any copy of `@ballast/core`, including errors

@@ -13,9 +13,9 @@ import { describeValue, stringOption } from './options.js'
  */
 export interface MetricsOptions {
   /** Where series are registered. Default: prom-client's global `register`. */
-  registry?: Registry
+  registry?: Registry | undefined
   /** Prepended to every metric name. Default `ballast_`; `''` for none. */
-  prefix?: string
+  prefix?: string | undefined
 }
 
 /**

@@ -310,6 +310,20 @@ describe('a request queued behind a cut response, its connection closed by the c
 })
 
 describe('deadline() options', () => {
+  it('takes an option given as undefined as absent (a config value passed through), in its types too', () => {
+    const config: { header?: string | false } = {}
+    const middleware = deadline({
+      timeout: 100,
+      header: config.header,
+      status: undefined,
+      onTimeout: undefined,
+      routes: undefined,
+      registry: new Registry(),
+      prefix: undefined,
+    })
+    expect(middleware).toBeTypeOf('function')
+  })
+
   it('rejects bad options at construction, naming the option and the value', () => {
     expect(() => deadline(undefined as never)).toThrow(TypeError)
     expect(() => deadline({} as never)).toThrow(/option "timeout"/)

@@ -60,9 +60,9 @@ export interface DeadlineMiddlewareOptions<Req extends IncomingMessage = Incomin
    * Inbound header carrying the caller's remaining budget in ms (1..10 digits),
    * default `request-timeout-ms`; `false` to ignore callers' budgets.
    */
-  header?: string | false
+  header?: string | false | undefined
   /** Status of the timeout response, default 504. */
-  status?: 503 | 504
+  status?: 503 | 504 | undefined
   /**
    * Sends the timeout response instead of the default JSON body; called at most
    * once per request, synchronously, on a response stripped of the handler's body,
@@ -70,12 +70,12 @@ export interface DeadlineMiddlewareOptions<Req extends IncomingMessage = Incomin
    * response follows; a response it started and left unfinished is ended as a
    * handler's would be.
    */
-  onTimeout?: TimeoutHandler<Req, Res>
+  onTimeout?: TimeoutHandler<Req, Res> | undefined
   /**
    * Routes known in advance, as `'METHOD /template'` (`'GET /orders/:id'`), whose
    * series are created at 0 at construction. Others get theirs on first request.
    */
-  routes?: readonly string[]
+  routes?: readonly string[] | undefined
 }
 
 type Next = (error?: unknown) => void
@@ -442,7 +442,7 @@ export function requestDeadline(req: object): Deadline | undefined {
  */
 export function deadline<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>(
   options: DeadlineMiddlewareOptions<Req, Res>,
-): (req: Req, res: Res, next: Next) => void {
+): (req: Req, res: Res, next: (error?: unknown) => void) => void {
   const given = objectOption<DeadlineMiddlewareOptions>(OWNER, 'options', options, [
     'timeout',
     'header',

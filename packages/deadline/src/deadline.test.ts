@@ -177,6 +177,15 @@ describe('Deadline', () => {
   })
 
   it('refuses options that are not an object with a TypeError naming them', () => {
+    expect(() => Deadline.after(50, { signl: new AbortController().signal } as never)).toThrow(
+      /Deadline\.after: unknown option "signl" \(did you mean "signal"\?\)/,
+    )
+    expect(() => Deadline.after(50).child(10, { inherted: true } as never)).toThrow(/Deadline\.child: unknown option "inherted"/)
+    // An option given as undefined is absent (a config value passed through), in the types too.
+    const config: { signal?: AbortSignal; inherited?: boolean } = {}
+    using passed = Deadline.after(1_000, { signal: config.signal, inherited: config.inherited })
+    expect(passed.child(10, { inherited: undefined }).remaining()).toBeLessThanOrEqual(10)
+    expect(new DeadlineExceededError(undefined, { source: undefined, timeout: undefined }).source).toBe('local')
     expect(() => Deadline.after(10, null as never)).toThrow(/Deadline\.after: "options" must be an object, got null/)
     expect(() => Deadline.after(10).child(5, 'x' as never)).toThrow(TypeError)
   })

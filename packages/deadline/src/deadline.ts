@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
-import { AbortLinks, describeValue, listenerArgument, MAX_TIMER_DELAY, type TimerQueue, TimerQueues } from '@ballast/core'
+import { AbortLinks, describeValue, listenerArgument, MAX_TIMER_DELAY, objectOption, type TimerQueue, TimerQueues } from '@ballast/core'
 import { ClientClosedError, DeadlineCancelledError, DeadlineExceededError } from './errors.js'
 
 // One store per process, shared by every copy of this package an application
@@ -24,7 +24,7 @@ export interface DeadlineOptions {
    * The budget comes from the caller (an inbound header), so its expiry is
    * reported with `source: 'inherited'` instead of `local`. Default `false`.
    */
-  inherited?: boolean
+  inherited?: boolean | undefined
   /**
    * An outside signal (a shutdown signal, a job's signal) this deadline is
    * linked to: when it aborts, so does the deadline, with the signal's reason as
@@ -32,7 +32,7 @@ export interface DeadlineOptions {
    * listener of ours, removed when the last of them is disposed. Only for
    * {@link Deadline.after}; a child is linked to its parent.
    */
-  signal?: AbortSignal
+  signal?: AbortSignal | undefined
 }
 
 function checkOptions(owner: string, options: unknown): void {
@@ -46,7 +46,13 @@ function checkOptions(owner: string, options: unknown): void {
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new TypeError(`${owner}: option "signal" must be an AbortSignal, got ${describeValue(signal)}`)
   }
+  // A misspelt `signal` would drop the link silently. A loop, not Object.keys: this runs
+  // for every request deadline, and the usual options object has no key or one.
+  for (const key in options) {
+    if (key !== 'inherited' && key !== 'signal') objectOption(owner, 'options', options, DEADLINE_OPTIONS)
+  }
 }
+const DEADLINE_OPTIONS = ['inherited', 'signal'] as const
 
 // By shape, so that a signal of another realm or a conforming polyfill links too.
 const isAbortSignal = (value: unknown): value is AbortSignal =>

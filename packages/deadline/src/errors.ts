@@ -28,9 +28,9 @@ export type DeadlineSource = 'local' | 'inherited' | 'parent'
  */
 export interface DeadlineExceededErrorOptions {
   /** Which limit fired, default `local`. */
-  source?: DeadlineSource
+  source?: DeadlineSource | undefined
   /** The budget the deadline was given, in ms, when known. */
-  timeout?: number
+  timeout?: number | undefined
   /** The parent's error when `source` is `parent`. */
   cause?: unknown
 }

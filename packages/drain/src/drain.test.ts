@@ -95,6 +95,19 @@ describe('options', () => {
   })
 
   it('rejects bad options at construction, naming the option and the value', () => {
+    // An option given as undefined is absent (a config value passed through), in the types too.
+    const config: { gracePeriod?: number } = {}
+    const passed = new Drain({
+      ...QUIET,
+      gracePeriod: config.gracePeriod,
+      idleLinger: undefined,
+      hookTimeout: undefined,
+      registry: new Registry(),
+      prefix: undefined,
+    })
+    expect(passed.gracePeriod).toBe(25_000)
+    passed.onShutdown('passed-through', () => {}, { timeout: undefined })
+    passed[Symbol.dispose]()
     expect(() => new Drain({ ...QUIET, gracePeriod: -1 })).toThrow(
       new RangeError('Drain: option "gracePeriod" must be a number >= 1 <= 2147483647, got -1'),
     )

@@ -109,27 +109,27 @@ export interface DrainLogger {
  */
 export interface DrainOptions extends MetricsOptions {
   /** Hard limit from the first signal to the exit, in ms. Default `25_000`. */
-  gracePeriod?: number
+  gracePeriod?: number | undefined
   /**
    * Time spent `draining` (readiness 503, still serving) before the listeners close, so
    * load balancers stop routing here; must be `< gracePeriod`. Default on Kubernetes
    * (`KUBERNETES_SERVICE_HOST` set): `5_000`, or half of `gracePeriod` if that is less;
    * elsewhere `0`.
    */
-  readinessDelay?: number
+  readinessDelay?: number | undefined
   /** How long an idle keep-alive socket may still bring a request once closing. Default `250`. */
-  idleLinger?: number
+  idleLinger?: number | undefined
   /** Default timeout of a shutdown hook, in ms. Default `5_000`. */
-  hookTimeout?: number
+  hookTimeout?: number | undefined
   /**
    * Signals that start the shutdown; `false` for none. Names of `os.constants.signals`,
    * SIGKILL and SIGSTOP excluded (they cannot be caught). Default `['SIGTERM', 'SIGINT']`.
    */
-  signals?: readonly NodeJS.Signals[] | false
+  signals?: readonly NodeJS.Signals[] | false | undefined
   /** `true`: `process.exit(code)` at the end; a function: called with the code; `false`: nothing. Default: `true` when signals are handled. */
-  exit?: boolean | ((code: number) => void)
+  exit?: boolean | ((code: number) => void) | undefined
   /** Default `console`; `false` for silence. */
-  logger?: DrainLogger | false
+  logger?: DrainLogger | false | undefined
 }
 
 /**
@@ -142,7 +142,7 @@ export interface DrainOptions extends MetricsOptions {
  */
 export interface HookOptions {
   /** Abort the hook's signal and move on after this many ms. Default: the drain's `hookTimeout`. */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 /**

@@ -124,6 +124,21 @@ afterAll(async () => {
 
 describe('createClient options', () => {
   it('rejects bad options at construction, naming the option and the value', () => {
+    // An option given as undefined is absent (a config value passed through), in the types too.
+    const config: { timeout?: number; header?: string } = {}
+    createClient({
+      name: 'passed-through',
+      baseUrl: undefined,
+      timeout: config.timeout,
+      breaker: undefined,
+      retry: { attempts: 1, delay: undefined, maxDelay: undefined, methods: undefined },
+      propagate: { header: config.header, margin: undefined },
+      minBudget: undefined,
+      isFailure: undefined,
+      fetch: undefined,
+      registry: undefined,
+      prefix: undefined,
+    })[Symbol.dispose]()
     expect(() => createClient(undefined as never)).toThrow(TypeError)
     expect(() => createClient({} as never)).toThrow(/"name".*undefined/)
     expect(() => createClient({ name: 'has space' })).toThrow(/"name".*'has space'/)

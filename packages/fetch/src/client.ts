@@ -20,9 +20,9 @@ import { isRedirect, MAX_REDIRECTS, networkError, nextHop } from './redirects.js
  */
 export interface ClientRequestInit extends RequestInit {
   /** Served instead of an error or a failure response (breaker open, timeout, network error, 5xx/429, no budget). */
-  fallback?: () => Response | PromiseLike<Response>
+  fallback?: (() => Response | PromiseLike<Response>) | undefined
   /** This call's attempt budget in ms, instead of the client's `timeout`. */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 /**

@@ -45,11 +45,11 @@ export interface ClientRetryOptions {
   /** Retries after the first try (1 = try twice). Default 0. */
   attempts: number
   /** Base backoff in ms: retry n waits about `delay * 2^(n-1)`, with jitter. Default 50. */
-  delay?: number
+  delay?: number | undefined
   /** Upper bound of one backoff (not of a `Retry-After`). Default 1 000. */
-  maxDelay?: number
+  maxDelay?: number | undefined
   /** Methods retried. Default the idempotent ones: GET, HEAD, OPTIONS, PUT, DELETE. */
-  methods?: readonly string[]
+  methods?: readonly string[] | undefined
 }
 
 /**
@@ -62,9 +62,9 @@ export interface ClientRetryOptions {
  */
 export interface PropagateOptions {
   /** Request header carrying the attempt budget in ms. Default `request-timeout-ms`. */
-  header?: string
+  header?: string | undefined
   /** Kept back from the caller's remaining budget for the network hop and the answer, in ms. Default 10. */
-  margin?: number
+  margin?: number | undefined
 }
 
 /**
@@ -79,21 +79,21 @@ export interface ClientOptions extends MetricsOptions {
   /** Required, `[A-Za-z0-9_.:-]{1,64}`: the `client` metric label and the breaker name. */
   name: string
   /** Relative inputs are resolved against it; every call must stay on its origin. Without it, breakers are per origin. */
-  baseUrl?: string | URL
+  baseUrl?: string | URL | undefined
   /** Per-attempt budget in ms (headers and body), capped by the caller's deadline. Default 10 000. */
-  timeout?: number
+  timeout?: number | undefined
   /** Breaker options, or `false` for no breaker. Default: the breaker defaults. */
-  breaker?: ClientBreakerOptions | false
+  breaker?: ClientBreakerOptions | false | undefined
   /** Retries of idempotent calls. Default none. */
-  retry?: ClientRetryOptions
+  retry?: ClientRetryOptions | undefined
   /** Deadline propagation, or `false` to send no header. */
-  propagate?: PropagateOptions | false
+  propagate?: PropagateOptions | false | undefined
   /** Fail fast (no socket) when less than this many ms are left. Default 1. */
-  minBudget?: number
+  minBudget?: number | undefined
   /** Which responses are dependency failures. Default: status >= 500 or 429. */
-  isFailure?: (response: Response) => boolean
+  isFailure?: ((response: Response) => boolean) | undefined
   /** The fetch implementation. Default `globalThis.fetch`. */
-  fetch?: typeof fetch
+  fetch?: typeof fetch | undefined
 }
 
 /** Options validated once, at construction. */
