@@ -96,18 +96,20 @@ const sections = [
       {
         type: 'state-timeline',
         title: 'Breaker state',
-        description: 'One row per breaker and instance: each replica has its own breaker, so one may be open while another is half-open.',
+        description:
+          "One row per breaker and instance: each replica has its own breaker, so one may be open while another is half-open. A cluster's primary shows its workers' furthest state from closed.",
         width: 12,
         targets: [
           {
-            // Each instance reports exactly one state at 1: its code is the sum of the weighted
-            // states of that instance alone. (Adding up per-state maxima across instances would
-            // turn half-open on one replica and open on another into 3, "disabled".)
+            // Each instance's code is the highest of its weighted states. A process reports one
+            // state at 1; a cluster's primary (prom-client's AggregatorRegistry) reports how many
+            // workers are in each, hence the clamp, and the maximum rather than the sum (two
+            // workers half-open would read as open, one half-open and one open as disabled).
             expr:
-              'sum by (job, instance, breaker) (' +
-              `ballast_breaker_state{${sel}, state="half_open"}` +
-              ` or 2 * ballast_breaker_state{${sel}, state="open"}` +
-              ` or 3 * ballast_breaker_state{${sel}, state="disabled"})`,
+              'max by (job, instance, breaker) (' +
+              `clamp_max(ballast_breaker_state{${sel}, state="half_open"}, 1)` +
+              ` or 2 * clamp_max(ballast_breaker_state{${sel}, state="open"}, 1)` +
+              ` or 3 * clamp_max(ballast_breaker_state{${sel}, state="disabled"}, 1))`,
             legend: '{{breaker}} {{instance}}',
           },
         ],
@@ -210,9 +212,10 @@ const sections = [
         width: 12,
         targets: [
           {
+            // The highest weighted state, clamped: a cluster's primary counts its workers in each state.
             expr:
-              `max by (instance) (ballast_drain_state{${sel}, state="draining"})` +
-              ` + 2 * max by (instance) (ballast_drain_state{${sel}, state="closing"})`,
+              `max by (instance) (clamp_max(ballast_drain_state{${sel}, state="draining"}, 1)` +
+              ` or 2 * clamp_max(ballast_drain_state{${sel}, state="closing"}, 1))`,
             legend: '{{instance}}',
           },
         ],

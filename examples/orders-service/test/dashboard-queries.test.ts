@@ -51,33 +51,57 @@ describe('dashboard expressions under promtool', () => {
     }
   }
 
-  it('"Breaker state" codes each instance by its own state: replicas in different states are not added up', async () => {
-    const expr = panelExpression('Breaker state')
-    // a half-open, b open, c closed, d disabled: one state at 1 per instance, as the gauge is exposed.
-    const states = { 'a:9464': 'half_open', 'b:9464': 'open', 'c:9464': 'closed', 'd:9464': 'disabled' } as const
-    const input_series = Object.entries(states).flatMap(([instance, current]) =>
-      ['closed', 'open', 'half_open', 'disabled'].map((state) => ({
-        series: `ballast_breaker_state{job="orders",instance="${instance}",breaker="inventory",state="${state}"}`,
-        values: state === current ? '1x4' : '0x4',
-      })),
+  /** Instances of a state gauge: how many series of each at 1 (a cluster primary counts its workers), and the panel's code for them. */
+  type StateCases = Record<string, { readonly at: Partial<Record<string, number>>; readonly code: number }>
+
+  /** Checks a state-timeline panel's codes at 1 m on synthetic series of a state gauge. */
+  async function stateCodes(
+    name: string,
+    expr: string,
+    gauge: { states: readonly string[]; series: (instance: string, state: string) => string; sample: (instance: string) => string },
+    cases: StateCases,
+  ): Promise<string> {
+    const input_series = Object.entries(cases).flatMap(([instance, { at }]) =>
+      gauge.states.map((state) => ({ series: gauge.series(instance, state), values: `${at[state] ?? 0}x4` })),
     )
-    const sample = (instance: string, value: number) => ({ labels: `{job="orders",instance="${instance}",breaker="inventory"}`, value })
-    expect(
-      await promtoolTest('breaker-state', [
-        {
-          interval: '30s',
-          input_series,
-          promql_expr_test: [
-            {
-              expr,
-              eval_time: '1m',
-              // The panel's value mapping: 0 closed, 1 half-open, 2 open, 3 disabled.
-              exp_samples: [sample('a:9464', 1), sample('b:9464', 2), sample('c:9464', 0), sample('d:9464', 3)],
-            },
-          ],
-        },
-      ]),
-    ).toContain('SUCCESS')
+    const exp_samples = Object.entries(cases).map(([instance, { code }]) => ({ labels: gauge.sample(instance), value: code }))
+    return promtoolTest(name, [{ interval: '30s', input_series, promql_expr_test: [{ expr, eval_time: '1m', exp_samples }] }])
+  }
+
+  it('"Breaker state" codes each instance by its own state: replicas in different states are not added up', async () => {
+    const breakerState = {
+      states: ['closed', 'open', 'half_open', 'disabled'],
+      series: (instance: string, state: string) =>
+        `ballast_breaker_state{job="orders",instance="${instance}",breaker="inventory",state="${state}"}`,
+      sample: (instance: string) => `{job="orders",instance="${instance}",breaker="inventory"}`,
+    }
+    // The panel's value mapping: 0 closed, 1 half-open, 2 open, 3 disabled. a to d are processes, one
+    // state at 1 each; e and f are cluster primaries of 2 workers, which count the workers in each state.
+    const cases: StateCases = {
+      'a:9464': { at: { half_open: 1 }, code: 1 },
+      'b:9464': { at: { open: 1 }, code: 2 },
+      'c:9464': { at: { closed: 1 }, code: 0 },
+      'd:9464': { at: { disabled: 1 }, code: 3 },
+      'e:9464': { at: { half_open: 2 }, code: 1 },
+      'f:9464': { at: { half_open: 1, open: 1 }, code: 2 },
+    }
+    expect(await stateCodes('breaker-state', panelExpression('Breaker state'), breakerState, cases)).toContain('SUCCESS')
+  })
+
+  it('"Drain state" codes each instance by its furthest state, also on a cluster primary that counts its workers', async () => {
+    const drainState = {
+      states: ['serving', 'draining', 'closing'],
+      series: (instance: string, state: string) => `ballast_drain_state{job="orders",instance="${instance}",state="${state}"}`,
+      sample: (instance: string) => `{instance="${instance}"}`,
+    }
+    // The panel's value mapping: 0 serving, 1 draining, 2 closing. c and d are cluster primaries of 2 workers.
+    const cases: StateCases = {
+      'a:9464': { at: { draining: 1 }, code: 1 },
+      'b:9464': { at: { closing: 1 }, code: 2 },
+      'c:9464': { at: { draining: 2 }, code: 1 },
+      'd:9464': { at: { draining: 1, closing: 1 }, code: 2 },
+    }
+    expect(await stateCodes('drain-state', panelExpression('Drain state'), drainState, cases)).toContain('SUCCESS')
   })
 
   it('"State transitions per minute" keeps its rate across a restart that counts back past the old value, per job and instance', async () => {

@@ -109,11 +109,15 @@ export function instruments(target: MetricsTarget): Instruments {
       name: 'breaker_failure_ratio',
       help: 'Failed calls over calls in the rolling window (0..1).',
       labelNames: ['breaker'],
+      // Each worker of a cluster trips on its own window: the worst one is what can open.
+      aggregator: 'max',
     }),
     thresholdRatio: gauge(target, {
       name: 'breaker_failure_threshold_ratio',
       help: 'Failure ratio above which the breaker opens (0..1).',
       labelNames: ['breaker'],
+      // The same option in every worker of a cluster.
+      aggregator: 'first',
     }),
     concurrent: gauge(target, {
       name: 'breaker_concurrent_calls',

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join, sep } from 'node:path'
 import { promisify } from 'node:util'
 import express from 'express'
-import { register as globalRegistry, Histogram, Registry } from 'prom-client'
+import { AggregatorRegistry, register as globalRegistry, Histogram, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { addCollector, counter, gauge, histogram, labelProduct, metricsTarget, zeroSeries } from './metrics.js'
 import { metricsHandler } from './metrics-handler.js'
@@ -159,6 +159,32 @@ describe('get-or-create metrics', () => {
     removeGood()
     state.reset()
     expect(await registry.metrics()).not.toContain('ballast_state{breaker="b"}')
+  })
+})
+
+describe('gauge aggregator (prom-client cluster mode)', () => {
+  // What AggregatorRegistry.clusterMetrics() does with the answers of its workers.
+  async function aggregated(workers: Registry[], name: string): Promise<number | undefined> {
+    const merged = AggregatorRegistry.aggregate(await Promise.all(workers.map((worker) => worker.getMetricsAsJSON())))
+    return (await merged.getSingleMetric(name)?.get())?.values[0]?.value
+  }
+
+  it('combines the workers with the gauge its aggregator, and sums by default', async () => {
+    const workers = [new Registry(), new Registry()]
+    workers.forEach((registry, i) => {
+      const target = metricsTarget('T', { registry })
+      gauge(target, { name: 'oldest_timestamp_seconds', help: 'h', labelNames: [], aggregator: 'min' }).set(100 + i)
+      gauge(target, { name: 'depth', help: 'h', labelNames: [] }).set(3)
+    })
+    expect(await aggregated(workers, 'ballast_oldest_timestamp_seconds')).toBe(100)
+    expect(await aggregated(workers, 'ballast_depth')).toBe(6)
+  })
+
+  it('refuses an aggregator prom-client does not know', () => {
+    const target = metricsTarget('T', { registry: new Registry() })
+    expect(() => gauge(target, { name: 'g', help: 'h', labelNames: [], aggregator: 'median' as never })).toThrow(
+      new RangeError(`gauge: option "aggregator" must be one of 'sum', 'first', 'min', 'max', 'average', 'omit', got 'median'`),
+    )
   })
 })
 

@@ -1,6 +1,6 @@
-import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
+import { type Aggregator, Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
 import { hasSeries, publicInc } from './fast-series.js'
-import { describeValue, stringOption } from './options.js'
+import { describeValue, oneOfOption, stringOption } from './options.js'
 
 /**
  * The metric options every ballast component accepts.
@@ -116,10 +116,17 @@ export function counter<L extends string>(target: MetricsTarget, spec: MetricSpe
   ) as Counter<L>
 }
 
+const AGGREGATORS: readonly Aggregator[] = ['sum', 'first', 'min', 'max', 'average', 'omit']
+
 /**
  * Gets or creates a gauge. A `collect` callback runs at scrape time and can never
  * break the scrape: an exception inside it is swallowed and the previous values
  * are served.
+ *
+ * `aggregator` is how prom-client's `AggregatorRegistry` combines the workers of
+ * a cluster (default `'sum'`): a ratio, a threshold or a timestamp summed over
+ * workers is meaningless, so such gauges name another. A gauge registered before
+ * (and adopted) keeps the aggregator it was made with.
  *
  * @example
  * ```ts
@@ -127,17 +134,19 @@ export function counter<L extends string>(target: MetricsTarget, spec: MetricSpe
  *   name: 'queue_depth', help: 'Jobs waiting.', labelNames: ['queue'],
  *   collect() { this.set({ queue: 'emails' }, emails.length) },
  * })
+ * gauge(target, { name: 'queue_oldest_timestamp_seconds', help: 'Oldest job.', labelNames: [], aggregator: 'min' })
  * ```
  */
 export function gauge<L extends string>(
   target: MetricsTarget,
-  spec: MetricSpec<L> & { collect?: (this: Gauge<L>) => void | Promise<void> },
+  spec: MetricSpec<L> & { collect?: (this: Gauge<L>) => void | Promise<void>; aggregator?: Aggregator },
 ): Gauge<L> {
+  const aggregator = oneOfOption('gauge', 'aggregator', spec.aggregator, AGGREGATORS, 'sum')
   const created = getOrCreate(
     target,
     'gauge',
     spec,
-    (name) => new Gauge({ name, help: spec.help, labelNames: spec.labelNames, registers: [target.registry] }),
+    (name) => new Gauge({ name, help: spec.help, labelNames: spec.labelNames, aggregator, registers: [target.registry] }),
   ) as Gauge<L>
   const collect = spec.collect
   // Through addCollector, so that a second gauge() on the same name adds its callback instead of losing it.

@@ -33,11 +33,15 @@ export function observeDrain(drain: Drain, target: MetricsTarget): Disposable {
     name: 'drain_started_timestamp_seconds',
     help: 'Unix time when draining started; 0 while serving.',
     labelNames: [],
+    // In a cluster: the first worker's start, once every worker drains (0 while one still serves).
+    aggregator: 'min',
   })
   const age = gauge(target, {
     name: 'drain_age_seconds',
     help: "Seconds since the drain started, by the process's monotonic clock; 0 while serving, the drain's duration once stopped.",
     labelNames: [],
+    // In a cluster: the slowest worker's drain, which is what the grace period cuts short.
+    aggregator: 'max',
   })
   const rejected = counter(target, {
     name: 'drain_rejected_requests_total',
