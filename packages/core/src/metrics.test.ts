@@ -231,6 +231,35 @@ describe('metricsHandler', () => {
     }
   })
 
+  it('serves several registries merged at every scrape, with the metrics created after it was mounted', async () => {
+    const [own, jobs] = [new Registry(), new Registry()]
+    counter(metricsTarget('T', { registry: jobs }), { name: 'jobs_total', help: 'Jobs.', labelNames: [] }).inc()
+    const app = express()
+    // Mounted first, as the README's composition does; the component registers its metrics later.
+    app.get('/metrics', metricsHandler([own, jobs]))
+    counter(metricsTarget('T', { registry: own }), { name: 'late_total', help: 'Created after mounting.', labelNames: [] }).inc(2)
+    const { url, close } = await serve(app)
+    try {
+      const response = await fetch(`${url}/metrics`)
+      expect(response.headers.get('content-type')).toBe(own.contentType)
+      const text = await response.text()
+      expect(text).toContain('ballast_late_total 2')
+      expect(text).toContain('ballast_jobs_total 1')
+    } finally {
+      await close()
+    }
+  })
+
+  it('refuses an array that is not of registries of one content type, naming the member', () => {
+    expect(() => metricsHandler([new Registry(), 42] as never)).toThrow(
+      new TypeError('metricsHandler: "registry[1]" must be a prom-client Registry, got 42'),
+    )
+    expect(() => metricsHandler([])).toThrow(new RangeError('metricsHandler: "registry" must hold at least one Registry, got []'))
+    const open = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>()
+    open.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
+    expect(() => metricsHandler([new Registry(), open] as never)).toThrow(/"registry\[1\]" must have the content type of "registry\[0\]"/)
+  })
+
   it('answers 500 when the registry fails instead of hanging', async () => {
     const registry = new Registry()
     registry.metrics = () => Promise.reject(new Error('exploded'))
