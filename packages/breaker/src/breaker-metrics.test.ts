@@ -1,4 +1,4 @@
-import { AggregatorRegistry, Registry } from 'prom-client'
+import { AggregatorRegistry, Counter, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { Breaker } from './breaker.js'
 
@@ -34,5 +34,33 @@ describe('breaker metrics in a cluster (prom-client AggregatorRegistry)', () => 
     expect(await value(cluster, 'ballast_breaker_state', { breaker: 'inv', state: 'closed' })).toBe(2)
     expect(await value(cluster, 'ballast_breaker_calls_total', { breaker: 'inv', outcome: 'success' })).toBe(4)
     for (const { b } of workers) b[Symbol.dispose]()
+  })
+})
+
+describe('breaker metrics an application made with exemplars (registered before the breaker, which adopts them)', () => {
+  it('counts every event into its labelled series, none into an unlabelled one', async () => {
+    // prom-client's typings give Registry no constructor argument; it takes the content type.
+    const registry = new (Registry as unknown as new (type: string) => Registry)(Registry.OPENMETRICS_CONTENT_TYPE)
+    const families = { calls_total: 'outcome', rejected_calls_total: 'reason', transitions_total: 'state', fallbacks_total: 'result' }
+    for (const [name, label] of Object.entries(families)) {
+      new Counter({
+        name: `ballast_breaker_${name}`,
+        help: 'h',
+        labelNames: ['breaker', label],
+        enableExemplars: true,
+        registers: [registry],
+      })
+    }
+    new Counter({ name: 'ballast_breaker_retries_total', help: 'h', labelNames: ['breaker'], enableExemplars: true, registers: [registry] })
+    const b = new Breaker({ name: 'inv', registry, volumeThreshold: 2, errorThresholdPercentage: 1, retry: { attempts: 1, delay: 1 } })
+    await b.execute(fail).catch(() => undefined) // fails, is retried, fails again: open
+    await b.execute(async () => 'never runs', { fallback: () => 'cached' })
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_breaker_retries_total{breaker="inv"} 1')
+    expect(text).toContain('ballast_breaker_transitions_total{breaker="inv",state="open"} 1')
+    expect(text).toContain('ballast_breaker_rejected_calls_total{breaker="inv",reason="open"} 1')
+    expect(text).toContain('ballast_breaker_fallbacks_total{breaker="inv",result="success"} 1')
+    expect(text).not.toMatch(/^ballast_breaker_\w+_total \d/m)
+    b[Symbol.dispose]()
   })
 })

@@ -1,4 +1,14 @@
-import { addCollector, counter, FastCounter, FastHistogram, gauge, histogram, type MetricsTarget, zeroSeries } from '@ballast/core'
+import {
+  addCollector,
+  counter,
+  FastCounter,
+  FastHistogram,
+  gauge,
+  histogram,
+  incSeries,
+  type MetricsTarget,
+  zeroSeries,
+} from '@ballast/core'
 import type { Counter, Gauge, Histogram } from 'prom-client'
 import type { RejectionReason } from './errors.js'
 
@@ -209,22 +219,22 @@ export class BreakerMetrics implements BreakerObserver {
   rejected(reason: RejectionReason): void {
     if (this.#disposed) return
     this.#calls.rejected.inc()
-    this.#m.rejected.inc({ breaker: this.#name, reason: reason === 'half-open' ? 'half_open' : reason })
+    incSeries(this.#m.rejected, { breaker: this.#name, reason: reason === 'half-open' ? 'half_open' : reason })
   }
 
   fallback(result: 'success' | 'failure'): void {
     if (this.#disposed) return
-    this.#m.fallbacks.inc({ breaker: this.#name, result })
+    incSeries(this.#m.fallbacks, { breaker: this.#name, result })
   }
 
   retry(): void {
     if (this.#disposed) return
-    this.#m.retries.inc({ breaker: this.#name })
+    incSeries(this.#m.retries, { breaker: this.#name })
   }
 
   transition(state: StateLabel): void {
     if (this.#disposed) return
-    this.#m.transitions.inc({ breaker: this.#name, state })
+    incSeries(this.#m.transitions, { breaker: this.#name, state })
   }
 
   dispose(): void {

@@ -1,6 +1,6 @@
 import { Counter, Histogram, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { FastCounter, FastHistogram } from './fast-series.js'
+import { FastCounter, FastHistogram, incSeries, observeSeries } from './fast-series.js'
 import { zeroSeries } from './metrics.js'
 
 // prom-client's typings give Registry no constructor argument; it takes the content type.
@@ -39,5 +39,30 @@ describe('fast series on exemplar-enabled metrics (OpenMetrics registry)', () =>
     const bound = new FastHistogram(h, { o: 'ok' })
     h.reset()
     expect(() => bound.observe(0.5)).not.toThrow()
+  })
+
+  it('incSeries and observeSeries count into the labelled series of either kind of metric', async () => {
+    const registry = openMetricsRegistry()
+    for (const enableExemplars of [true, false]) {
+      const name = enableExemplars ? 'ex' : 'plain'
+      const c = new Counter({ name, help: 'h', labelNames: ['o'], enableExemplars, registers: [registry] })
+      const h = new Histogram({
+        name: `${name}_seconds`,
+        help: 'h',
+        labelNames: ['o'],
+        buckets: [1],
+        enableExemplars,
+        registers: [registry],
+      })
+      incSeries(c, { o: 'ok' })
+      incSeries(c, { o: 'ok' }, 2)
+      observeSeries(h, { o: 'ok' }, 0.5)
+    }
+    const text = await registry.metrics()
+    for (const name of ['ex', 'plain']) {
+      expect(text).toContain(`${name}_total{o="ok"} 3`)
+      expect(text).toContain(`${name}_seconds_count{o="ok"} 1`)
+      expect(text).not.toMatch(new RegExp(`^${name}(_total|_seconds_count) \\d`, 'm'))
+    }
   })
 })

@@ -75,16 +75,38 @@ export function hasSeries(metric: Counter<string> | Histogram<string>, labels: R
 }
 
 // A metric made with `enableExemplars` (on an OpenMetrics registry) takes its labels
-// and value in one object; positional arguments would land in the unlabelled series.
+// and value in one object; positional arguments would land in the unlabelled series,
+// or throw for a histogram (its value is then undefined).
 type ExemplarAware = { enableExemplars?: boolean }
 
-/** `inc` through prom-client's public API, exemplar-enabled metrics included. Internal to the package. */
-export function publicInc(metric: Counter<string>, labels: Record<string, string>, value: number): void {
+/**
+ * `counter.inc(labels, value)` that also works on a counter made with
+ * `enableExemplars` (one an application registered before ballast adopted it),
+ * whose `inc` takes a single object. For label sets not known up front; a hot
+ * path with fixed labels uses {@link FastCounter}.
+ *
+ * @example
+ * ```ts
+ * incSeries(rejected, { queue: 'emails', reason: 'full' })
+ * incSeries(processed, { queue: 'emails' }, batch.length)
+ * ```
+ */
+export function incSeries<L extends string>(metric: Counter<L>, labels: Partial<Record<L, string>>, value = 1): void {
   if ((metric as ExemplarAware).enableExemplars === true) metric.inc({ labels, value } as never)
   else metric.inc(labels, value)
 }
 
-function publicObserve(metric: Histogram<string>, labels: Record<string, string>, value: number): void {
+/**
+ * `histogram.observe(labels, value)` that also works on a histogram made with
+ * `enableExemplars`, whose `observe` takes a single object. For label sets not
+ * known up front; a hot path with fixed labels uses {@link FastHistogram}.
+ *
+ * @example
+ * ```ts
+ * observeSeries(duration, { queue: 'emails', outcome: 'ok' }, seconds)
+ * ```
+ */
+export function observeSeries<L extends string>(metric: Histogram<L>, labels: Partial<Record<L, string>>, value: number): void {
   if ((metric as ExemplarAware).enableExemplars === true) metric.observe({ labels, value } as never)
   else metric.observe(labels, value)
 }
@@ -116,7 +138,7 @@ export class FastCounter {
   }
 
   #locate(): void {
-    publicInc(this.#metric, this.#labels, 0)
+    incSeries(this.#metric, this.#labels, 0)
     const found = locate(this.#metric as unknown as Stored, this.#labels)
     const usable = found !== undefined && typeof found.entry.value === 'number'
     this.#key = usable ? propertyKey(found.key) : undefined
@@ -133,7 +155,7 @@ export class FastCounter {
         return
       }
     }
-    publicInc(this.#metric, this.#labels, 1)
+    incSeries(this.#metric, this.#labels, 1)
     this.#locate()
   }
 }
@@ -210,7 +232,7 @@ export class FastHistogram {
         return
       }
     }
-    publicObserve(this.#metric, this.#labels, value)
+    observeSeries(this.#metric, this.#labels, value)
     this.#locate()
   }
 }

@@ -1,6 +1,6 @@
 export { AbortLinks } from './abort-links.js'
 export { BallastError, type BallastErrorOptions, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
-export { FastCounter, FastHistogram } from './fast-series.js'
+export { FastCounter, FastHistogram, incSeries, observeSeries } from './fast-series.js'
 export { type Linked, LiveList } from './live-list.js'
 export {
   addCollector,

@@ -1,5 +1,5 @@
 import { type Aggregator, Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
-import { hasSeries, publicInc } from './fast-series.js'
+import { hasSeries, incSeries } from './fast-series.js'
 import { describeValue, oneOfOption, stringOption } from './options.js'
 
 /**
@@ -266,7 +266,7 @@ export function zeroSeries(metric: Counter<string> | Histogram<string>, labelSet
     // prom-client's zero() replaces a histogram series with an empty one (a reset to a scraper).
     if (isHistogram(metric)) {
       if (hasSeries(metric, labels) !== true) metric.zero(labels)
-    } else publicInc(metric, labels, 0)
+    } else incSeries(metric, labels, 0)
   }
 }
 

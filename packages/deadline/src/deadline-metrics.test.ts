@@ -3,7 +3,7 @@ import { request as httpRequest, type IncomingMessage, type ServerResponse } fro
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import express4 from 'express4'
-import { Registry } from 'prom-client'
+import { Counter, Histogram, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { MAX_MOUNTS_PER_ROUTE, MAX_ROUTE_LABELS, OTHER_MOUNT, OTHER_ROUTES } from './deadline-metrics.js'
 import { deadline, requestDeadline } from './deadline-middleware.js'
@@ -722,6 +722,52 @@ describe.each(expressVersions)('on %s: client-chosen text after the path never r
       }
       await sleep(50)
       expect(await labelsCounted(registry)).toEqual(['/', '/health'])
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('deadline() metrics an application made with exemplars (registered before deadline(), which adopts them)', () => {
+  it('a late write after the 504 is still a silent no-op, and every series keeps its labels', async () => {
+    // prom-client's typings give Registry no constructor argument; it takes the content type.
+    const registry = new (Registry as unknown as new (type: string) => Registry)(Registry.OPENMETRICS_CONTENT_TYPE)
+    const exemplars = { enableExemplars: true, help: 'h', registers: [registry] }
+    new Histogram({ name: 'ballast_deadline_overrun_seconds', labelNames: ['route'], buckets: [0.1, 1], ...exemplars })
+    new Counter({ name: 'ballast_deadline_late_writes_total', labelNames: ['route'], ...exemplars })
+    new Counter({ name: 'ballast_deadline_exceeded_total', labelNames: ['route', 'method', 'reason'], ...exemplars })
+    new Counter({ name: 'ballast_deadline_header_rejected_total', labelNames: ['reason'], ...exemplars })
+    let lateWrite!: (outcome: unknown) => void
+    const lateWritten = new Promise((resolve) => (lateWrite = resolve))
+    const app = express4()
+    app.use(deadline({ timeout: 30, registry }))
+    app.get('/slow', (req, res) => {
+      // Writes once the deadline has run out and been answered, whatever the timing.
+      requestDeadline(req)?.signal.addEventListener('abort', () =>
+        setImmediate(() => {
+          try {
+            res.json({ late: true })
+            lateWrite('ignored')
+          } catch (error) {
+            lateWrite(error)
+          }
+        }),
+      )
+    })
+    app.get('/ok', (_req, res) => {
+      res.json({ ok: true })
+    })
+    const server = await listen(app as never)
+    try {
+      expect((await fetch(`${server.origin}/slow`)).status).toBe(504)
+      expect(await lateWritten).toBe('ignored')
+      expect((await fetch(`${server.origin}/ok`, { headers: { 'request-timeout-ms': 'soon' } })).status).toBe(200)
+      const text = await registry.metrics()
+      expect(text).toContain('ballast_deadline_late_writes_total{route="/slow"} 1')
+      expect(text).toContain('ballast_deadline_overrun_seconds_count{route="/slow"} 1')
+      expect(text).toContain('ballast_deadline_exceeded_total{route="/slow",method="GET",reason="deadline"} 1')
+      expect(text).toContain('ballast_deadline_header_rejected_total{reason="invalid"} 1')
+      expect(text).not.toMatch(/^ballast_deadline_\w+(_total|_count) \d/m)
     } finally {
       await server.close()
     }

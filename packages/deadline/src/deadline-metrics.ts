@@ -3,9 +3,11 @@ import {
   FastCounter,
   FastHistogram,
   histogram,
+  incSeries,
   labelProduct,
   type MetricsTarget,
   methodLabel,
+  observeSeries,
   type RoutedRequest,
   routeLabel,
   zeroSeries,
@@ -137,11 +139,11 @@ export class RouteSeries {
   }
 
   exceeded(reason: ExceededReason): void {
-    this.#exceeded.inc({ ...this.#labels, reason })
+    incSeries(this.#exceeded, { ...this.#labels, reason })
   }
 
   clientClosed(): void {
-    this.#clientClosed.inc(this.#labels)
+    incSeries(this.#clientClosed, this.#labels)
   }
 }
 
@@ -377,14 +379,14 @@ export class DeadlineMetrics {
   }
 
   lateWrite(route: string): void {
-    this.#lateWrites.inc({ route })
+    incSeries(this.#lateWrites, { route })
   }
 
   overrun(route: string, ms: number): void {
-    this.#overrun.observe({ route }, ms / 1_000)
+    observeSeries(this.#overrun, { route }, ms / 1_000)
   }
 
   headerRejected(reason: 'invalid' | 'expired'): void {
-    this.#headerRejected.inc({ reason })
+    incSeries(this.#headerRejected, { reason })
   }
 }

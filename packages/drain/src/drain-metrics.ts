@@ -1,4 +1,14 @@
-import { addCollector, counter, gauge, histogram, labelProduct, type MetricsTarget, zeroSeries } from '@ballast/core'
+import {
+  addCollector,
+  counter,
+  gauge,
+  histogram,
+  incSeries,
+  labelProduct,
+  type MetricsTarget,
+  observeSeries,
+  zeroSeries,
+} from '@ballast/core'
 import type { Drain } from './drain.js'
 
 const STATES = ['serving', 'draining', 'closing'] as const
@@ -60,7 +70,7 @@ export function observeDrain(drain: Drain, target: MetricsTarget): Disposable {
     buckets: HOOK_BUCKETS,
   })
 
-  rejected.inc(0)
+  zeroSeries(rejected, [{}])
   zeroSeries(closed, labelProduct({ reason: CLOSE_REASONS }))
   const zeroHook = (name: string) => zeroSeries(hooks, labelProduct({ hook: [name], outcome: HOOK_OUTCOMES }))
   for (const name of drain.hooks) zeroHook(name)
@@ -78,9 +88,9 @@ export function observeDrain(drain: Drain, target: MetricsTarget): Disposable {
   ]
   const subscriptions = [
     drain.onHookRegistered(({ name }) => zeroHook(name)),
-    drain.onReject(() => rejected.inc()),
-    drain.onConnectionClose(({ reason }) => closed.inc({ reason })),
-    drain.onHookEnd(({ name, outcome, durationMs }) => hooks.observe({ hook: name, outcome }, durationMs / 1000)),
+    drain.onReject(() => incSeries(rejected, {})),
+    drain.onConnectionClose(({ reason }) => incSeries(closed, { reason })),
+    drain.onHookEnd(({ name, outcome, durationMs }) => observeSeries(hooks, { hook: name, outcome }, durationMs / 1000)),
   ]
   return {
     [Symbol.dispose]() {
