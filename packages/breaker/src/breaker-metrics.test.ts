@@ -1,5 +1,7 @@
+import { cpSync, rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { AggregatorRegistry, Counter, Registry } from 'prom-client'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { Breaker } from './breaker.js'
 
 const fail = async (): Promise<never> => {
@@ -62,5 +64,28 @@ describe('breaker metrics an application made with exemplars (registered before 
     expect(text).toContain('ballast_breaker_fallbacks_total{breaker="inv",result="success"} 1')
     expect(text).not.toMatch(/^ballast_breaker_\w+_total \d/m)
     b[Symbol.dispose]()
+  })
+})
+
+describe('two installed copies of the package on one registry', () => {
+  // A duplicate in node_modules: the same code as another module instance, sharing core and prom-client.
+  const copyDir = fileURLToPath(new URL('../node_modules/.second-copy/', import.meta.url))
+  cpSync(fileURLToPath(new URL('../dist/', import.meta.url)), copyDir, { recursive: true })
+  afterAll(() => rmSync(copyDir, { recursive: true, force: true }))
+
+  it("disposing one copy's breaker keeps the series of the other copy's live breaker of the same name; the last removes them", async () => {
+    const other = (await import(/* @vite-ignore */ `${copyDir}index.js`)) as { Breaker: typeof Breaker }
+    expect(other.Breaker).not.toBe(Breaker)
+    const registry = new Registry()
+    const mine = new Breaker({ name: 'inv', registry, errorThresholdPercentage: 40 })
+    const theirs = new other.Breaker({ name: 'inv', registry, errorThresholdPercentage: 40 })
+    mine[Symbol.dispose]()
+    await theirs.execute(async () => 'ok')
+    expect(await value(registry, 'ballast_breaker_calls_total', { breaker: 'inv', outcome: 'success' })).toBe(1)
+    expect(await value(registry, 'ballast_breaker_calls_total', { breaker: 'inv', outcome: 'failure' })).toBe(0)
+    expect(await value(registry, 'ballast_breaker_failure_threshold_ratio', { breaker: 'inv' })).toBe(0.4)
+    expect(await value(registry, 'ballast_breaker_transitions_total', { breaker: 'inv', state: 'open' })).toBe(0)
+    theirs[Symbol.dispose]()
+    expect(await registry.metrics()).not.toContain('breaker="inv"')
   })
 })

@@ -139,7 +139,16 @@ export function instruments(target: MetricsTarget): Instruments {
 
 // How many live breakers hold each name's series, per metric (so per registry and
 // prefix): breakers sharing a name share its series, and the last one disposed removes them.
-const holders = new WeakMap<object, Map<string, number>>()
+// Kept on the metric under a process-wide symbol rather than in this module: two installed
+// copies of the package share the metric, so they must share the count, or disposing a
+// breaker of one copy would remove the series of a live breaker of the other.
+const holdersKey = Symbol.for('ballast.breaker.holders')
+
+function holdersOf(metric: object): Map<string, number> {
+  const shared = metric as { [holdersKey]?: Map<string, number> }
+  shared[holdersKey] ??= new Map<string, number>()
+  return shared[holdersKey]
+}
 
 /**
  * Prometheus series of one breaker (section 4 of the design). All label sets exist
@@ -161,8 +170,7 @@ export class BreakerMetrics implements BreakerObserver {
     this.#m = m
     this.#name = name
     const breaker = name
-    const held = holders.get(m.calls) ?? new Map<string, number>()
-    holders.set(m.calls, held)
+    const held = holdersOf(m.calls)
     held.set(name, (held.get(name) ?? 0) + 1)
     zeroSeries(
       m.transitions,
@@ -244,14 +252,14 @@ export class BreakerMetrics implements BreakerObserver {
     for (const remove of this.#removeCollectors) remove()
     const breaker = this.#name
     const m = this.#m
-    const held = holders.get(m.calls)
-    const others = (held?.get(breaker) ?? 1) - 1
+    const held = holdersOf(m.calls)
+    const others = (held.get(breaker) ?? 1) - 1
     if (others > 0) {
       // Another breaker of this name still counts into these series.
-      held?.set(breaker, others)
+      held.set(breaker, others)
       return
     }
-    held?.delete(breaker)
+    held.delete(breaker)
     for (const state of STATES) {
       m.state.remove({ breaker, state })
       m.transitions.remove({ breaker, state })
