@@ -89,3 +89,18 @@ describe('two installed copies of the package on one registry', () => {
     expect(await registry.metrics()).not.toContain('breaker="inv"')
   })
 })
+
+describe('breaker metrics after the registry is reset (registry.resetMetrics(), as a push or a test does)', () => {
+  it('serves the state, ratio and threshold gauges again at the next scrape', async () => {
+    const registry = new Registry()
+    const b = new Breaker({ name: 'inv', registry, errorThresholdPercentage: 40 })
+    registry.resetMetrics()
+    await b.execute(async () => 'ok')
+    const text = await registry.metrics()
+    expect(text).toContain('ballast_breaker_calls_total{breaker="inv",outcome="success"} 1')
+    expect(text).toContain('ballast_breaker_state{breaker="inv",state="closed"} 1')
+    expect(text).toContain('ballast_breaker_failure_ratio{breaker="inv"} 0')
+    expect(text).toContain('ballast_breaker_failure_threshold_ratio{breaker="inv"} 0.4')
+    b[Symbol.dispose]()
+  })
+})

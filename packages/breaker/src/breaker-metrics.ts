@@ -193,7 +193,6 @@ export class BreakerMetrics implements BreakerObserver {
       FALLBACK_RESULTS.map((result) => ({ breaker, result })),
     )
     zeroSeries(m.retries, [{ breaker }])
-    m.thresholdRatio.set({ breaker }, threshold)
     const stateLabels = STATES.map((state) => ({ breaker, state }))
     const readState = () => {
       const current = gauges.stateLabel()
@@ -201,13 +200,17 @@ export class BreakerMetrics implements BreakerObserver {
     }
     const readRatio = () => m.failureRatio.set({ breaker }, gauges.failureRatio())
     const readConcurrent = () => m.concurrent.set({ breaker }, gauges.concurrent())
+    // A constant, yet set at every scrape: a registry's resetMetrics() would lose it for good.
+    const readThreshold = () => m.thresholdRatio.set({ breaker }, threshold)
     readState()
     readRatio()
     readConcurrent()
+    readThreshold()
     this.#removeCollectors = [
       addCollector(m.state as Gauge<string>, readState),
       addCollector(m.failureRatio as Gauge<string>, readRatio),
       addCollector(m.concurrent as Gauge<string>, readConcurrent),
+      addCollector(m.thresholdRatio as Gauge<string>, readThreshold),
     ]
     this.#calls = Object.fromEntries(OUTCOMES.map((outcome) => [outcome, new FastCounter(m.calls, { breaker, outcome })])) as Record<
       CallOutcome,
