@@ -61,9 +61,11 @@ describe('load across SIGTERM', () => {
       expect(result.unannounced).toBe(0)
       const announcedPhase = (result.phases['draining/close'] ?? 0) + (result.phases['closed/close'] ?? 0)
       expect(announcedPhase).toBeGreaterThan(0)
-      // Fast-only loops keep sending through the whole readinessDelay. (With 300 ms requests
-      // the loops run in step, so whether a response falls in those 200 ms depends on the phase.)
-      if (readinessDelay > 0 && slowShare === 0) expect(result.phases['draining/close'] ?? 0).toBeGreaterThan(100)
+      // Fast-only loops keep sending through the whole readinessDelay: more answers in it than
+      // loops (a few hundred on a quiet machine; the bound leaves room for a loaded one). With
+      // 300 ms requests the loops run in step, so whether a response falls in those 200 ms
+      // depends on the phase.
+      if (readinessDelay > 0 && slowShare === 0) expect(result.phases['draining/close'] ?? 0).toBeGreaterThan(32)
       expect(exit.code).toBe(0)
       // readinessDelay + the 300 ms requests + settle and idle linger, with room for a loaded machine.
       expect(exitAfterMs).toBeLessThan(readinessDelay + 300 + 500 + 2_000)
