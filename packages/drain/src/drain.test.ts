@@ -9,7 +9,7 @@ import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { selfSigned } from '../test/support/certificate.js'
 import { RawConnection, rawConnection } from '../test/support/raw-http.js'
-import { Drain, type DrainOptions, type ShutdownReport, type StateChangeEvent } from './drain.js'
+import { Drain, type DrainOptions, DUPLICATE_SIGNAL_WINDOW_MS, type ShutdownReport, type StateChangeEvent } from './drain.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { ExitCode } from './exit-codes.js'
 
@@ -44,6 +44,11 @@ function raise(signal: NodeJS.Signals): Promise<void> {
     process.once(signal, () => setImmediate(resolve))
     process.kill(process.pid, signal)
   })
+}
+
+/** Waits until a signal sent now is no longer a duplicate delivery of the first one. */
+function pastDuplicateWindow(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, DUPLICATE_SIGNAL_WINDOW_MS + 50))
 }
 
 /** Active resources that outnumber those of `baseline`, by type. */
@@ -577,6 +582,7 @@ describe('signals after shutdown()', () => {
     const shutdown2 = drain2.shutdown('deploy')
     await raise('SIGUSR2')
     expect(drain2.state).not.toBe('stopped')
+    await pastDuplicateWindow()
     await raise('SIGUSR2')
     expect(await shutdown2).toMatchObject({ reason: 'deploy', outcome: 'second_signal', exitCode: ExitCode.SECOND_SIGNAL })
     expect(codes2).toEqual([ExitCode.SECOND_SIGNAL])
@@ -590,7 +596,7 @@ describe('signals after shutdown()', () => {
     const before = performance.now()
     await raise('SIGUSR2')
     expect(drain.state).not.toBe('stopped')
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await pastDuplicateWindow()
     await raise('SIGUSR2')
     const after = performance.now()
     expect(drain.state).toBe('stopped')
@@ -602,9 +608,37 @@ describe('signals after shutdown()', () => {
       hooks: [{ name: 'hangs', outcome: 'abandoned' }],
     })
     // From the first signal, which started the shutdown, not from the second.
-    expect(report.durationMs).toBeGreaterThanOrEqual(200)
+    expect(report.durationMs).toBeGreaterThanOrEqual(DUPLICATE_SIGNAL_WINDOW_MS)
     expect(report.durationMs).toBeLessThanOrEqual(after - before)
     expect(drain.elapsedMs).toBe(report.durationMs)
+    drain[Symbol.dispose]()
+  })
+
+  it('signals right after the first one are the same delivery: ignored, logged once, whichever signal they are', async () => {
+    const codes: number[] = []
+    const logs: string[] = []
+    const logger = { info: (_: object, message: string) => logs.push(message), warn: () => {}, error: () => {} }
+    const drain = new Drain({
+      ...QUIET,
+      logger,
+      signals: ['SIGUSR2', 'SIGHUP'],
+      exit: (code) => codes.push(code),
+      registry: new Registry(),
+    })
+    let release: () => void = () => {}
+    const released = new Promise<void>((resolve) => (release = resolve))
+    drain.onShutdown('waits', () => released)
+    const firstAt = performance.now()
+    await raise('SIGUSR2')
+    await raise('SIGUSR2')
+    await raise('SIGHUP')
+    // Still inside the window, or the test shows nothing.
+    expect(performance.now() - firstAt).toBeLessThan(DUPLICATE_SIGNAL_WINDOW_MS)
+    expect(drain.state).not.toBe('stopped')
+    expect(logs.filter((message) => message.includes('same delivery'))).toHaveLength(1)
+    release()
+    expect(await drain.shutdown()).toMatchObject({ reason: 'SIGUSR2', outcome: 'ok', exitCode: ExitCode.OK })
+    expect(codes).toEqual([ExitCode.OK])
     drain[Symbol.dispose]()
   })
 })

@@ -182,6 +182,15 @@ interface Hook {
 
 const OWNER = 'Drain'
 /**
+ * A signal within this many ms of the first one is the same stop delivered twice, not
+ * an impatient second signal: Ctrl+C reaches the whole process group and `node --watch`
+ * forwards it too, a cluster primary forwards SIGTERM to workers that also got it from
+ * systemd's control group, `tini -g` and `dumb-init` signal the group. Any handled
+ * signal counts (a terminal's SIGINT and a primary's forwarded SIGTERM differ). A person
+ * pressing Ctrl+C again to force the exit is slower than this.
+ */
+export const DUPLICATE_SIGNAL_WINDOW_MS = 500
+/**
  * A listener closes only once, for this long, no connection was accepted and no
  * response told a client to reconnect (`Connection: close`)...
  */
@@ -218,7 +227,8 @@ const EXIT_CODES: Record<ShutdownOutcome, number> = {
  * connections as they become idle (`closing`), waits for in-flight requests and
  * tracked work, runs shutdown hooks in reverse order, each under its own timeout,
  * and exits. `gracePeriod` is a hard limit; a second signal exits at once (a first
- * signal during a {@link Drain.shutdown} started by the application is only noted).
+ * signal during a {@link Drain.shutdown} started by the application is only noted, and
+ * signals within {@link DUPLICATE_SIGNAL_WINDOW_MS} of the first are the same delivery).
  *
  * @example
  * ```ts
@@ -276,8 +286,9 @@ export class Drain implements Disposable {
   #phaseTimer: NodeJS.Timeout | undefined
   #wakePhase: (() => void) | undefined
   #finished = false
-  /** Whether a signal was received: only a signal after that one forces the exit. */
-  #signalled = false
+  /** performance.now() of the first signal: only a signal after it (and its duplicates) forces the exit. */
+  #firstSignalAt: number | undefined
+  #duplicateLogged = false
   #httpDrained = false
   #hookReports: HookReport[] = []
   #runningHook: { name: string; controller: AbortController; startedAt: number; abandon: () => void } | undefined
@@ -584,22 +595,39 @@ export class Drain implements Disposable {
 
   #signal(signal: NodeJS.Signals): void {
     if (this.#finished) return
-    const signalled = this.#signalled
-    this.#signalled = true
+    const firstAt = this.#firstSignalAt
+    if (firstAt === undefined) {
+      this.#firstSignalAt = performance.now()
+      this.#firstSignal(signal)
+    } else if (performance.now() - firstAt < DUPLICATE_SIGNAL_WINDOW_MS) {
+      this.#duplicateSignal(signal)
+    } else {
+      this.#logger.warn({ signal }, 'drain: second signal, exiting now')
+      this.#abort('second_signal', this.#startedMono ?? performance.now(), new GracePeriodExceededError(this.gracePeriod))
+    }
+  }
+
+  #firstSignal(signal: NodeJS.Signals): void {
     if (this.#shutdown === undefined) {
       this.#logger.info({ signal, gracePeriod: this.gracePeriod, readinessDelay: this.readinessDelay }, 'drain: shutting down')
       void this.shutdown(signal)
       return
     }
-    if (!signalled) {
-      // The orchestrator's SIGTERM arriving during a shutdown() started by the
-      // application (a deploy hook, an admin endpoint) is its first word, not an
-      // impatient repeat: the drain in progress carries on under its gracePeriod.
-      this.#logger.info({ signal, reason: this.#reason }, 'drain: signal during shutdown, already draining')
-      return
-    }
-    this.#logger.warn({ signal }, 'drain: second signal, exiting now')
-    this.#abort('second_signal', this.#startedMono ?? performance.now(), new GracePeriodExceededError(this.gracePeriod))
+    // The orchestrator's SIGTERM arriving during a shutdown() started by the
+    // application (a deploy hook, an admin endpoint) is its first word, not an
+    // impatient repeat: the drain in progress carries on under its gracePeriod.
+    this.#logger.info({ signal, reason: this.#reason }, 'drain: signal during shutdown, already draining')
+  }
+
+  #duplicateSignal(signal: NodeJS.Signals): void {
+    // Several deliveries of one stop (a process group and its forwarder) would
+    // otherwise log once per worker and per copy.
+    if (this.#duplicateLogged) return
+    this.#duplicateLogged = true
+    this.#logger.info(
+      { signal, windowMs: DUPLICATE_SIGNAL_WINDOW_MS },
+      'drain: signal right after the first one, taken as the same delivery and ignored',
+    )
   }
 
   readonly #onResponseClose = (): void => {

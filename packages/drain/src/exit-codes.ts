@@ -17,7 +17,8 @@ export const ExitCode = {
   GRACE_PERIOD_EXCEEDED: 4,
   /**
    * A second signal arrived while shutting down: exited at once. "Second" counts
-   * signals only: the first signal during a `shutdown()` call is not one.
+   * signals only: the first signal during a `shutdown()` call is not one, nor is a
+   * signal within `DUPLICATE_SIGNAL_WINDOW_MS` (500 ms) of the first.
    */
   SECOND_SIGNAL: 5,
 } as const

@@ -4,6 +4,7 @@ export {
   type DrainLogger,
   type DrainOptions,
   type DrainState,
+  DUPLICATE_SIGNAL_WINDOW_MS,
   type HookEndEvent,
   type HookOptions,
   type HookOutcome,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { DUPLICATE_SIGNAL_WINDOW_MS } from '../src/drain.js'
 import { ExitCode } from '../src/exit-codes.js'
 import { type ChildServer, startChildServer } from './support/child-server.js'
 import { RawConnection } from './support/raw-http.js'
@@ -131,8 +132,10 @@ describe('time from signal to exit', () => {
     void connection.get('/hang').catch(() => {})
     await new Promise((resolve) => setTimeout(resolve, 20))
     server.kill('SIGTERM')
-    // Wait until the first signal was handled, so the second one is a second one.
+    // Wait until the first signal was handled and its duplicate window is over, so the
+    // second one is a second one.
     await waitForEvent(server, (event) => event.state === 'closing')
+    await new Promise((resolve) => setTimeout(resolve, DUPLICATE_SIGNAL_WINDOW_MS + 50))
     const secondAt = server.kill('SIGTERM')
     const exit = await server.exited
     const exitAfter = exited(server) - signalled(server, 1)
@@ -141,5 +144,26 @@ describe('time from signal to exit', () => {
     )
     expect(exit.code).toBe(ExitCode.SECOND_SIGNAL)
     expect(exitAfter).toBeLessThan(100 + SLACK)
+  })
+})
+
+describe('duplicate signal deliveries', () => {
+  it('the same signal delivered twice at once (a process group and its forwarder): drains in full, in-flight request answered, exit 0', async () => {
+    const server = await startChildServer({ readinessDelay: 0, gracePeriod: 10_000 })
+    const busy = await RawConnection.open(server.port)
+    // A reset must fail the expectation below, not surface as an unhandled rejection.
+    const slow = busy.get('/slow?ms=300&log=1').catch((error: Error) => error.message)
+    await waitForEvent(server, (event) => event.event === 'request')
+    // Two deliveries the child handled one after the other, not one the kernel merged.
+    const handled = () => server.events.filter((event) => event.event === 'signal').length
+    server.kill('SIGTERM')
+    await waitForEvent(server, () => handled() === 1)
+    server.kill('SIGTERM')
+    await waitForEvent(server, () => handled() === 2)
+    const response = await slow
+    const exit = await server.exited
+    expect(signalled(server, 1) - signalled(server)).toBeLessThan(DUPLICATE_SIGNAL_WINDOW_MS)
+    expect(response).toMatchObject({ status: 200, headers: { connection: 'close' } })
+    expect(exit.code).toBe(ExitCode.OK)
   })
 })
