@@ -90,6 +90,14 @@ function app(drain: Drain) {
   return application
 }
 
+/** A drain (quiet, with its own registry) attached to a listening server of {@link app}. */
+async function servedDrain(options: DrainOptions): Promise<{ drain: Drain; server: http.Server; port: number }> {
+  const drain = new Drain({ ...QUIET, registry: new Registry(), ...options })
+  const server = http.createServer(app(drain))
+  drain.attach(server)
+  return { drain, server, port: await listen(server) }
+}
+
 describe('options', () => {
   it('refuses an event listener that is no function when it subscribes, not when the event fires', () => {
     const drain = new Drain({ ...QUIET, registry: new Registry() })
@@ -231,10 +239,7 @@ describe('options', () => {
 
 describe('sequence', () => {
   it('readiness 503 and liveness 200 while draining, Connection: close on every response (also one in progress at the signal), signal aborted', async () => {
-    const drain = new Drain({ ...QUIET, readinessDelay: 300, registry: new Registry() })
-    const server = http.createServer(app(drain))
-    drain.attach(server)
-    const port = await listen(server)
+    const { drain, server, port } = await servedDrain({ readinessDelay: 300 })
     const agent = new http.Agent({ keepAlive: true })
     expect(await get(port, '/readyz', agent)).toMatchObject({ status: 200, connection: 'keep-alive' })
     // In progress at the signal, answered (after 100 ms) while still draining (300 ms).
@@ -1161,4 +1166,31 @@ it('hooks that never settle, cut short by gracePeriod: their timeout timers are 
   await new Promise((resolve) => setTimeout(resolve, 50))
   // Before, every hook's timeout timer outlived the drain (and kept the process up for 60 s).
   expect(leakedResources(baseline)).toEqual({})
+})
+
+describe('fake timers', () => {
+  it('setTimeout faked, performance not: the listener waits for quiet by the waits it scheduled, with a probe or two, not hundreds', async () => {
+    const { drain, server, port } = await servedDrain({ readinessDelay: 1_000 })
+    // As node:test's mock.timers, or vitest told to leave performance alone.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    try {
+      let report: ShutdownReport | undefined
+      void drain.shutdown().then((done) => {
+        report = done
+      })
+      await vi.advanceTimersByTimeAsync(990)
+      // Accepted a real millisecond or so before closing starts: the listener must now
+      // stay quiet for 50 ms, which on the real clock takes many probes to see.
+      expect((await get(port, '/fast')).status).toBe(200)
+      let probes = 0
+      server.on('connection', () => probes++)
+      for (let advanced = 0; report === undefined && advanced < 5_000; advanced += 10) await vi.advanceTimersByTimeAsync(10)
+      expect(report?.outcome).toBe('ok')
+      expect(probes).toBeGreaterThanOrEqual(1)
+      expect(probes).toBeLessThanOrEqual(2)
+    } finally {
+      vi.useRealTimers()
+      drain[Symbol.dispose]()
+    }
+  })
 })

@@ -12,7 +12,14 @@ import {
   stringOption,
   timerDelay,
 } from '@ballast/core'
-import { type CloseReason, ConnectionTracker, closeWhenListening, type DrainableServer, type FlushVerdict } from './connection-tracker.js'
+import {
+  type CloseReason,
+  ConnectionTracker,
+  closeWhenListening,
+  type DrainableServer,
+  type FlushVerdict,
+  type ListenerClosePolicy,
+} from './connection-tracker.js'
 import { observeDrain } from './drain-metrics.js'
 import { DrainHookTimeoutError, DrainingError, GracePeriodExceededError } from './errors.js'
 import { DrainEvent } from './events.js'
@@ -753,28 +760,42 @@ export class Drain implements Disposable {
       for (const tracker of this.#trackers) tracker.refreshAnnouncements()
     }
     let open = trackers.length
-    const policy = {
-      flushed: ({ clean }: { clean: boolean; probed: boolean }): FlushVerdict => {
-        if (this.#finished) return CLOSE
-        const now = performance.now()
-        const last = Math.max(...trackers.map((tracker) => Math.max(tracker.lastAcceptedAt, tracker.lastCloseAnnouncedAt)))
-        const quietFor = now - last
-        if ((clean && quietFor >= LISTENER_QUIET_MS) || now >= settleUntil) return CLOSE
-        if (!clean) return { close: false, retryInMs: 0 }
-        return { close: false, retryInMs: Math.max(1, Math.min(LISTENER_QUIET_MS - quietFor, settleUntil - now)) }
-      },
-      listenerClosed: () => {
-        open--
-        if (open === 0 && settle) this.#endSettle()
-      },
+    const listenerClosed = () => {
+      open--
+      if (open === 0 && settle) this.#endSettle()
     }
     try {
-      await Promise.all(trackers.map((tracker) => tracker.closeListener(policy)))
+      await Promise.all(trackers.map((tracker) => tracker.closeListener(this.#closePolicy(trackers, settleUntil, listenerClosed))))
     } finally {
       if (settle) this.#endSettle()
     }
     if (this.#finished) return
     await Promise.all(trackers.map((tracker) => tracker.drained()))
+  }
+
+  /**
+   * One tracker's policy (see #closeGroup). Its clock never reads earlier than the end
+   * of the last wait it asked for: where setTimeout is faked and performance is not
+   * (node:test mock.timers, vitest without `performance` in `toFake`) a wait passes in
+   * no real time, and the real clock alone would take hundreds of probes to see 50 ms
+   * of quiet. With real timers a wait has passed when its timer fires: nothing changes.
+   */
+  #closePolicy(trackers: readonly ConnectionTracker[], settleUntil: number, listenerClosed: () => void): ListenerClosePolicy {
+    let waitedUntil = 0
+    return {
+      flushed: ({ clean }) => {
+        if (this.#finished) return CLOSE
+        const now = Math.max(performance.now(), waitedUntil)
+        const last = Math.max(...trackers.map((tracker) => Math.max(tracker.lastAcceptedAt, tracker.lastCloseAnnouncedAt)))
+        const quietFor = now - last
+        if ((clean && quietFor >= LISTENER_QUIET_MS) || now >= settleUntil) return CLOSE
+        if (!clean) return { close: false, retryInMs: 0 }
+        const retryInMs = Math.max(1, Math.min(LISTENER_QUIET_MS - quietFor, settleUntil - now))
+        waitedUntil = now + retryInMs
+        return { close: false, retryInMs }
+      },
+      listenerClosed,
+    }
   }
 
   /** Announces `Connection: close` again and lets the held requests run (on the next loop turn). */
