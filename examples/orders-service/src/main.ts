@@ -1,5 +1,7 @@
 // `pnpm start`: the orders service alone, configured by environment variables
-// (see config.ts and the README). SIGTERM/SIGINT drain it and exit 0.
+// (see config.ts and the README). SIGTERM/SIGINT drain it and node exits 0; pnpm
+// itself, forwarding the signal, exits 143, so under a supervisor run
+// `node dist/main.js` directly for the drain's exit code to reach it.
 import { loadOrdersConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { openOrderStore } from './order-store.js'
