@@ -15,6 +15,12 @@ export interface Expiring {
  * unref'd while no attempt is live, so an idle breaker never keeps the process
  * alive nor shows up as an active handle.
  *
+ * A queue keeps the timer functions in place when it was made. Once a test
+ * installs or removes fake timers, {@link AttemptTimeouts.current} turns false:
+ * the breaker starts a new queue on the clock now in place (an old timer kept
+ * for reuse would fire on a clock nobody drives) and retires this one, which
+ * still times the attempts it holds on their clock.
+ *
  * The same idea as @ballast/core's `TimerQueues`, specialised: a breaker's budget
  * is fixed, so its queue is held directly instead of looked up per delay. Moving
  * the breaker onto `TimerQueues` was measured at 1.03-1.06x opossum's `fire`
@@ -27,10 +33,30 @@ export class AttemptTimeouts<A extends Expiring> {
   #live = 0
   #timer: NodeJS.Timeout | undefined = undefined
   #refed = false
+  #retired = false
   readonly #budget: number
+  readonly #setTimeout: typeof setTimeout = globalThis.setTimeout
+  readonly #clearTimeout: typeof clearTimeout = globalThis.clearTimeout
 
   constructor(budget: number) {
     this.#budget = budget
+  }
+
+  /** False once the global `setTimeout` is no longer the one this queue arms (fake timers installed or removed). */
+  get current(): boolean {
+    return this.#setTimeout === globalThis.setTimeout
+  }
+
+  /**
+   * A new queue of the same budget, on the clock in place now; this one takes no
+   * more attempts. Its timer is dropped, not cleared: clearing a handle of a fake
+   * clock that was reset since can remove another timer of that clock (node:test's
+   * mock timers), and left alone it fires at most once, on an empty queue.
+   */
+  successor(): AttemptTimeouts<A> {
+    this.#retired = true
+    if (this.#live === 0) this.#timer = undefined
+    return new AttemptTimeouts<A>(this.#budget)
   }
 
   /** Entries held (live, plus ended ones not yet dropped). */
@@ -42,7 +68,7 @@ export class AttemptTimeouts<A extends Expiring> {
     this.#queue.push(attempt)
     this.#live++
     if (this.#timer === undefined) {
-      this.#timer = setTimeout(this.#fire, this.#budget)
+      this.#timer = this.#setTimeout(this.#fire, this.#budget)
       this.#refed = true
     } else if (!this.#refed) {
       this.#timer.ref()
@@ -68,6 +94,7 @@ export class AttemptTimeouts<A extends Expiring> {
     if (this.#live === 0 && this.#refed) {
       this.#timer?.unref()
       this.#refed = false
+      if (this.#retired) this.#timer = undefined
     }
   }
 
@@ -87,14 +114,18 @@ export class AttemptTimeouts<A extends Expiring> {
     }
     const next = this.#queue[this.#head] as A
     // An attempt started by an expiring one's abort listener armed a timer meanwhile: this one replaces it.
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#timer = setTimeout(this.#fire, Math.max(1, Math.ceil(next.expiresAt - now)))
+    if (this.#timer !== undefined) this.#clearTimeout(this.#timer)
+    this.#timer = this.#setTimeout(this.#fire, Math.max(1, Math.ceil(next.expiresAt - now)))
     this.#refed = true
   }
 
-  /** Clears the timer; the queued attempts are cancelled by their breaker. */
+  /**
+   * Clears the timer while its clock is in place (see {@link successor}: otherwise
+   * it is left to fire once, on an empty queue); the queued attempts are cancelled
+   * by their breaker.
+   */
   dispose(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    if (this.#timer !== undefined && this.current) this.#clearTimeout(this.#timer)
     this.#timer = undefined
     this.#queue = []
     this.#head = 0

@@ -285,7 +285,7 @@ export class Breaker<F = never> implements Disposable {
   readonly #circuit: OpossumCircuit<Attempt>
   readonly #observer: BreakerObserver
   readonly #host: AttemptHost
-  readonly #timeouts: AttemptTimeouts<Attempt> | undefined
+  #timeouts: AttemptTimeouts<Attempt> | undefined
   readonly #live = new LiveList<Attempt>()
   readonly #pauses = new Set<() => void>()
   #running = 0
@@ -633,7 +633,7 @@ export class Breaker<F = never> implements Disposable {
     // The caller's deadline caps the attempt: when it binds, its expiry is the caller's
     // problem (ignored), and comes first. The attempt timer is armed all the same: a
     // deadline disposed before the work ends (its request answered) aborts no more.
-    const attempt = new Attempt(this.#host, work, n, deadline, this.#timeouts, this.#timeout === false ? 0 : this.#timeout)
+    const attempt = new Attempt(this.#host, work, n, deadline, this.#timeoutQueue(), this.#timeout === false ? 0 : this.#timeout)
     const circuit = this.#circuit
     this.#running++
     attempt.trial = circuit.halfOpen
@@ -641,6 +641,14 @@ export class Breaker<F = never> implements Disposable {
     attempt.bucket = closed ? this.#opened.fired() : this.#opened.currentBucket()
     this.#live.add(attempt)
     return attempt
+  }
+
+  /** The attempt timeout queue on the clock in place now (a test may have installed or removed fake timers). */
+  #timeoutQueue(): AttemptTimeouts<Attempt> | undefined {
+    const timeouts = this.#timeouts
+    if (timeouts === undefined || timeouts.current) return timeouts
+    this.#timeouts = timeouts.successor()
+    return this.#timeouts
   }
 
   /**

@@ -1,0 +1,91 @@
+import { mock } from 'node:test'
+import { Registry } from 'prom-client'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { Breaker, type BreakerOptions } from './breaker.js'
+import { BreakerTimeoutError } from './errors.js'
+
+// What users testing their own code with fake timers meet: a breaker made once (at
+// import, as a service module does) and reused by tests that install fake timers
+// or not, and fake timers that leave `performance` alone (node:test cannot fake it).
+
+const hang = (): Promise<never> => new Promise<never>(() => undefined)
+
+function breaker(options: Partial<BreakerOptions> = {}): Breaker {
+  return new Breaker({ name: 'fake-timers', registry: new Registry(), ...options })
+}
+
+/** The outcome of a call, read without awaiting it: `'pending'` until it settles. */
+function track(call: Promise<unknown>): { readonly outcome: unknown } {
+  const state = { outcome: 'pending' as unknown }
+  call.then(
+    (value) => {
+      state.outcome = value
+    },
+    (error: unknown) => {
+      state.outcome = error
+    },
+  )
+  return state
+}
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+describe('Breaker attempt timeouts when the clock changes', () => {
+  it('a breaker used under real timers times attempts out on the fake clock a test installs later', async () => {
+    const b = breaker({ timeout: 800 })
+    try {
+      // Leaves the breaker's timeout timer idle, kept for reuse, on the real clock.
+      expect(await b.execute(async () => 1)).toBe(1)
+      vi.useFakeTimers()
+      const call = track(b.execute(hang))
+      await vi.advanceTimersByTimeAsync(799)
+      expect(call.outcome).toBe('pending')
+      await vi.advanceTimersByTimeAsync(1)
+      expect(call.outcome).toBeInstanceOf(BreakerTimeoutError)
+    } finally {
+      b[Symbol.dispose]()
+    }
+  })
+
+  it('an attempt already running when fake timers are installed keeps its clock, and later ones are on the new one', async () => {
+    const b = breaker({ timeout: 100 })
+    try {
+      const before = b.execute(hang).catch((error: unknown) => error)
+      vi.useFakeTimers()
+      const during = track(b.execute(hang))
+      await vi.advanceTimersByTimeAsync(100)
+      expect(during.outcome).toBeInstanceOf(BreakerTimeoutError)
+      vi.useRealTimers()
+      // Timed on the real clock all along: no test advances a clock for it.
+      expect(await before).toBeInstanceOf(BreakerTimeoutError)
+      // Back on the real clock after the fake one is gone.
+      expect(await b.execute(hang).catch((error: unknown) => error)).toBeInstanceOf(BreakerTimeoutError)
+    } finally {
+      b[Symbol.dispose]()
+    }
+  })
+
+  it('disposed after node:test reset its mock timers, leaves the timers the mock arms later alone', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] })
+    const b = breaker({ timeout: 100 })
+    try {
+      expect(await b.execute(async () => 1)).toBe(1)
+    } finally {
+      mock.timers.reset()
+    }
+    b[Symbol.dispose]()
+    mock.timers.enable({ apis: ['setTimeout'] })
+    const next = breaker({ timeout: 100 })
+    try {
+      const call = track(next.execute(hang))
+      mock.timers.tick(100)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(call.outcome).toBeInstanceOf(BreakerTimeoutError)
+    } finally {
+      next[Symbol.dispose]()
+      mock.timers.reset()
+    }
+  })
+})
