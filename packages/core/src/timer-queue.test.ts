@@ -1,6 +1,6 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { type QueueHooks, type TimerQueue, TimerQueues } from './timer-queue.js'
 
 setFlagsFromString('--expose-gc')
@@ -102,5 +102,65 @@ describe('TimerQueues', () => {
     previous.leave()
     longLived.leave()
     expect(timers()).toBe(before)
+  })
+})
+
+describe("TimerQueues when performance.now() is not on the timers' clock", () => {
+  // Fake timers that leave `performance` real (node:test's mock timers cannot fake it), or
+  // a fake `performance` installed after items were queued (restarting near 0): the items'
+  // clock, performance.now(), is set by hand here, and the timers' clock is advanced apart.
+  let now = 0
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    vi.spyOn(performance, 'now').mockImplementation(() => now)
+  })
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
+  it("fires every item queued at one instant once the timers' clock has gone their delay", () => {
+    const queues = new TimerQueues(hooks)
+    now = 100
+    const first = new Job(queues, 1_000)
+    now = 102 // the next request, 2 ms of real time later; the fake clock has not moved
+    const second = new Job(queues, 1_000)
+    vi.advanceTimersByTime(1_000)
+    expect([first.fired, second.fired]).toEqual([true, false])
+    vi.advanceTimersByTime(1)
+    expect(second.fired).toBe(false)
+    vi.advanceTimersByTime(1)
+    expect(second.fired).toBe(true)
+  })
+
+  it('fires items queued before performance.now() restarted near 0 on time', () => {
+    const queues = new TimerQueues(hooks)
+    now = 5_000 // the worker's uptime
+    const first = new Job(queues, 30)
+    now = 5_002
+    const second = new Job(queues, 30)
+    now = 0
+    vi.advanceTimersByTime(30)
+    expect([first.fired, second.fired]).toEqual([true, false])
+    vi.advanceTimersByTime(2)
+    expect(second.fired).toBe(true)
+  })
+
+  it('on one clock, after a timer that fired late (a busy event loop), times the next item from the clock: not early, not a delay late', () => {
+    const queues = new TimerQueues(hooks)
+    now = 0
+    const first = new Job(queues, 20)
+    now = 5
+    const second = new Job(queues, 20)
+    now = 40
+    const third = new Job(queues, 20)
+    // The timer armed for `first` (due 20) runs only at 40: `first` and `second` are due.
+    vi.advanceTimersByTime(20)
+    expect([first.fired, second.fired, third.fired]).toEqual([true, true, false])
+    now = 59
+    vi.advanceTimersByTime(19)
+    expect(third.fired).toBe(false)
+    now = 60
+    vi.advanceTimersByTime(1)
+    expect(third.fired).toBe(true)
   })
 })

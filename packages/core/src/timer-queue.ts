@@ -19,6 +19,26 @@ export interface QueueHooks<T> {
   fire(item: T): void
 }
 
+/**
+ * The delay to re-arm a queue's timer with, for its next item (due at `due`),
+ * once the timer armed for the item due at `armedFor` has fired: counted from
+ * `armedFor` when `performance.now()` is behind it. The fired timer shows that its
+ * clock reached `armedFor`; `performance.now()` may be on another clock (fake
+ * timers that leave `performance` real, as node:test's do, or a fake
+ * `performance` installed after the items were queued, restarting near 0), and
+ * counting from it would wait a whole delay, or the process's uptime, more.
+ * On one clock it changes nothing but Node's sub-millisecond rounding. At least 1.
+ *
+ * @example
+ * ```ts
+ * timer = setTimeout(onTimer, nextTimerDelay(next.expiresAt, armedFor))
+ * armedFor = next.expiresAt
+ * ```
+ */
+export function nextTimerDelay(due: number, armedFor: number): number {
+  return Math.max(1, Math.ceil(due - Math.max(performance.now(), armedFor)))
+}
+
 // Queues kept while idle (their timer unref'd, dropped when it fires with nothing
 // due); past this many distinct delays, an emptied queue is dropped at once.
 const IDLE_QUEUES = 64
@@ -176,7 +196,7 @@ export class TimerQueue<T> {
       return
     }
     const due = this.#hooks.expiresAt(head)
-    this.#timer = this.#setTimeout(this.#onTimer, Math.max(1, Math.ceil(due - performance.now())))
+    this.#timer = this.#setTimeout(this.#onTimer, nextTimerDelay(due, this.#armedFor))
     this.#refed = true
     this.#armedFor = due
   }
