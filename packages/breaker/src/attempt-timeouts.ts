@@ -1,3 +1,5 @@
+import { nextTimerDelay } from '@ballast/core'
+
 /** What {@link AttemptTimeouts} needs of an attempt. */
 export interface Expiring {
   /** `performance.now()` at which the attempt times out. */
@@ -34,6 +36,10 @@ export class AttemptTimeouts<A extends Expiring> {
   #timer: NodeJS.Timeout | undefined = undefined
   #refed = false
   #retired = false
+  // Expiry of the attempt the timer was armed for: when the timer fires, that attempt
+  // (and any due no later) times out without asking performance.now(), which fake
+  // timers may leave on the real clock (node:test cannot fake it); see TimerQueue.
+  #armedFor = 0
   readonly #budget: number
   readonly #setTimeout: typeof setTimeout = globalThis.setTimeout
   readonly #clearTimeout: typeof clearTimeout = globalThis.clearTimeout
@@ -70,6 +76,7 @@ export class AttemptTimeouts<A extends Expiring> {
     if (this.#timer === undefined) {
       this.#timer = this.#setTimeout(this.#fire, this.#budget)
       this.#refed = true
+      this.#armedFor = attempt.expiresAt
     } else if (!this.#refed) {
       this.#timer.ref()
       this.#refed = true
@@ -101,7 +108,9 @@ export class AttemptTimeouts<A extends Expiring> {
   readonly #fire = (): void => {
     this.#timer = undefined
     this.#refed = false
-    const now = performance.now()
+    // Read before the loop: an attempt started by an expiring one's abort listener re-arms.
+    const armedFor = this.#armedFor
+    const now = Math.max(performance.now(), armedFor)
     for (;;) {
       const head = this.#queue[this.#head]
       if (head === undefined) return
@@ -115,8 +124,9 @@ export class AttemptTimeouts<A extends Expiring> {
     const next = this.#queue[this.#head] as A
     // An attempt started by an expiring one's abort listener armed a timer meanwhile: this one replaces it.
     if (this.#timer !== undefined) this.#clearTimeout(this.#timer)
-    this.#timer = this.#setTimeout(this.#fire, Math.max(1, Math.ceil(next.expiresAt - now)))
+    this.#timer = this.#setTimeout(this.#fire, nextTimerDelay(next.expiresAt, armedFor))
     this.#refed = true
+    this.#armedFor = next.expiresAt
   }
 
   /**

@@ -89,3 +89,24 @@ describe('Breaker attempt timeouts when the clock changes', () => {
     }
   })
 })
+
+describe('Breaker attempt timeouts with fake timers that leave performance real', () => {
+  it('times attempts out once their budget has passed on the fake clock', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const b = breaker({ timeout: 800 })
+    try {
+      const first = track(b.execute(hang))
+      // Started a moment of real time later, at the same fake instant.
+      const second = track(b.execute(hang))
+      await vi.advanceTimersByTimeAsync(799)
+      expect(first.outcome).toBe('pending')
+      await vi.advanceTimersByTimeAsync(1)
+      expect(first.outcome).toBeInstanceOf(BreakerTimeoutError)
+      // Due that moment of real time after the first, not a whole budget.
+      await vi.advanceTimersByTimeAsync(50)
+      expect(second.outcome).toBeInstanceOf(BreakerTimeoutError)
+    } finally {
+      b[Symbol.dispose]()
+    }
+  })
+})
