@@ -297,7 +297,8 @@ export class Deadline implements Disposable {
 
   /**
    * Milliseconds left, `>= 0`, on the monotonic clock; `0` once aborted; never
-   * increases. `Infinity` for `Deadline.after(Infinity)`.
+   * increases on one clock (a fake `performance` installed after the deadline was
+   * made is another clock). `Infinity` for `Deadline.after(Infinity)`.
    *
    * @example
    * ```ts
