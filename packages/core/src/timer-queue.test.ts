@@ -1,3 +1,4 @@
+import { mock } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -102,6 +103,29 @@ describe('TimerQueues', () => {
     previous.leave()
     longLived.leave()
     expect(timers()).toBe(before)
+  })
+})
+
+describe('TimerQueues and node:test mock timers', () => {
+  it('dropping queues of a mock clock that was reset since leaves the timers it arms later alone', () => {
+    mock.timers.enable({ apis: ['setTimeout'] })
+    const queues = new TimerQueues(hooks)
+    let jobs: Job[]
+    try {
+      // More distinct delays than are kept idle: an emptied queue is dropped at once.
+      jobs = Array.from({ length: 70 }, (_, i) => new Job(queues, 1_000 + i))
+    } finally {
+      mock.timers.reset()
+    }
+    for (const job of jobs) job.leave()
+    mock.timers.enable({ apis: ['setTimeout'] })
+    try {
+      const job = new Job(new TimerQueues(hooks), 10)
+      mock.timers.tick(10)
+      expect(job.fired).toBe(true)
+    } finally {
+      mock.timers.reset()
+    }
   })
 })
 
