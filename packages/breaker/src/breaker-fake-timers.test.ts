@@ -110,3 +110,41 @@ describe('Breaker attempt timeouts with fake timers that leave performance real'
     }
   })
 })
+
+describe("Breaker's rolling window under fake timers", () => {
+  const fail = (b: Breaker) => b.execute(() => Promise.reject(new Error('down'))).catch(() => undefined)
+
+  it('runAllTimers() ends with a breaker that counted calls, and leaves its window empty', async () => {
+    vi.useFakeTimers()
+    const registry = new Registry()
+    const b = breaker({ registry, volumeThreshold: 100 })
+    try {
+      expect(() => vi.runAllTimers()).not.toThrow()
+      expect(await b.execute(async () => 1)).toBe(1)
+      await fail(b)
+      expect(await registry.getSingleMetric('ballast_breaker_failure_ratio')?.get()).toMatchObject({ values: [{ value: 0.5 }] })
+      // Throws past 10,000 timers, as it did while opossum's window interval ticked for ever.
+      await vi.runAllTimersAsync()
+      expect(await registry.getSingleMetric('ballast_breaker_failure_ratio')?.get()).toMatchObject({ values: [{ value: 0 }] })
+      expect(vi.getTimerCount()).toBe(0)
+    } finally {
+      b[Symbol.dispose]()
+    }
+  })
+
+  it('a breaker used under real timers turns its window on the fake clock a test installs', async () => {
+    const b = breaker({ volumeThreshold: 2, errorThresholdPercentage: 50, rollingCountTimeout: 1_000, rollingCountBuckets: 10 })
+    try {
+      expect(await b.execute(async () => 1)).toBe(1)
+      vi.useFakeTimers()
+      await fail(b)
+      expect(b.state).toBe('closed') // 1 failure in 2 calls: not above 50 %
+      vi.advanceTimersByTime(5_000)
+      await fail(b)
+      // Five windows later the first two calls are gone: one call, under volumeThreshold.
+      expect(b.state).toBe('closed')
+    } finally {
+      b[Symbol.dispose]()
+    }
+  })
+})

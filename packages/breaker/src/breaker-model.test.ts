@@ -48,6 +48,7 @@ class Model {
   order = 0
   buckets: Bucket[]
   timers: Timer[] = []
+  rotating = false
   // Attempt timeouts: a FIFO of timed calls and one timer armed for the oldest
   // (see AttemptTimeouts), re-armed for the next live one when it fires.
   timed: ModelCall[] = []
@@ -56,7 +57,14 @@ class Model {
 
   constructor(readonly p: Params) {
     this.buckets = Array.from({ length: p.rollingCountBuckets }, () => ({ fires: 0, failures: 0 }))
-    this.#timer({ kind: 'rotate', at: p.rollingCountTimeout / p.rollingCountBuckets })
+  }
+
+  // The window turns every period while it holds calls or failures: armed by the count
+  // that finds it stopped, stopped by the turn that leaves it empty.
+  #counted(): void {
+    if (this.rotating) return
+    this.rotating = true
+    this.#timer({ kind: 'rotate', at: this.now + this.p.rollingCountTimeout / this.p.rollingCountBuckets })
   }
 
   #timer(timer: TimerSpec): Timer {
@@ -84,6 +92,8 @@ class Model {
       call.deadlineAt = this.now + deadline
       this.#timer({ kind: 'deadline', call, at: call.deadlineAt })
     }
+    // Counted after the caller made its deadline, before the attempt arms its timeout.
+    this.#counted()
     // Timed even when its deadline comes first: that timer bounds it should the deadline be disposed.
     call.expiresAt = this.now + this.p.timeout
     this.timed.push(call)
@@ -114,6 +124,7 @@ class Model {
     // opossum counts a failure in the bucket current when it happens, not in the
     // one its call was fired in.
     ;(this.buckets[0] as Bucket).failures++
+    this.#counted()
     // A call admitted while closed that fails once the circuit is open or half-open only counts: the trial decides.
     if (this.state !== 'closed' && !call.trial) return
     const fires = this.buckets.reduce((sum, b) => sum + b.fires, 0)
@@ -146,9 +157,11 @@ class Model {
       this.now = due.at
       this.timers.splice(this.timers.indexOf(due), 1)
       if (due.kind === 'rotate') {
-        this.#timer({ kind: 'rotate', at: due.at + this.p.rollingCountTimeout / this.p.rollingCountBuckets })
         this.buckets.pop()
         this.buckets.unshift({ fires: 0, failures: 0 })
+        if (this.buckets.some((bucket) => bucket.fires !== 0 || bucket.failures !== 0)) {
+          this.#timer({ kind: 'rotate', at: due.at + this.p.rollingCountTimeout / this.p.rollingCountBuckets })
+        } else this.rotating = false
       } else if (due.kind === 'reset') {
         this.state = 'half-open'
         this.pendingClose = true

@@ -402,7 +402,7 @@ export class Breaker<F = never> implements Disposable {
       })
     } catch (error) {
       // A metric name taken by an incompatible metric: no half-built breaker left running.
-      circuit.shutdown()
+      this.#opened.shutdown()
       throw error
     }
   }
@@ -526,7 +526,7 @@ export class Breaker<F = never> implements Disposable {
   }
 
   /**
-   * Shuts the opossum circuit down (its reset timer and window interval),
+   * Shuts the opossum circuit down (its reset timer and window timer),
    * cancels in-flight attempts and retry pauses, removes this breaker's metric
    * series and listeners. Later calls reject with `BALLAST_BREAKER_DISPOSED`.
    */
@@ -534,7 +534,7 @@ export class Breaker<F = never> implements Disposable {
     if (this.#disposed) return
     const before = this.state
     this.#disposed = true
-    this.#circuit.shutdown()
+    this.#opened.shutdown()
     const error = this.#disposedError()
     for (const attempt of this.#live.snapshot()) attempt.cancel(error)
     this.#timeouts?.dispose()
@@ -656,7 +656,7 @@ export class Breaker<F = never> implements Disposable {
    * without opossum's `fire()`: its promise chain, events and clock reads cost
    * more than the rest of the call. The window is counted and the circuit trips
    * exactly as `fire()` would do it (the start was counted by #attempt); opossum
-   * still owns the state machine, the window's rotation and the reset timer.
+   * still owns the state machine, the window's buckets and the reset timer.
    */
   #countClosed(attempt: Attempt): void {
     const outcome = attempt.outcome

@@ -56,7 +56,10 @@ export interface OpossumCircuit<A> {
   open(): void
 }
 
-type OpossumConstructor = new <A>(action: (arg: A) => PromiseLike<unknown>, options: OpossumOptions) => OpossumCircuit<A>
+type OpossumConstructor = new <A>(
+  action: (arg: A) => PromiseLike<unknown>,
+  options: OpossumOptions & { rotateBucketController: RotateController },
+) => OpossumCircuit<A>
 
 const require = createRequire(import.meta.url)
 let CircuitBreaker: OpossumConstructor | undefined
@@ -65,6 +68,101 @@ function symbolNamed(target: object, description: string): symbol {
   const found = Object.getOwnPropertySymbols(target).find((symbol) => symbol.description === description)
   if (found === undefined) throw new Error(`@ballast/breaker: opossum internals changed (no "${description}" symbol); pin opossum 10.0.0`)
   return found
+}
+
+/**
+ * opossum's `rotateBucketController`: with one, its window turns on the controller's
+ * `rotate` events and it arms no interval of its own. It is documented as an
+ * EventEmitter, of which opossum 10.0.0 uses the three methods below; this holds
+ * the one listener, at a tenth of an emitter's size (a BreakerGroup has many breakers).
+ */
+class RotateController {
+  rotate: (() => void) | undefined = undefined
+
+  listenerCount(): number {
+    return this.rotate === undefined ? 0 : 1
+  }
+
+  on(_event: 'rotate', listener: () => void): this {
+    this.rotate = listener
+    return this
+  }
+
+  removeListener(): this {
+    this.rotate = undefined
+    return this
+  }
+}
+
+/** True while a bucket of the window counts a call or a failure: what the trip rule reads. */
+function holdsCalls(window: readonly OpossumBucket[]): boolean {
+  for (const bucket of window) if (bucket.fires !== 0 || bucket.failures !== 0) return true
+  return false
+}
+
+/**
+ * Turns an opossum window by one bucket every `period` ms, only while the window
+ * holds calls. opossum's own `setInterval` ticks for as long as the circuit
+ * lives, on the clock in place when it was made: `runAllTimers()` of fake timers
+ * never ended while a breaker existed, and a breaker made under real timers kept
+ * its window on them in a test that advances fake time. This timer is armed when
+ * a call is counted in an empty window, or under another `setTimeout` than the
+ * one it runs on (fake timers installed or removed since), and stops once the
+ * window is empty.
+ */
+class WindowRotation {
+  readonly #window: readonly OpossumBucket[]
+  readonly #period: number
+  readonly #controller: RotateController
+  // The setTimeout the rotation runs on; undefined while it is stopped.
+  #setTimeout: typeof setTimeout | undefined = undefined
+  #clearTimeout: typeof clearTimeout = globalThis.clearTimeout
+  #timer: NodeJS.Timeout | undefined = undefined
+  // A tick of an earlier arming (left on a clock that was replaced) does nothing.
+  #generation = 0
+
+  constructor(window: readonly OpossumBucket[], period: number, controller: RotateController) {
+    this.#window = window
+    this.#period = period
+    this.#controller = controller
+  }
+
+  /** A call or an outcome was counted: one comparison on the hot path. */
+  counted(): void {
+    if (this.#setTimeout !== globalThis.setTimeout) this.#arm()
+  }
+
+  stop(): void {
+    // Cleared through its own clock while that clock is in place only: a handle of a
+    // reset node:test mock clock, cleared, removes another timer of that clock.
+    if (this.#timer !== undefined && this.#setTimeout === globalThis.setTimeout) this.#clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#setTimeout = undefined
+    this.#generation++
+  }
+
+  #arm(): void {
+    this.stop()
+    this.#setTimeout = globalThis.setTimeout
+    this.#clearTimeout = globalThis.clearTimeout
+    this.#schedule(this.#setTimeout)
+  }
+
+  #schedule(set: typeof setTimeout): void {
+    // A static callback with arguments: no closure per breaker.
+    this.#timer = set(WindowRotation.#tick, this.#period, this, this.#generation)
+    this.#timer.unref()
+  }
+
+  static #tick(rotation: WindowRotation, generation: number): void {
+    if (generation !== rotation.#generation) return
+    rotation.#controller.rotate?.()
+    if (holdsCalls(rotation.#window)) rotation.#schedule(rotation.#setTimeout as typeof setTimeout)
+    else {
+      rotation.#timer = undefined
+      rotation.#setTimeout = undefined
+    }
+  }
 }
 
 /**
@@ -91,18 +189,25 @@ export interface OpenedCircuit<A> {
   succeeded(): void
   /** The outside call failed or timed out: counted, and a closed circuit trips, as `fire()` would do it. */
   failed(error: unknown): void
+  /** Shuts the circuit down and stops its window's rotation. */
+  shutdown(): void
 }
 
 /** Creates an opossum circuit with ballast's settings. Loads opossum on first use, never on import. */
 export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options: OpossumOptions): OpenedCircuit<A> {
   CircuitBreaker ??= require('opossum') as OpossumConstructor
-  const circuit = new CircuitBreaker(action, options)
+  const controller = new RotateController()
+  const circuit = new CircuitBreaker(action, { ...options, rotateBucketController: controller })
   try {
+    if (controller.rotate === undefined) {
+      throw new Error('@ballast/breaker: opossum internals changed (rotateBucketController); pin opossum 10.0.0')
+    }
     const pendingClose = symbolNamed(circuit, 'pending-close')
     const status = circuit.status
     const windowSymbol = symbolNamed(status, 'window')
     const window = (status as unknown as Record<symbol, OpossumBucket[]>)[windowSymbol]
     if (!Array.isArray(window)) throw new Error('@ballast/breaker: opossum internals changed (window); pin opossum 10.0.0')
+    const rotation = new WindowRotation(window, Math.floor(options.rollingCountTimeout / options.rollingCountBuckets), controller)
     const emit = circuit.emit
     circuit.emit = function emitCounted(
       this: OpossumCircuit<A>,
@@ -119,6 +224,8 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
     status.increment = (property: string) => {
       const bucket = window[0] as Record<string, number>
       bucket[property] = (bucket[property] ?? 0) + 1
+      // What the trip rule reads, as holdsCalls: a lone success or refusal keeps no window turning.
+      if (property === 'fires' || property === 'failures') rotation.counted()
     }
     return {
       circuit,
@@ -141,11 +248,13 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
       fired: () => {
         const bucket = window[0] as OpossumBucket
         bucket.fires++
+        rotation.counted()
         return bucket
       },
       // A call admitted while closed may end after the circuit opened: it is counted, but only
       // the half-open trial (which runs through fire()) closes or reopens the circuit, and a
       // failure that arrives while open does not restart the reset timer.
+      // No rotation.counted(): the call's start was counted, and the trip rule reads no successes.
       succeeded: () => {
         ;(window[0] as OpossumBucket).successes++
       },
@@ -156,6 +265,10 @@ export function openCircuit<A>(action: (arg: A) => PromiseLike<unknown>, options
         const { fires, failures } = circuit.status.stats
         if (fires < circuit.volumeThreshold) return
         if ((failures / fires) * 100 > circuit.options.errorThresholdPercentage) circuit.open()
+      },
+      shutdown: () => {
+        rotation.stop()
+        circuit.shutdown()
       },
     }
   } catch (error) {
