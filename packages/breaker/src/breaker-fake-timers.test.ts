@@ -2,6 +2,7 @@ import { mock } from 'node:test'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Breaker, type BreakerOptions } from './breaker.js'
+import { BreakerGroup } from './breaker-group.js'
 import { BreakerTimeoutError } from './errors.js'
 
 // What users testing their own code with fake timers meet: a breaker made once (at
@@ -145,6 +146,59 @@ describe("Breaker's rolling window under fake timers", () => {
       expect(b.state).toBe('closed')
     } finally {
       b[Symbol.dispose]()
+    }
+  })
+})
+
+describe('BreakerGroup sweeps under fake timers', () => {
+  // Fake timers that leave Date real: the sweep's clock moves one period per sweep.
+  const fakeAllButDate = () => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] })
+
+  it('runAllTimers() ends with keys held, their idle keys evicted', async () => {
+    fakeAllButDate()
+    const group = new BreakerGroup({ name: 'hosts', registry: new Registry(), idleTimeout: 5_000 })
+    try {
+      expect(await group.get('a').execute(async () => 1)).toBe(1)
+      group.get('b')
+      expect(() => vi.runAllTimers()).not.toThrow()
+      expect(group.size).toBe(0)
+      expect(vi.getTimerCount()).toBe(0)
+    } finally {
+      group[Symbol.dispose]()
+    }
+  })
+
+  it('a key used after the sweep ran ahead of Date is idle from that sweep on', async () => {
+    fakeAllButDate()
+    const group = new BreakerGroup({ name: 'hosts', registry: new Registry(), timeout: false })
+    // A call that never settles keeps its key, and the sweep, going.
+    const stuck = group
+      .get('stuck')
+      .execute(hang)
+      .catch(() => undefined)
+    try {
+      vi.advanceTimersByTime(600_000)
+      group.get('late')
+      vi.advanceTimersByTime(120_000)
+      expect(group.keys()).toEqual(['stuck', 'late'])
+      vi.advanceTimersByTime(300_000)
+      expect(group.keys()).toEqual(['stuck'])
+    } finally {
+      group[Symbol.dispose]()
+      await stuck
+    }
+  })
+
+  it('a group used under real timers sweeps on the fake clock a test installs', async () => {
+    const group = new BreakerGroup({ name: 'hosts', registry: new Registry(), idleTimeout: 5_000 })
+    try {
+      group.get('a')
+      vi.useFakeTimers()
+      group.get('a')
+      vi.advanceTimersByTime(10_000)
+      expect(group.size).toBe(0)
+    } finally {
+      group[Symbol.dispose]()
     }
   })
 })

@@ -69,7 +69,15 @@ export class BreakerGroup<F = never> implements Disposable {
   // Evicted with calls in flight: out of the bound, disposed once idle. Holds at
   // most as many keys as there are calls in flight, and almost always none.
   readonly #retiring = new Map<string, Entry<F>>()
+  // The sweep: a timer re-armed after each sweep while keys are held (an interval ticked
+  // for ever under fake timers' runAll), on the setTimeout in place when it started. Its
+  // clock is Date.now() at the last sweep, or one period past the sweep before when
+  // Date.now() is behind that (fake timers that leave Date real): every sweep counts a
+  // period, so idle keys go under any fake clock.
   #sweeper: NodeJS.Timeout | undefined = undefined
+  #sweepWith: typeof setTimeout | undefined = undefined
+  #swept = 0
+  #generation = 0
   #disposed = false
 
   constructor(options: BreakerGroupOptions<F>) {
@@ -112,13 +120,14 @@ export class BreakerGroup<F = never> implements Disposable {
       throw new BallastError(`${OWNER} "${this.name}" is disposed`, { code: 'BALLAST_BREAKER_DISPOSED', status: 503 })
     }
     const entries = this.#entries
-    const now = Date.now()
+    const now = this.#now()
     if (this.#retiring.size !== 0) this.#reap()
     const found = entries.get(key)
     if (found !== undefined) {
       found.lastUsed = now
       entries.delete(key)
       entries.set(key, found)
+      if (this.#sweepWith !== globalThis.setTimeout) this.#startSweeper()
       return found.breaker
     }
     if (typeof key !== 'string') throw new TypeError(`${OWNER}: key must be a string, got ${describeValue(key)}`)
@@ -183,14 +192,40 @@ export class BreakerGroup<F = never> implements Disposable {
     }
   }
 
+  /**
+   * Date.now(), never behind the sweep's clock: with fake timers that leave Date
+   * real, a key used between two sweeps is idle from the last one.
+   */
+  #now(): number {
+    return Math.max(Date.now(), this.#swept)
+  }
+
+  #period(): number {
+    return Math.max(1_000, Math.min(this.#idleTimeout, 60_000))
+  }
+
+  /** Starts the sweep, or moves it to the clock in place now (fake timers installed or removed since). */
   #startSweeper(): void {
-    if (this.#sweeper !== undefined) return
-    const period = Math.max(1_000, Math.min(this.#idleTimeout, 60_000))
-    this.#sweeper = setInterval(() => {
-      this.#reap()
-      this.#sweep(Date.now())
-    }, period)
+    if (this.#sweepWith === globalThis.setTimeout) return
+    this.#stopSweeper()
+    this.#sweepWith = globalThis.setTimeout
+    this.#swept = Date.now()
+    this.#armSweep()
+  }
+
+  #armSweep(): void {
+    this.#sweeper = (this.#sweepWith as typeof setTimeout)(this.#onSweep, this.#period(), this.#generation)
     this.#sweeper.unref()
+  }
+
+  readonly #onSweep = (generation: number): void => {
+    // A sweep of a clock left since, or of a sweep stopped since: nothing to do.
+    if (generation !== this.#generation) return
+    this.#sweeper = undefined
+    this.#swept = Math.max(Date.now(), this.#swept + this.#period())
+    this.#reap()
+    this.#sweep(this.#swept)
+    if (generation === this.#generation) this.#armSweep()
   }
 
   #stopSweeperIfEmpty(): void {
@@ -198,8 +233,12 @@ export class BreakerGroup<F = never> implements Disposable {
   }
 
   #stopSweeper(): void {
-    if (this.#sweeper === undefined) return
-    clearInterval(this.#sweeper)
+    // Cleared through the clock that armed it while that clock is in place only (see
+    // AttemptTimeouts.successor); otherwise its sweep finds its generation gone.
+    if (this.#sweeper !== undefined && this.#sweepWith === globalThis.setTimeout) clearTimeout(this.#sweeper)
     this.#sweeper = undefined
+    this.#sweepWith = undefined
+    this.#swept = 0
+    this.#generation++
   }
 }
