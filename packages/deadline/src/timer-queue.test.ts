@@ -20,8 +20,9 @@ describe('shared deadline timers', () => {
     // Queued on the fake clock, which is removed before it is advanced again.
     const stranded = Deadline.after(50)
     vi.useRealTimers()
-    const real = Deadline.after(50)
+    // Read first: the process may be preempted between the two, never before its timer is armed.
     const started = performance.now()
+    const real = Deadline.after(50)
     await new Promise((resolve) => real.signal.addEventListener('abort', resolve))
     expect(performance.now() - started).toBeGreaterThanOrEqual(48)
     // Its fake timer never runs, but reading it still checks the (real) clock.
