@@ -9,6 +9,7 @@ export {
   gauge,
   histogram,
   labelProduct,
+  type MetricSpec,
   type MetricsOptions,
   type MetricsTarget,
   metricsTarget,

@@ -68,7 +68,18 @@ export function metricsTarget(owner: string, options: MetricsOptions = {}): Metr
   return { registry, prefix }
 }
 
-interface MetricSpec<L extends string> {
+/**
+ * What {@link counter}, {@link gauge} and {@link histogram} create or adopt: a
+ * name (the target's prefix is added), its help text and its label names.
+ *
+ * @example
+ * ```ts
+ * const spec: MetricSpec<'queue'> = { name: 'jobs_total', help: 'Jobs processed.', labelNames: ['queue'] }
+ * const jobs = counter(metricsTarget('jobs', {}), spec)
+ * ```
+ */
+export interface MetricSpec<L extends string> {
+  /** Without the prefix: `requests_total` becomes `ballast_requests_total`. */
   name: string
   help: string
   labelNames: readonly L[]
