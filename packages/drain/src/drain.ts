@@ -133,11 +133,7 @@ export interface DrainOptions extends MetricsOptions {
    * SIGKILL and SIGSTOP excluded (they cannot be caught). Default `['SIGTERM', 'SIGINT']`.
    */
   signals?: readonly NodeJS.Signals[] | false | undefined
-  /**
-   * `true`: `process.exit(code)` at the end (a clean drain calls `process.exit()`, so a
-   * `process.exitCode` set by the application stays in force); a function: called with
-   * the code; `false`: nothing. Default: `true` when signals are handled.
-   */
+  /** `true`: `process.exit(code)` at the end; a function: called with the code; `false`: nothing. Default: `true` when signals are handled. */
   exit?: boolean | ((code: number) => void) | undefined
   /** Default `console`; `false` for silence. */
   logger?: DrainLogger | false | undefined
@@ -999,14 +995,7 @@ function exitOption(value: unknown, handlesSignals: boolean): ((code: number) =>
     throw new TypeError(`${OWNER}: option "exit" must be a boolean or a function, got ${describeValue(value)}`)
   }
   const exit = booleanOption(OWNER, 'exit', value, handlesSignals)
-  return exit ? exitProcess : undefined
-}
-
-function exitProcess(code: number): void {
-  // A clean drain has nothing to report: an exit code the application set before it
-  // (`process.exitCode = 2` after a failed job) must still reach the supervisor.
-  if (code === ExitCode.OK) process.exit()
-  else process.exit(code)
+  return exit ? (code) => process.exit(code) : undefined
 }
 
 function loggerOption(value: unknown): DrainLogger {

@@ -56,14 +56,6 @@ it('exit: false: once the drain stopped, its signal listeners are gone and a SIG
   expect(names(server)).not.toContain('still-running')
 })
 
-it('process.exitCode set by the application before the signal is the exit code of a clean drain', async () => {
-  const server = await start('exit-code-preset')
-  server.kill('SIGTERM')
-  const exit = await server.exited
-  expect(names(server)).toEqual(['ready', 'state:draining', 'state:closing', 'state:stopped', 'exit'])
-  expect({ code: exit.code, stderr: server.stderr() }).toEqual({ code: 2, stderr: '' })
-})
-
 it('requests that never raise "request" are waited for: an upgrade whose handler is still running, an Expect: 100-continue request, a WebSocket closed from drain.signal', async () => {
   const server = await start('upgrade-and-continue')
   const upgrade = (kind: string) => `GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${kind}\r\n\r\n`

@@ -43,7 +43,7 @@ export function startChildServer(config: FixtureConfig, timeoutMs = 10_000): Pro
 }
 
 /** The services of fixtures/scenarios.mjs, each showing one edge of the drain. */
-export type Scenario = 'attach-after-start-up' | 'exit-false' | 'upgrade-and-continue' | 'exit-code-preset'
+export type Scenario = 'attach-after-start-up' | 'exit-false' | 'upgrade-and-continue'
 
 /**
  * Starts one service of fixtures/scenarios.mjs and waits for its `ready` line
