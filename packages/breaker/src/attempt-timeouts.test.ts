@@ -30,6 +30,7 @@ class FakeAttempt implements Expiring {
 
 afterEach(() => {
   vi.useRealTimers()
+  vi.restoreAllMocks()
 })
 
 describe('AttemptTimeouts', () => {
@@ -52,6 +53,27 @@ describe('AttemptTimeouts', () => {
     expect(third.timedOutAt).toBe(160)
     expect(first.timedOutAt).toBeUndefined()
     expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it('never times an attempt out before its expiry on the clock, though Node may run the timer up to 1 ms early', () => {
+    // Node arms timers on its loop clock floored to the millisecond: armed at 1000.7 for
+    // 100 ms, a timer may run when performance.now() reads 1100.2, before the 1100.7 due.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    let now = 1000.7
+    vi.spyOn(performance, 'now').mockImplementation(() => now)
+    const queue = new AttemptTimeouts<FakeAttempt>(100)
+    const attempt = new FakeAttempt(queue, 100)
+    now = 1100.2
+    vi.advanceTimersByTime(100)
+    expect(attempt.timedOutAt).toBeUndefined()
+    now = 1100.7
+    vi.advanceTimersByTime(1)
+    expect(attempt.timedOutAt).toBe(1100.7)
+    // A clock more than a millisecond behind the timer is another clock (setTimeout faked,
+    // performance not): the attempt the timer was armed for is due.
+    const behind = new FakeAttempt(queue, 100)
+    vi.advanceTimersByTime(100)
+    expect(behind.timedOutAt).toBe(1100.7)
   })
 
   it('lets an idle breaker hold no active handle, and keeps the queue bounded behind a stuck head', async () => {

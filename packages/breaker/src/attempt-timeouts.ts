@@ -110,7 +110,12 @@ export class AttemptTimeouts<A extends Expiring> {
     this.#refed = false
     // Read before the loop: an attempt started by an expiring one's abort listener re-arms.
     const armedFor = this.#armedFor
-    const now = Math.max(performance.now(), armedFor)
+    // Node arms timers on its whole-millisecond loop clock, so one may run up to 1 ms before
+    // the due time: then the clock is right, and the rest is re-armed (never early). A clock
+    // further behind is not the timer's (a faked setTimeout with the real performance):
+    // then the attempt it was armed for is due.
+    const clock = performance.now()
+    const now = clock > armedFor - 1 ? clock : armedFor
     for (;;) {
       const head = this.#queue[this.#head]
       if (head === undefined) return

@@ -124,6 +124,7 @@ describe('Breaker options', () => {
       fallback: config.fallback,
     })
     expect(await b.execute(async () => 7, { fallback: config.fallback })).toBe(7)
+    expect(await b.wrap(async () => 8, { fallback: config.fallback })()).toBe(8)
     using group = new BreakerGroup({ name: 'passed-through-group', registry: new Registry(), maxKeys: undefined, idleTimeout: undefined })
     expect(group.get('a').state).toBe('closed')
   })
@@ -290,7 +291,28 @@ describe('per-call cancellation', () => {
     expect(b.state).toBe('closed')
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
-    expect(isDependencyFailure(new DeadlineCancelledError())).toBe(false)
+    expect(isDependencyFailure(new DeadlineCancelledError(undefined, { disposed: true }))).toBe(false)
+    b[Symbol.dispose]()
+  })
+
+  it('work that cancels its own deadline on a failure (stopping its siblings) is a failure: the breaker opens', async () => {
+    const { b } = breaker({ timeout: 10_000, volumeThreshold: 3, errorThresholdPercentage: 50 })
+    const fanOut = () =>
+      withDeadline(1_000, async () => {
+        const group = Deadline.current() as Deadline
+        // One of two parallel calls answers 500: the other is called off, and the race rejects first.
+        group.cancel()
+        await sleep(1)
+        throw new Error('500 from the dependency')
+      })
+    for (let i = 0; i < 3; i++) await b.execute(fanOut).catch(() => {})
+    expect(b.state).toBe('open')
+    expect(isDependencyFailure(new DeadlineCancelledError())).toBe(true)
+    // A deadline linked to a connection that resets is cancelled with that error as cause: a failure too.
+    const connection = new AbortController()
+    const linked = Deadline.after(1_000, { signal: connection.signal })
+    connection.abort(new Error('ECONNRESET'))
+    expect(isDependencyFailure(linked.reason)).toBe(true)
     b[Symbol.dispose]()
   })
 

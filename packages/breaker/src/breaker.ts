@@ -197,9 +197,10 @@ export interface ExecuteOptions<T> {
 
 /**
  * The default `isFailure`: everything except the caller giving up
- * (`DeadlineExceededError`, `ClientClosedError`, and `DeadlineCancelledError`:
- * a deadline cancelled, or whose parent was disposed when its request was
- * answered). Compose it in your own.
+ * (`DeadlineExceededError`, `ClientClosedError`, and a `DeadlineCancelledError`
+ * that is `disposed`: work still running when its request was answered). A
+ * deadline the work cancels itself (`cancel()`, say to stop siblings after a
+ * failure) is counted like any other error. Compose it in your own.
  *
  * @example
  * ```ts
@@ -210,7 +211,11 @@ export interface ExecuteOptions<T> {
  * ```
  */
 export function isDependencyFailure(error: unknown): boolean {
-  return !(error instanceof DeadlineExceededError || error instanceof ClientClosedError || error instanceof DeadlineCancelledError)
+  return !(
+    error instanceof DeadlineExceededError ||
+    error instanceof ClientClosedError ||
+    (error instanceof DeadlineCancelledError && error.disposed)
+  )
 }
 
 let neverAborted: AbortSignal | undefined
@@ -485,11 +490,11 @@ export class Breaker<F = never> implements Disposable {
   ): (...args: A) => Promise<T>
   wrap<A extends unknown[], T>(
     fn: (context: CallContext, ...args: A) => PromiseLike<T>,
-    options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
+    options?: { fallback?: ((context: FallbackContext, ...args: A) => T | PromiseLike<T>) | undefined },
   ): (...args: A) => Promise<T | F>
   wrap<A extends unknown[], T>(
     fn: (context: CallContext, ...args: A) => PromiseLike<T>,
-    options?: { fallback?: (context: FallbackContext, ...args: A) => T | PromiseLike<T> },
+    options?: { fallback?: ((context: FallbackContext, ...args: A) => T | PromiseLike<T>) | undefined },
   ): (...args: A) => Promise<T | F> {
     if (typeof fn !== 'function') throw new TypeError(`${OWNER}.wrap: fn must be a function, got ${describeValue(fn)}`)
     const fallback = callFallback(WRAP, options) as ((context: FallbackContext, ...args: A) => T | PromiseLike<T>) | undefined

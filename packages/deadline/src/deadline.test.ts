@@ -174,6 +174,23 @@ describe('Deadline', () => {
     child[Symbol.dispose]()
     await sleep(30)
     expect((child.reason as DeadlineExceededError).source).toBe('parent')
+    // Once over, it stays over for the same reason, as Go's ctx.Err().
+    child.cancel()
+    expect(child.reason).toBeInstanceOf(DeadlineExceededError)
+    expect(child.signal.aborted).toBe(false)
+  })
+
+  it('a child of a disposed parent is cancelled with disposed: true, and so are its own children', () => {
+    const parent = Deadline.after(1_000)
+    const child = parent.child(500)
+    const grandchild = child.child(100)
+    parent[Symbol.dispose]()
+    expect(child.reason).toBeInstanceOf(DeadlineCancelledError)
+    expect((child.reason as DeadlineCancelledError).disposed).toBe(true)
+    expect((grandchild.reason as DeadlineCancelledError).disposed).toBe(true)
+    using own = Deadline.after(1_000)
+    own.cancel()
+    expect((own.reason as DeadlineCancelledError).disposed).toBe(false)
   })
 
   it('refuses options that are not an object with a TypeError naming them', () => {
@@ -181,6 +198,10 @@ describe('Deadline', () => {
       /Deadline\.after: unknown option "signl" \(did you mean "signal"\?\)/,
     )
     expect(() => Deadline.after(50).child(10, { inherted: true } as never)).toThrow(/Deadline\.child: unknown option "inherted"/)
+    // child() links no signal: one given to it is refused, not dropped.
+    expect(() => Deadline.after(50).child(10, { signal: new AbortController().signal } as never)).toThrow(
+      /Deadline\.child: unknown option "signal"/,
+    )
     // An option given as undefined is absent (a config value passed through), in the types too.
     const config: { signal?: AbortSignal; inherited?: boolean } = {}
     using passed = Deadline.after(1_000, { signal: config.signal, inherited: config.inherited })

@@ -35,7 +35,7 @@ export interface DeadlineOptions {
   signal?: AbortSignal | undefined
 }
 
-function checkOptions(owner: string, options: unknown): void {
+function checkOptions(owner: string, options: unknown, known: readonly string[]): void {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`${owner}: "options" must be an object, got ${describeValue(options)}`)
   }
@@ -46,13 +46,15 @@ function checkOptions(owner: string, options: unknown): void {
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new TypeError(`${owner}: option "signal" must be an AbortSignal, got ${describeValue(signal)}`)
   }
-  // A misspelt `signal` would drop the link silently. A loop, not Object.keys: this runs
-  // for every request deadline, and the usual options object has no key or one.
+  // A misspelt `signal` (or one given to child(), which links none) would drop the link
+  // silently. A loop, not Object.keys: this runs for every request deadline, and the
+  // usual options object has no key or one.
   for (const key in options) {
-    if (key !== 'inherited' && key !== 'signal') objectOption(owner, 'options', options, DEADLINE_OPTIONS)
+    if (!known.includes(key)) objectOption(owner, 'options', options, known)
   }
 }
-const DEADLINE_OPTIONS = ['inherited', 'signal'] as const
+const AFTER_OPTIONS: readonly string[] = ['inherited', 'signal']
+const CHILD_OPTIONS: readonly string[] = ['inherited']
 
 // By shape, so that a signal of another realm or a conforming polyfill links too.
 const isAbortSignal = (value: unknown): value is AbortSignal =>
@@ -73,6 +75,9 @@ function checkMs(owner: string, ms: unknown): number {
 function inheritedReason(reason: unknown, timeout: number): unknown {
   if (reason instanceof DeadlineExceededError) return new DeadlineExceededError(undefined, { source: 'parent', cause: reason, timeout })
   if (reason instanceof ClientClosedError) return new ClientClosedError(undefined, { cause: reason })
+  if (reason instanceof DeadlineCancelledError && reason.disposed) {
+    return new DeadlineCancelledError('the parent deadline was disposed', { cause: reason, disposed: true })
+  }
   return new DeadlineCancelledError('the parent deadline was cancelled', { cause: reason })
 }
 
@@ -246,7 +251,7 @@ export class Deadline implements Disposable {
    */
   static after(ms: number, options: DeadlineOptions = {}): Deadline {
     checkMs('Deadline.after', ms)
-    checkOptions('Deadline.after', options)
+    checkOptions('Deadline.after', options, AFTER_OPTIONS)
     const deadline = new Deadline(performance.now() + ms, ms, options.inherited === true, ms)
     const signal = options.signal
     if (signal !== undefined && !deadline.#aborted) deadline.#linkExternal(signal)
@@ -368,7 +373,7 @@ export class Deadline implements Disposable {
    */
   child(ms: number, options: Pick<DeadlineOptions, 'inherited'> = {}): Deadline {
     checkMs('Deadline.child', ms)
-    checkOptions('Deadline.child', options)
+    checkOptions('Deadline.child', options, CHILD_OPTIONS)
     const now = performance.now()
     const end = now + ms
     const linked = !this.#disposed && !this.#aborted
@@ -401,7 +406,8 @@ export class Deadline implements Disposable {
    * ```
    */
   cancel(reason?: unknown): void {
-    if (this.#aborted) return
+    // Over already (its time up, disposed or not): its reason stays what it was, as Go's ctx.Err().
+    if (this.expired) return
     this.#abort(reason === undefined ? new DeadlineCancelledError() : reason)
   }
 
@@ -569,7 +575,7 @@ export class Deadline implements Disposable {
     }
     this.#unlink()
     if (this.#child === undefined && (this.#children === undefined || this.#children.size === 0)) return
-    this.#abortChildren(new DeadlineCancelledError('the parent deadline was disposed'), false)
+    this.#abortChildren(new DeadlineCancelledError('the parent deadline was disposed', { disposed: true }), false)
   }
 
   /**

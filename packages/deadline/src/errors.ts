@@ -119,10 +119,11 @@ export class ClientClosedError extends BallastError {
 }
 
 /**
- * The abort reason of a deadline cancelled without a reason, or of a child whose
+ * The abort reason of a deadline cancelled without a reason, of a child whose
  * parent was cancelled with a reason that is neither a deadline nor a client
- * close (`cause` holds that reason). Status 499: the work was called off, it did
- * not fail.
+ * close (`cause` holds that reason), or of a child whose parent was disposed
+ * (`disposed`: the work outlived the request or call that started it). Status
+ * 499: the work was called off, it did not fail.
  *
  * @example
  * ```ts
@@ -132,7 +133,17 @@ export class ClientClosedError extends BallastError {
  * ```
  */
 export class DeadlineCancelledError extends BallastError {
-  constructor(message = 'the deadline was cancelled', options: { cause?: unknown } = {}) {
+  /**
+   * True when an enclosing deadline was disposed (its request answered, its
+   * `withDeadline` settled) while this one was still running: the caller is gone,
+   * which `isDependencyFailure` of @ballast/breaker does not count against a
+   * dependency. False for `cancel()`, which may be the work's own reaction to a
+   * failure.
+   */
+  readonly disposed: boolean
+
+  constructor(message = 'the deadline was cancelled', options: { cause?: unknown; disposed?: boolean | undefined } = {}) {
     super(message, { code: 'BALLAST_DEADLINE_CANCELLED', status: 499, cause: options.cause })
+    this.disposed = options.disposed === true
   }
 }
