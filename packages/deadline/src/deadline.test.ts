@@ -174,6 +174,15 @@ describe('Deadline', () => {
     child[Symbol.dispose]()
     await sleep(30)
     expect((child.reason as DeadlineExceededError).source).toBe('parent')
+    // So does a child disposed while linked to a parent that ends first, as a live sibling would.
+    const linkedParent = Deadline.after(10)
+    const live = linkedParent.child(5_000)
+    const disposedChild = linkedParent.child(5_000)
+    disposedChild[Symbol.dispose]()
+    await sleep(30)
+    expect((live.reason as DeadlineExceededError).source).toBe('parent')
+    expect((disposedChild.reason as DeadlineExceededError).source).toBe('parent')
+    expect((disposedChild.reason as DeadlineExceededError).cause).toBeInstanceOf(DeadlineExceededError)
     // Once over, it stays over for the same reason, as Go's ctx.Err().
     child.cancel()
     expect(child.reason).toBeInstanceOf(DeadlineExceededError)

@@ -202,8 +202,10 @@ export class Deadline implements Disposable {
   readonly #expiresAt: number
   readonly #timeout: number
   readonly #inherited: boolean
-  // The disposed parent whose end this child keeps, timing it itself: its expiry is the parent's.
-  readonly #endOf: Deadline | undefined
+  // The parent whose end this child keeps, so that its expiry is reported as the parent's: a
+  // disposed parent at the child's creation (the child times that end itself), or the parent
+  // a child was linked to when the child was disposed (its `reason` may be read later).
+  #endOf: Deadline | undefined
   #controller: AbortController | undefined
   #aborted = false
   #reason: unknown
@@ -573,6 +575,8 @@ export class Deadline implements Disposable {
       this.#queue = undefined
       queue.removed()
     }
+    const parent = this.#parent
+    if (parent !== undefined && parent.#expiresAt <= this.#expiresAt) this.#endOf = parent
     this.#unlink()
     if (this.#child === undefined && (this.#children === undefined || this.#children.size === 0)) return
     this.#abortChildren(new DeadlineCancelledError('the parent deadline was disposed', { disposed: true }), false)
