@@ -1,4 +1,4 @@
-import { BallastError, describeValue, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
+import { BallastError, ClockTimer, describeValue, metricsTarget, numberOption, objectOption, stringOption } from '@ballast/core'
 import { Registry } from 'prom-client'
 import { BREAKER_NAME, BREAKER_OPTIONS, Breaker, type BreakerOptions, callsInFlight } from './breaker.js'
 import { instruments } from './breaker-metrics.js'
@@ -74,10 +74,8 @@ export class BreakerGroup<F = never> implements Disposable {
   // clock is Date.now() at the last sweep, or one period past the sweep before when
   // Date.now() is behind that (fake timers that leave Date real): every sweep counts a
   // period, so idle keys go under any fake clock.
-  #sweeper: NodeJS.Timeout | undefined = undefined
-  #sweepWith: typeof setTimeout | undefined = undefined
+  readonly #sweeper = new ClockTimer<BreakerGroup<F>>(BreakerGroup.#onSweep, this)
   #swept = 0
-  #generation = 0
   #disposed = false
 
   constructor(options: BreakerGroupOptions<F>) {
@@ -127,7 +125,7 @@ export class BreakerGroup<F = never> implements Disposable {
       found.lastUsed = now
       entries.delete(key)
       entries.set(key, found)
-      if (this.#sweepWith !== globalThis.setTimeout) this.#startSweeper()
+      if (!this.#sweeper.current) this.#startSweeper()
       return found.breaker
     }
     if (typeof key !== 'string') throw new TypeError(`${OWNER}: key must be a string, got ${describeValue(key)}`)
@@ -206,26 +204,17 @@ export class BreakerGroup<F = never> implements Disposable {
 
   /** Starts the sweep, or moves it to the clock in place now (fake timers installed or removed since). */
   #startSweeper(): void {
-    if (this.#sweepWith === globalThis.setTimeout) return
-    this.#stopSweeper()
-    this.#sweepWith = globalThis.setTimeout
+    if (this.#sweeper.current) return
     this.#swept = Date.now()
-    this.#armSweep()
+    this.#sweeper.start(this.#period())
   }
 
-  #armSweep(): void {
-    this.#sweeper = (this.#sweepWith as typeof setTimeout)(this.#onSweep, this.#period(), this.#generation)
-    this.#sweeper.unref()
-  }
-
-  readonly #onSweep = (generation: number): void => {
-    // A sweep of a clock left since, or of a sweep stopped since: nothing to do.
-    if (generation !== this.#generation) return
-    this.#sweeper = undefined
-    this.#swept = Math.max(Date.now(), this.#swept + this.#period())
-    this.#reap()
-    this.#sweep(this.#swept)
-    if (generation === this.#generation) this.#armSweep()
+  static #onSweep<F>(group: BreakerGroup<F>): void {
+    group.#swept = Math.max(Date.now(), group.#swept + group.#period())
+    group.#reap()
+    group.#sweep(group.#swept)
+    // Not when the sweep emptied the group (stopped) or a listener moved it to another clock.
+    group.#sweeper.again(group.#period())
   }
 
   #stopSweeperIfEmpty(): void {
@@ -233,12 +222,7 @@ export class BreakerGroup<F = never> implements Disposable {
   }
 
   #stopSweeper(): void {
-    // Cleared through the clock that armed it while that clock is in place only (see
-    // AttemptTimeouts.successor); otherwise its sweep finds its generation gone.
-    if (this.#sweeper !== undefined && this.#sweepWith === globalThis.setTimeout) clearTimeout(this.#sweeper)
-    this.#sweeper = undefined
-    this.#sweepWith = undefined
+    this.#sweeper.stop()
     this.#swept = 0
-    this.#generation++
   }
 }

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { ClockTimer } from '@ballast/core'
 
 // First-party declarations of the part of opossum 10 ballast uses (the community
 // typings lag behind the releases). The internals below are pinned to opossum
@@ -114,12 +115,7 @@ class WindowRotation {
   readonly #window: readonly OpossumBucket[]
   readonly #period: number
   readonly #controller: RotateController
-  // The setTimeout the rotation runs on; undefined while it is stopped.
-  #setTimeout: typeof setTimeout | undefined = undefined
-  #clearTimeout: typeof clearTimeout = globalThis.clearTimeout
-  #timer: NodeJS.Timeout | undefined = undefined
-  // A tick of an earlier arming (left on a clock that was replaced) does nothing.
-  #generation = 0
+  readonly #timer = new ClockTimer<WindowRotation>(WindowRotation.#tick, this)
 
   constructor(window: readonly OpossumBucket[], period: number, controller: RotateController) {
     this.#window = window
@@ -129,39 +125,17 @@ class WindowRotation {
 
   /** A call or an outcome was counted: one comparison on the hot path. */
   counted(): void {
-    if (this.#setTimeout !== globalThis.setTimeout) this.#arm()
+    if (!this.#timer.current) this.#timer.start(this.#period)
   }
 
   stop(): void {
-    // Cleared through its own clock while that clock is in place only: a handle of a
-    // reset node:test mock clock, cleared, removes another timer of that clock.
-    if (this.#timer !== undefined && this.#setTimeout === globalThis.setTimeout) this.#clearTimeout(this.#timer)
-    this.#timer = undefined
-    this.#setTimeout = undefined
-    this.#generation++
+    this.#timer.stop()
   }
 
-  #arm(): void {
-    this.stop()
-    this.#setTimeout = globalThis.setTimeout
-    this.#clearTimeout = globalThis.clearTimeout
-    this.#schedule(this.#setTimeout)
-  }
-
-  #schedule(set: typeof setTimeout): void {
-    // A static callback with arguments: no closure per breaker.
-    this.#timer = set(WindowRotation.#tick, this.#period, this, this.#generation)
-    this.#timer.unref()
-  }
-
-  static #tick(rotation: WindowRotation, generation: number): void {
-    if (generation !== rotation.#generation) return
+  static #tick(rotation: WindowRotation): void {
     rotation.#controller.rotate?.()
-    if (holdsCalls(rotation.#window)) rotation.#schedule(rotation.#setTimeout as typeof setTimeout)
-    else {
-      rotation.#timer = undefined
-      rotation.#setTimeout = undefined
-    }
+    if (holdsCalls(rotation.#window)) rotation.#timer.again(rotation.#period)
+    else rotation.#timer.stop()
   }
 }
 

@@ -1,4 +1,5 @@
 export { AbortLinks } from './abort-links.js'
+export { ClockTimer } from './clock-timer.js'
 export { BallastError, type BallastErrorOptions, brandAsBallastError, isBallastError, matchesBallastClass } from './errors.js'
 export { FastCounter, FastHistogram, incSeries, observeSeries } from './fast-series.js'
 export { type Linked, LiveList } from './live-list.js'
