@@ -35,6 +35,8 @@ export type RejectionReason = 'open' | 'half-open' | 'capacity'
  * ```
  */
 export class BrokenCircuitError extends BallastError {
+  static override readonly name: string = 'BrokenCircuitError'
+
   /** The breaker's name. */
   readonly breaker: string
   readonly reason: RejectionReason
@@ -74,6 +76,8 @@ export class BrokenCircuitError extends BallastError {
  * ```
  */
 export class BreakerTimeoutError extends TimeoutError {
+  static override readonly name: string = 'BreakerTimeoutError'
+
   readonly code = 'BALLAST_BREAKER_TIMEOUT'
   readonly status = 504
   readonly statusCode = 504
@@ -83,9 +87,8 @@ export class BreakerTimeoutError extends TimeoutError {
 
   constructor(breaker: string, timeout: number) {
     super(`Breaker "${breaker}": attempt timed out after ${timeout} ms`)
-    // p-timeout types `name` as the literal 'TimeoutError'; at runtime it is an own
-    // writable field, and the class name is what cross-copy `instanceof` compares.
-    ;(this as { name: string }).name = 'BreakerTimeoutError'
+    // p-timeout sets 'TimeoutError' (and types `name` as that literal).
+    ;(this as { name: string }).name = new.target.name
     this.breaker = breaker
     this.timeout = timeout
   }

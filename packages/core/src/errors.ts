@@ -32,6 +32,7 @@ export interface BallastErrorOptions {
  * @example
  * ```ts
  * class QuotaExceededError extends BallastError {
+ *   static override readonly name = 'QuotaExceededError' // survives a minifier
  *   constructor() {
  *     super('quota exceeded', { code: 'BALLAST_QUOTA', status: 429, headers: { 'retry-after': '5' } })
  *   }
@@ -39,6 +40,10 @@ export interface BallastErrorOptions {
  * ```
  */
 export class BallastError extends Error {
+  // A string, not the class's own name: a minifier renames classes, and `name` is
+  // what logs show and what cross-copy `instanceof` compares.
+  static override readonly name: string = 'BallastError'
+
   readonly code: string
   readonly status: number
   /** Express's finalhandler reads `statusCode` as well as `status`. */

@@ -61,6 +61,8 @@ const sourceText: Record<DeadlineSource, string> = {
  * ```
  */
 export class DeadlineExceededError extends TimeoutError {
+  static override readonly name: string = 'DeadlineExceededError'
+
   readonly code = 'BALLAST_DEADLINE_EXCEEDED'
   readonly status = 504
   readonly statusCode = 504
@@ -70,9 +72,8 @@ export class DeadlineExceededError extends TimeoutError {
   constructor(message?: string, options: DeadlineExceededErrorOptions = {}) {
     const source = options.source ?? 'local'
     super(message ?? sourceText[source], options.cause === undefined ? undefined : { cause: options.cause })
-    // p-timeout types `name` as the literal 'TimeoutError'; at runtime it is an own
-    // writable field, and the class name is what cross-copy `instanceof` compares.
-    ;(this as { name: string }).name = 'DeadlineExceededError'
+    // p-timeout sets 'TimeoutError' (and types `name` as that literal).
+    ;(this as { name: string }).name = new.target.name
     this.source = source
     this.timeout = options.timeout
   }
@@ -113,6 +114,8 @@ export function rootDeadlineSource(error: DeadlineExceededError): 'local' | 'inh
  * ```
  */
 export class ClientClosedError extends BallastError {
+  static override readonly name: string = 'ClientClosedError'
+
   constructor(message = 'the client closed the connection', options: { cause?: unknown } = {}) {
     super(message, { code: 'BALLAST_CLIENT_CLOSED', status: 499, cause: options.cause })
   }
@@ -133,6 +136,8 @@ export class ClientClosedError extends BallastError {
  * ```
  */
 export class DeadlineCancelledError extends BallastError {
+  static override readonly name: string = 'DeadlineCancelledError'
+
   /**
    * True when an enclosing deadline was disposed (its request answered, its
    * `withDeadline` settled) while this one was still running: the caller is gone,

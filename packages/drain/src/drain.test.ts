@@ -370,6 +370,7 @@ describe('sequence', () => {
     ])
     expect(timeoutSignal?.aborted).toBe(true)
     expect(timeoutSignal?.reason).toBeInstanceOf(DrainHookTimeoutError)
+    expect(timeoutSignal?.reason).toMatchObject({ name: 'DrainHookTimeoutError', hook: 'hangs', timeout: 50 })
     // The hung hook is cut at its own 50 ms timeout, not at the drain's default (seconds).
     expect(drain.hookTimeout).toBeGreaterThanOrEqual(50 + 1_000)
     const hung = report.hooks.find(({ name }) => name === 'hangs')
@@ -504,6 +505,7 @@ describe('sequence', () => {
     const report2 = await drain2.shutdown()
     expect(report2.hooks).toMatchObject([{ name: 'stuck', outcome: 'abandoned' }])
     expect(hookSignal?.reason).toBeInstanceOf(GracePeriodExceededError)
+    expect(hookSignal?.reason).toMatchObject({ name: 'GracePeriodExceededError', gracePeriod: 100 })
     // The hook that held the exit is in the hook metrics and events, counted as timed out.
     expect(ended).toEqual([{ name: 'stuck', outcome: 'timed_out' }])
     expect(await registry2.metrics()).toMatch(/ballast_drain_hook_duration_seconds_count\{hook="stuck",outcome="timed_out"\} 1\n/)

@@ -12,9 +12,10 @@ import { BallastError } from '@ballast/core'
  * ```
  */
 export class DrainingError extends BallastError {
+  static override readonly name: string = 'DrainingError'
+
   constructor(reason: string) {
     super(`Service is shutting down (${reason})`, { code: 'BALLAST_DRAINING', status: 503, headers: { connection: 'close' } })
-    this.name = 'DrainingError'
   }
 }
 
@@ -30,15 +31,21 @@ export class DrainingError extends BallastError {
  * ```
  */
 export class DrainHookTimeoutError extends BallastError {
+  static override readonly name: string = 'DrainHookTimeoutError'
+
+  /** The hook's name. */
   readonly hook: string
+  /** The hook's budget in milliseconds. */
+  readonly timeout: number
+
   constructor(hook: string, timeout: number, cause?: unknown) {
     super(`Shutdown hook "${hook}" did not finish within ${timeout} ms`, {
       code: 'BALLAST_DRAIN_HOOK_TIMEOUT',
       status: 500,
       ...(cause === undefined ? {} : { cause }),
     })
-    this.name = 'DrainHookTimeoutError'
     this.hook = hook
+    this.timeout = timeout
   }
 }
 
@@ -51,8 +58,13 @@ export class DrainHookTimeoutError extends BallastError {
  * ```
  */
 export class GracePeriodExceededError extends BallastError {
+  static override readonly name: string = 'GracePeriodExceededError'
+
+  /** The drain's `gracePeriod` in milliseconds. */
+  readonly gracePeriod: number
+
   constructor(gracePeriod: number) {
     super(`Shutdown did not finish within gracePeriod (${gracePeriod} ms)`, { code: 'BALLAST_DRAIN_GRACE_PERIOD_EXCEEDED', status: 500 })
-    this.name = 'GracePeriodExceededError'
+    this.gracePeriod = gracePeriod
   }
 }

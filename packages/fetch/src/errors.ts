@@ -17,6 +17,8 @@ import { BallastError } from '@ballast/core'
  * ```
  */
 export class FetchTimeoutError extends BallastError {
+  static override readonly name: string = 'FetchTimeoutError'
+
   /** The client's name. */
   readonly client: string
   /** The attempt budget in milliseconds. */
@@ -42,6 +44,8 @@ export class FetchTimeoutError extends BallastError {
  * ```
  */
 export class FetchBudgetError extends BallastError {
+  static override readonly name: string = 'FetchBudgetError'
+
   readonly client: string
   /** The budget that was left, in ms. */
   readonly budget: number
@@ -72,6 +76,8 @@ export class FetchBudgetError extends BallastError {
  * ```
  */
 export class FetchNetworkError extends BallastError {
+  static override readonly name: string = 'FetchNetworkError'
+
   readonly client: string
 
   constructor(client: string, cause: unknown) {
@@ -110,6 +116,8 @@ function networkDetail(cause: unknown): string {
  * ```
  */
 export class FetchStatusError extends BallastError {
+  static override readonly name: string = 'FetchStatusError'
+
   readonly client: string
   readonly upstreamStatus: number
   readonly url: string
@@ -134,6 +142,8 @@ export class FetchStatusError extends BallastError {
  * ```
  */
 export class FetchInvalidJsonError extends BallastError {
+  static override readonly name: string = 'FetchInvalidJsonError'
+
   readonly client: string
   readonly url: string
 
