@@ -1,5 +1,8 @@
 import { nextTimerDelay } from '@ballast/core'
 
+/** A timer this much past its due time ran on a busy loop (Node's own lateness is under 1 ms). */
+const LATE_MS = 1
+
 /** What {@link AttemptTimeouts} needs of an attempt. */
 export interface Expiring {
   /** `performance.now()` at which the attempt times out. */
@@ -43,6 +46,7 @@ export class AttemptTimeouts<A extends Expiring> {
   readonly #budget: number
   readonly #setTimeout: typeof setTimeout = globalThis.setTimeout
   readonly #clearTimeout: typeof clearTimeout = globalThis.clearTimeout
+  readonly #setImmediate: typeof setImmediate = globalThis.setImmediate
 
   constructor(budget: number) {
     this.#budget = budget
@@ -115,7 +119,17 @@ export class AttemptTimeouts<A extends Expiring> {
     // further behind is not the timer's (a faked setTimeout with the real performance):
     // then the attempt it was armed for is due.
     const clock = performance.now()
-    const now = clock > armedFor - 1 ? clock : armedFor
+    if (clock > armedFor + LATE_MS) {
+      // The loop was busy past the due time (an overloaded caller), and a turn runs timers
+      // before it reads sockets: an answer that came in meanwhile is read first, so a slow
+      // caller is not counted as a slow dependency.
+      this.#setImmediate(this.#expire, clock, armedFor)
+      return
+    }
+    this.#expire(clock > armedFor - 1 ? clock : armedFor, armedFor)
+  }
+
+  readonly #expire = (now: number, armedFor: number): void => {
     for (;;) {
       const head = this.#queue[this.#head]
       if (head === undefined) return
@@ -127,7 +141,8 @@ export class AttemptTimeouts<A extends Expiring> {
       head.timedOut() // calls ended(), which advances the head
     }
     const next = this.#queue[this.#head] as A
-    // An attempt started by an expiring one's abort listener armed a timer meanwhile: this one replaces it.
+    // An attempt started meanwhile (by an expiring one's abort listener, or while the
+    // expiry waited for the sockets) armed a timer: this one replaces it.
     if (this.#timer !== undefined) this.#clearTimeout(this.#timer)
     this.#timer = this.#setTimeout(this.#fire, nextTimerDelay(next.expiresAt, armedFor))
     this.#refed = true

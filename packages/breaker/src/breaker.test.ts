@@ -920,6 +920,34 @@ describe('timers', () => {
     expect(timers()).toBeLessThanOrEqual(baseline)
     b[Symbol.dispose]()
   })
+  it("does not time out an attempt whose answer came in while the caller's own loop was busy past its budget", async () => {
+    // The upstream shares this process: it answers, then holds the loop 4× the budget, as
+    // a busy request handler of an overloaded caller would. The answer waits in the socket.
+    const server = createServer((_req, res) => {
+      res.end('ok')
+      const until = performance.now() + 200
+      while (performance.now() < until) {}
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { b, registry } = breaker({ timeout: 50, volumeThreshold: 1_000 })
+    const took = performance.now()
+    const answer = await b.execute(async ({ signal }) => (await fetch(url, { signal })).text())
+    expect(performance.now() - took).toBeGreaterThanOrEqual(200)
+    expect(answer).toBe('ok')
+    expect(await value(registry, 'ballast_breaker_calls_total', { breaker: 'test', outcome: 'timeout' })).toBe(0)
+    expect(await value(registry, 'ballast_breaker_calls_total', { breaker: 'test', outcome: 'success' })).toBe(1)
+    // A dependency that really is slow still times out at the budget.
+    const slow = await slowUpstream()
+    await expect(b.execute(async ({ signal }) => (await fetch(`${slow.url}/slow`, { signal })).text())).rejects.toBeInstanceOf(
+      BreakerTimeoutError,
+    )
+    await slow.close()
+    server.close()
+    await once(server, 'close')
+    b[Symbol.dispose]()
+  })
 })
 
 describe('timers of calls started by a timeout', () => {

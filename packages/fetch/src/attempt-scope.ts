@@ -14,6 +14,11 @@ let budgetTimers: TimerQueues<AttemptScope>
 // shared by many calls (a shutdown signal) gets one listener, not one per attempt in
 // flight. Made in a static block of AttemptScope (it aborts through private fields).
 let callerLinks: AbortLinks<AttemptScope>
+// Times out a scope whose timer ran late, after the sockets were read (made in the static block).
+let expireLate: (scope: AttemptScope) => void
+
+/** A timer this much past its due time ran on a busy loop (Node's own lateness is under 1 ms). */
+const LATE_MS = 1
 
 /**
  * The lifetime of one attempt: its own AbortController, its budget timer and its
@@ -66,6 +71,7 @@ export class AttemptScope implements Linked<AttemptScope> {
   }
 
   static {
+    expireLate = (scope) => scope.#expire()
     callerLinks = new AbortLinks<AttemptScope>((scope, signal) => {
       scope.#callerSignal = undefined
       scope.#abort('caller', signal.reason)
@@ -123,6 +129,18 @@ export class AttemptScope implements Linked<AttemptScope> {
     const timer = this.#timer
     this.#timer = undefined
     timer?.removed()
+    if (this.#released) return
+    if (performance.now() > this.#expiresAt + LATE_MS) {
+      // The loop was busy past the due time (an overloaded caller), and a turn runs timers
+      // before it reads sockets: an answer that came in meanwhile is read first, so a slow
+      // caller is not counted as a slow dependency.
+      setImmediate(expireLate, this)
+      return
+    }
+    this.#expire()
+  }
+
+  #expire(): void {
     if (!this.#released) this.#abort('timer', this.#timeoutReason(this.#budget, this.#deadlineBound, this.#deadline))
   }
 

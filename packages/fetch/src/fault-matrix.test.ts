@@ -42,6 +42,13 @@ beforeAll(async () => {
       res.write('{"items":[1,2,3')
       setTimeout(() => res.socket?.destroy(), 20)
     },
+    '/busy-caller': (_req, res) => {
+      // This upstream shares the caller's process: it answers, then holds the loop past the
+      // attempt budget, as a busy request handler of an overloaded caller would.
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+      const until = performance.now() + 200
+      while (performance.now() < until) {}
+    },
     '/bad-json': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"items": [1, 2,'),
   })
 })
@@ -290,6 +297,15 @@ describe('fault matrix', () => {
     expect(server.hits('/reset') - hitsBefore).toBe(3)
     expect(c.breaker?.state).toBe('open') // three failures out of three calls in the window
     expect(await deltas(registry, before)).toEqual({ error: 1, retries: 2, failure: 3 })
+    c[Symbol.dispose]()
+  })
+
+  it("the caller's own loop busy past the budget while the answer waits in the socket: read, not a timeout", async () => {
+    const { client: c, registry } = client({ timeout: 50 })
+    const before = await series(registry)
+    expect(await c.json('/busy-caller')).toEqual({ ok: true })
+    expect(server.hits('/busy-caller')).toBe(1)
+    expect(await deltas(registry, before)).toEqual({ get2xx: 1, success: 1 })
     c[Symbol.dispose]()
   })
 
