@@ -77,10 +77,11 @@ const sections = [
       {
         title: 'Late writes and client closes',
         description:
-          'Late writes: writes after the deadline answered, swallowed instead of throwing. Client closes: the caller hung up first.',
+          "Late writes: writes after the deadline answered, swallowed instead of throwing. Answered late: the handler's own answer finished after its deadline, before the deadline's timer could run (a busy event loop). Client closes: the caller hung up first.",
         unit: 'ops',
         targets: [
           { expr: `sum by (job, route) (${rate('ballast_deadline_late_writes_total')})`, legend: 'late writes {{job}} {{route}}' },
+          { expr: `sum by (job, route) (${rate('ballast_deadline_answered_late_total')})`, legend: 'answered late {{job}} {{route}}' },
           { expr: `sum by (job, route) (${rate('ballast_deadline_client_closed_total')})`, legend: 'client closed {{job}} {{route}}' },
           {
             expr: `sum by (job, reason) (${rate('ballast_deadline_header_rejected_total')})`,

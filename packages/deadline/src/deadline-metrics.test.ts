@@ -211,6 +211,46 @@ describe.each(expressVersions)('on %s: the handler reacting to its own deadline'
   })
 })
 
+describe.each(expressVersions)('on %s: a handler that answers after its deadline, before its timer could run', (_name, express) => {
+  it('keeps its answer, counted answered late (not exceeded: no 504 went out); its deadline reports the expiry', async () => {
+    const registry = new Registry()
+    const app = express()
+    app.use(deadline({ timeout: 40, registry }))
+    const reasons: unknown[] = []
+    app.get('/busy', (req, res) => {
+      // Synchronous work past the deadline: its timer cannot run before the answer goes out.
+      const until = performance.now() + 80
+      while (performance.now() < until) {}
+      const own = requestDeadline(req)
+      res.once('close', () => reasons.push(own?.reason))
+      res.json({ done: true })
+    })
+    app.get('/quick', (_req, res) => res.json({ done: true }))
+    const server = await listen(app as never)
+    try {
+      const late = await fetch(`${server.origin}/busy`)
+      expect(late.status).toBe(200)
+      expect(await late.json()).toEqual({ done: true })
+      const inherited = await fetch(`${server.origin}/busy`, { headers: { 'request-timeout-ms': '20' } })
+      expect(inherited.status).toBe(200)
+      await inherited.arrayBuffer()
+      expect((await fetch(`${server.origin}/quick`)).status).toBe(200)
+      await sleep(30)
+      const text = await registry.metrics()
+      expect(value(text, 'ballast_deadline_answered_late_total{route="/busy",method="GET"}')).toBe(2)
+      expect(value(text, 'ballast_deadline_answered_late_total{route="/quick",method="GET"}')).toBe(0)
+      for (const reason of ['deadline', 'inherited']) {
+        expect(value(text, `ballast_deadline_exceeded_total{route="/busy",method="GET",reason="${reason}"}`)).toBe(0)
+      }
+      expect(value(text, 'ballast_deadline_late_writes_total{route="/busy"}')).toBe(0)
+      expect(value(text, 'ballast_deadline_client_closed_total{route="/busy",method="GET"}')).toBe(0)
+      expect(reasons.map((reason) => (reason as { source?: string } | undefined)?.source)).toEqual(['local', 'inherited'])
+    } finally {
+      await server.close()
+    }
+  })
+})
+
 describe('a nested deadline that runs out just after the connection went', () => {
   it('aborts the outer deadline with ClientClosedError, for what listens on it', async () => {
     const registry = new Registry()

@@ -117,6 +117,7 @@ export class RouteSeries {
   readonly #budgetHeader: FastHistogram
   readonly #exceeded: Counter<'route' | 'method' | 'reason'>
   readonly #clientClosed: Counter<'route' | 'method'>
+  readonly #answeredLate: Counter<'route' | 'method'>
   readonly #labels: { readonly route: string; readonly method: string }
 
   /** The route label these series carry. */
@@ -130,6 +131,7 @@ export class RouteSeries {
     this.#budgetHeader = new FastHistogram(metrics.budget, { route, source: 'header' })
     this.#exceeded = metrics.exceeded
     this.#clientClosed = metrics.clientClosed
+    this.#answeredLate = metrics.answeredLate
   }
 
   /** A request finished (or was abandoned); called once per request. */
@@ -145,12 +147,18 @@ export class RouteSeries {
   clientClosed(): void {
     incSeries(this.#clientClosed, this.#labels)
   }
+
+  /** The handler's own answer went out after the deadline, before its timer could run. */
+  answeredLate(): void {
+    incSeries(this.#answeredLate, this.#labels)
+  }
 }
 
 interface Metrics {
   readonly requests: Counter<'route' | 'method'>
   readonly exceeded: Counter<'route' | 'method' | 'reason'>
   readonly clientClosed: Counter<'route' | 'method'>
+  readonly answeredLate: Counter<'route' | 'method'>
   readonly budget: Histogram<'route' | 'source'>
 }
 
@@ -225,6 +233,7 @@ export class DeadlineMetrics {
   readonly #overrun: Histogram<'route'>
   readonly #lateWrites: Counter<'route'>
   readonly #clientClosed: Counter<'route' | 'method'>
+  readonly #answeredLate: Counter<'route' | 'method'>
   readonly #headerRejected: Counter<'reason'>
   // Per method, then per route: the series bound once and updated on every request
   // without prom-client's label hashing (nor a key string built per request).
@@ -267,6 +276,11 @@ export class DeadlineMetrics {
     this.#clientClosed = counter(target, {
       name: 'deadline_client_closed_total',
       help: 'Requests whose client disconnected before the response was finished.',
+      labelNames: ['route', 'method'],
+    })
+    this.#answeredLate = counter(target, {
+      name: 'deadline_answered_late_total',
+      help: 'Responses the handler finished after its deadline, before the deadline timer could run (a busy event loop); sent as written.',
       labelNames: ['route', 'method'],
     })
     this.#headerRejected = counter(target, {
@@ -326,11 +340,18 @@ export class DeadlineMetrics {
     zeroSeries(this.#requests, [{ route, method }])
     zeroSeries(this.#exceeded, labelProduct({ route: [route], method: [method], reason: ['deadline', 'inherited'] }))
     zeroSeries(this.#clientClosed, [{ route, method }])
+    zeroSeries(this.#answeredLate, [{ route, method }])
     zeroSeries(this.#lateWrites, [{ route }])
     zeroSeries(this.#budget, labelProduct({ route: [route], source: ['default', 'header'] }))
     zeroSeries(this.#overrun, [{ route }])
     const series = new RouteSeries(
-      { requests: this.#requests, exceeded: this.#exceeded, clientClosed: this.#clientClosed, budget: this.#budget },
+      {
+        requests: this.#requests,
+        exceeded: this.#exceeded,
+        clientClosed: this.#clientClosed,
+        answeredLate: this.#answeredLate,
+        budget: this.#budget,
+      },
       route,
       method,
     )

@@ -580,6 +580,10 @@ describe.each(expressVersions)('%s racing the deadline by ±2 ms', (_name, expre
       console.info(`[deadline] ${_name}: exceeded_total ${exceeded}, late_writes_total ${late}`)
       expect(exceeded).toBe(statuses.get(504))
       expect(late).toBe(exceeded)
+      // Answers written after the deadline but before its timer ran went out as written, and say so.
+      const answeredLate = await metricValue(registry, 'ballast_deadline_answered_late_total', { route, method: 'GET' })
+      console.info(`[deadline] ${_name}: answered_late_total ${answeredLate}`)
+      expect(answeredLate).toBeLessThanOrEqual((statuses.get(200) ?? 0) + (statuses.get(500) ?? 0))
       expect(activeTimers()).toBeLessThanOrEqual(baseline)
     } finally {
       await Promise.all(clients.map((client) => client.close()))

@@ -145,6 +145,9 @@ class RequestState implements AbortWatcher {
   overrunSeen = false
   exceeded: ExceededReason | undefined = undefined
   clientClosed = false
+  answeredLate = false
+  // A deadline of the request aborted (for any reason): remaining() 0 then says nothing about time.
+  abortHeard = false
   // The response as it stood when the deadline aborted, before its signal's listeners
   // (the handler's own reaction) ran: see deadlineAborting().
   responseAtAbort: ResponseState | undefined = undefined
@@ -177,6 +180,7 @@ class RequestState implements AbortWatcher {
   }
 
   deadlineAborted(reason: unknown): void {
+    this.abortHeard = true
     const atAbort = this.responseAtAbort ?? this.#responseState()
     this.responseAtAbort = undefined
     // A client that went away is reported on 'close'; any other cancel is the handler's business.
@@ -323,9 +327,15 @@ class RequestState implements AbortWatcher {
   /** The response closed: finished, or abandoned by the client. */
   closed(): void {
     const { req, res, metrics } = this
-    if (!this.answered && !res.writableEnded) {
-      this.clientClosed = true
-      this.root.cancel(new ClientClosedError())
+    if (!this.answered) {
+      if (!res.writableEnded) {
+        this.clientClosed = true
+        this.root.cancel(new ClientClosedError())
+      } else if (!this.abortHeard && this.current.remaining() === 0) {
+        // The handler answered after its deadline, before the deadline's timer ran (a busy
+        // loop runs due timers only after the work in hand): the answer went out as written.
+        this.answeredLate = true
+      }
     }
     const series = metrics.seriesOf(req)
     series.finished(this.budget, this.fromHeader)
@@ -334,6 +344,7 @@ class RequestState implements AbortWatcher {
       if (!req.complete) abortWithConnection(req)
     }
     if (this.clientClosed) series.clientClosed()
+    else if (this.answeredLate) series.answeredLate()
     const nested = this.nested
     if (nested !== undefined) {
       for (let i = nested.length - 1; i >= 0; i--) {
