@@ -8,8 +8,10 @@ import { IGNORED } from './opossum.js'
  *
  * @example
  * ```ts
- * const load = ({ signal, attempt }: CallContext) => fetch(url, { signal, headers: { 'x-attempt': String(attempt) } })
- * const response = await breaker.execute(load)
+ * // The body is read inside the work: the attempt's timeout and the caller's deadline cover it too.
+ * const load = async ({ signal, attempt }: CallContext) =>
+ *   (await fetch(url, { signal, headers: { 'x-attempt': String(attempt) } })).json()
+ * const stock = await breaker.execute(load)
  * ```
  */
 export interface CallContext {

@@ -1,4 +1,4 @@
-import { once } from 'node:events'
+import { getEventListeners, once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -292,6 +292,28 @@ describe('per-call cancellation', () => {
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
     expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(1)
     expect(isDependencyFailure(new DeadlineCancelledError(undefined, { disposed: true }))).toBe(false)
+    b[Symbol.dispose]()
+  })
+
+  it("an inner deadline's expiry reported by a Node API (AbortError, the deadline's error as cause) is the caller's, as the error itself is", async () => {
+    const { b, registry } = breaker({ timeout: 10_000, volumeThreshold: 3, errorThresholdPercentage: 50 })
+    // The work bounds a wait with a deadline of its own and hands its signal to timers/promises.
+    const bounded = async () => {
+      using inner = Deadline.after(5)
+      await sleep(1_000, undefined, { signal: inner.signal })
+    }
+    const errors: unknown[] = []
+    for (let i = 0; i < 4; i++) errors.push(await b.execute(bounded).catch((error: unknown) => error))
+    expect(errors.map((error) => [(error as Error).name, (error as Error).cause instanceof DeadlineExceededError])).toEqual(
+      Array.from({ length: 4 }, () => ['AbortError', true]),
+    )
+    expect(b.state).toBe('closed')
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'ignored' })).toBe(4)
+    expect(await value(registry, 'ballast_breaker_calls_total', { outcome: 'failure' })).toBe(0)
+    // An AbortError for any other reason is the dependency's, as that reason would be.
+    const other = new Error('The operation was aborted', { cause: new Error('ECONNRESET') })
+    other.name = 'AbortError'
+    expect(isDependencyFailure(other)).toBe(true)
     b[Symbol.dispose]()
   })
 
@@ -675,7 +697,7 @@ describe('fallback', () => {
     },
   )
 
-  it('fallbacks outside any deadline share a signal that takes any number of listeners: 30 waiting on it at once raise no leak warning', async () => {
+  it('fallbacks outside any deadline each get a signal of their own: 30 waiting at once raise no leak warning, and a listener one leaves stays with it', async () => {
     const warnings: Error[] = []
     const onWarning = (warning: Error) => warnings.push(warning)
     process.on('warning', onWarning)
@@ -697,6 +719,17 @@ describe('fallback', () => {
     process.off('warning', onWarning)
     expect(results).toEqual(Array.from({ length: 30 }, () => 'cached'))
     expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([])
+    // A fallback that never removes its listener: nothing piles up on the next fallback's signal.
+    const signals: AbortSignal[] = []
+    const careless = ({ signal }: FallbackContext) => {
+      signal.addEventListener('abort', () => {})
+      signals.push(signal)
+      return 'cached'
+    }
+    for (let i = 0; i < 20; i++) await b.execute(fail, { fallback: careless })
+    expect(new Set(signals).size).toBe(20)
+    expect(signals.map((signal) => getEventListeners(signal, 'abort').length)).toEqual(Array.from({ length: 20 }, () => 1))
+    expect(signals.some((signal) => signal.aborted)).toBe(false)
     b[Symbol.dispose]()
   })
 

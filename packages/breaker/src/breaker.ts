@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events'
 import {
   BallastError,
   describeValue,
@@ -86,7 +85,7 @@ export interface FallbackContext {
   readonly reason: FallbackReason
   /** The error the caller would get without a fallback. */
   readonly error: unknown
-  /** The caller's deadline signal (never aborted when there is no deadline): for fallbacks that do I/O. */
+  /** The caller's deadline signal (without a deadline, one of this call's own that never aborts): for fallbacks that do I/O. */
   readonly signal: AbortSignal
   /** Seconds until a trial call is allowed; 0 when closed. */
   readonly retryAfter: number
@@ -211,29 +210,22 @@ export interface ExecuteOptions<T> {
  * ```
  */
 export function isDependencyFailure(error: unknown): boolean {
+  // Node's own APIs (timers/promises, events, streams, fs, child_process) reject an aborted
+  // operation with an AbortError whose `cause` is the signal's reason.
+  const reason = error instanceof Error && error.name === 'AbortError' && error.cause !== undefined ? error.cause : error
   return !(
-    error instanceof DeadlineExceededError ||
-    error instanceof ClientClosedError ||
-    (error instanceof DeadlineCancelledError && error.disposed)
+    reason instanceof DeadlineExceededError ||
+    reason instanceof ClientClosedError ||
+    (reason instanceof DeadlineCancelledError && reason.disposed)
   )
 }
 
-let neverAborted: AbortSignal | undefined
 // Set in a static block of Breaker: BreakerGroup disposes a key only once its calls have settled.
 let callsOf: (breaker: Breaker<unknown>) => number
 
 /** Calls through `breaker` not settled yet (attempts, retry pauses, fallbacks). Internal to the package. */
 export function callsInFlight<F>(breaker: Breaker<F>): number {
   return callsOf(breaker as Breaker<unknown>)
-}
-
-/** The signal of a fallback outside any deadline: one for all, so it takes any number of listeners (Node 22.12 warns past 10). */
-function quietSignal(): AbortSignal {
-  if (neverAborted === undefined) {
-    neverAborted = new AbortController().signal
-    setMaxListeners(0, neverAborted)
-  }
-  return neverAborted
 }
 
 /**
@@ -696,7 +688,9 @@ export class Breaker<F = never> implements Disposable {
       result = await fallback({
         reason,
         error,
-        signal: deadline?.signal ?? quietSignal(),
+        // Outside a deadline, a signal of its own that never aborts: a listener the fallback
+        // leaves on it goes with it, as it would on a deadline's.
+        signal: deadline?.signal ?? new AbortController().signal,
         retryAfter: this.retryAfter(),
       })
     } catch (thrown) {

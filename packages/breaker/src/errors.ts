@@ -27,7 +27,7 @@ export type RejectionReason = 'open' | 'half-open' | 'capacity'
  * @example
  * ```ts
  * try {
- *   await breaker.execute(({ signal }) => fetch(url, { signal }))
+ *   await breaker.execute(async ({ signal }) => (await fetch(url, { signal })).json())
  * } catch (error) {
  *   if (error instanceof BrokenCircuitError) console.log(`retry in ${error.retryAfter} s`)
  *   throw error
