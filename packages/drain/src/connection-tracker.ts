@@ -43,6 +43,8 @@ interface SocketState {
   bytesAtIdle: number
   /** The last request answered before its body had all arrived: what comes is that body, which Node discards. */
   unread: IncomingMessage | undefined
+  /** Whether the drain was told the connection closed (at a forced stop, before its 'close' event). */
+  reported: boolean
 }
 
 /**
@@ -236,15 +238,6 @@ export class ConnectionTracker {
     return this.#closed ?? this.#closeNow()
   }
 
-  /**
-   * Resolves once every socket open now has emitted 'close' and the drain counted it
-   * as closed (a destroyed socket emits it only on a later loop turn).
-   */
-  socketsClosed(): Promise<void> {
-    if (this.#sockets.size === 0) return Promise.resolve()
-    return new Promise<void>((resolve) => this.#emptied.push(resolve))
-  }
-
   #sendProbe(): void {
     this.#retryTimer = undefined
     this.#retryCheck = undefined
@@ -392,17 +385,20 @@ export class ConnectionTracker {
   }
 
   /**
-   * Destroys every remaining socket (the grace period is over). Returns how many;
-   * {@link socketsClosed} tells when they are counted as closed.
+   * Destroys every remaining socket (the grace period is over) and reports each as
+   * closed right away, not at its 'close' event, which a saturated loop may not reach
+   * before the exit. Returns how many it destroyed.
    */
   destroyAll(): number {
     let destroyed = 0
     for (const [socket, state] of this.#sockets) {
-      if (socket.destroyed) continue
-      state.closing = 'forced'
-      this.#clearLinger(state)
-      socket.destroy()
-      destroyed++
+      if (!socket.destroyed) {
+        state.closing = 'forced'
+        this.#clearLinger(state)
+        socket.destroy()
+        destroyed++
+      }
+      this.#reportClosed(state)
     }
     // Sockets the HTTP layer knows but this tracker never saw (accepted before attach()).
     this.server.closeAllConnections()
@@ -459,13 +455,15 @@ export class ConnectionTracker {
       lingerCheck: undefined,
       bytesAtIdle: socket.bytesRead,
       unread: undefined,
+      reported: false,
     }
     this.#sockets.set(socket, state)
-    this.#events.connectionOpened()
     this.#watchClose(socket, state)
     // A connection accepted just before the listener closed must not stay open
     // forever if its client never sends a request.
     if (this.#closing) this.#scheduleIdleClose(socket, state)
+    // Last: the drain may stop in here (its grace period over), destroying this socket too.
+    this.#events.connectionOpened()
     return state
   }
 
@@ -482,9 +480,14 @@ export class ConnectionTracker {
         for (const emptied of this.#emptied.splice(0)) queueMicrotask(emptied)
         this.#sweepUnknown()
       }
-      const reason = state.closing ?? (state.announcedClose && this.#draining ? 'after_response' : undefined)
-      this.#events.connectionClosed(reason)
+      this.#reportClosed(state)
     })
+  }
+
+  #reportClosed(state: SocketState): void {
+    if (state.reported) return
+    state.reported = true
+    this.#events.connectionClosed(state.closing ?? (state.announcedClose && this.#draining ? 'after_response' : undefined))
   }
 
   #request(req: IncomingMessage, res: ServerResponse, first = false): void {

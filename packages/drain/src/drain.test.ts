@@ -562,6 +562,91 @@ describe('sequence', () => {
   })
 })
 
+/** Blocks the event loop for `ms`, as a handler's synchronous work does. */
+function spin(ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) {
+    // The loop is the point.
+  }
+}
+
+describe('a loop blocked past gracePeriod', () => {
+  it('by in-flight handlers whose work comes due at once: the drain stops (exit 4) at the first response past gracePeriod, not after the work', async () => {
+    const gracePeriod = 300
+    const work = 150
+    const exits: { code: number; done: number; inflight: number; openConnections: number }[] = []
+    const done: number[] = []
+    const drain: Drain = new Drain({
+      ...QUIET,
+      gracePeriod,
+      registry: new Registry(),
+      exit: (code) => exits.push({ code, done: done.length, inflight: drain.inflight, openConnections: drain.openConnections }),
+    })
+    const queued: (() => void)[] = []
+    const application = express()
+    application.use(drain.middleware())
+    application.get('/work', (_req, res) => {
+      queued.push(() => {
+        spin(work)
+        done.push(performance.now())
+        res.json({ ok: true })
+      })
+    })
+    const server = http.createServer(application)
+    drain.attach(server)
+    const port = await listen(server)
+    const requests = Array.from({ length: 6 }, () =>
+      get(port, '/work').then(
+        ({ status }) => status,
+        (error: NodeJS.ErrnoException) => error.code ?? error.message,
+      ),
+    )
+    await vi.waitFor(() => expect(drain.inflight).toBe(requests.length), { timeout: 5_000 })
+
+    const shutdown = drain.shutdown()
+    // All in one check phase, each its own callback, as a saturated server's burst of
+    // continuations runs in one timers phase: the grace period's timer cannot fire
+    // before the last one, 900 ms of work on, and the drain would wait for more turns.
+    for (const run of queued) setImmediate(run)
+    const report = await shutdown
+    const settled = await Promise.all(requests)
+    console.info(
+      `[drain blocked loop] stopped after ${Math.round(report.durationMs)} ms, ${exits[0]?.done} of 6 handlers done; clients: ${settled}`,
+    )
+
+    expect(report).toMatchObject({ outcome: 'grace_period_exceeded', exitCode: ExitCode.GRACE_PERIOD_EXCEEDED })
+    expect(report.durationMs).toBeGreaterThanOrEqual(gracePeriod)
+    expect(exits).toHaveLength(1)
+    // The second handler ends 300 ms (gracePeriod) into the work at the earliest: the
+    // drain stops in its response's callback, with 4 handlers still to run.
+    expect(exits[0]).toEqual({ code: ExitCode.GRACE_PERIOD_EXCEEDED, done: 2, inflight: 0, openConnections: 0 })
+    expect(done).toHaveLength(6)
+    drain[Symbol.dispose]()
+  })
+
+  it('by a hook, so that the drain would end before its timer fires: reported grace_period_exceeded (exit 4), never ok', async () => {
+    const codes: number[] = []
+    const gracePeriod = 1_000
+    const { drain } = await servedDrain({ gracePeriod, exit: (code) => codes.push(code) })
+    const ran: string[] = []
+    drain.onShutdown('next', () => {
+      ran.push('next')
+    })
+    drain.onShutdown('blocks', () => {
+      ran.push('blocks')
+      spin(gracePeriod + 100)
+    })
+    const report = await drain.shutdown()
+    expect(report).toMatchObject({ outcome: 'grace_period_exceeded', exitCode: ExitCode.GRACE_PERIOD_EXCEEDED, forcedConnections: 0 })
+    expect(report.durationMs).toBeGreaterThanOrEqual(gracePeriod + 100)
+    expect(report.hooks).toMatchObject([{ name: 'blocks', outcome: 'ok' }])
+    // No hook starts once gracePeriod is over.
+    expect(ran).toEqual(['blocks'])
+    expect(codes).toEqual([ExitCode.GRACE_PERIOD_EXCEEDED])
+    drain[Symbol.dispose]()
+  })
+})
+
 describe('signals after shutdown()', () => {
   it('a first signal during shutdown() is only noted: the drain completes; a signal after it forces the exit', async () => {
     const codes: number[] = []

@@ -205,9 +205,6 @@ const LISTENER_QUIET_MS = 50
 /** ...or, if clients keep connecting, at the first flush after this long. */
 const SETTLE_MAX_MS = 250
 const CLOSE: FlushVerdict = { close: true }
-// Sockets destroyed at the hard stop report 'close' a loop turn later; a socket that
-// never did must not hold the stop (and the exit) beyond this.
-const FORCED_CLOSE_WAIT_MS = 1_000
 const HOOK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
 /** Default `readinessDelay` on Kubernetes, capped at half of `gracePeriod`. */
 const K8S_READINESS_DELAY = 5_000
@@ -290,6 +287,8 @@ export class Drain implements Disposable {
   #shutdown: Promise<ShutdownReport> | undefined
   #finish: ((report: ShutdownReport) => void) | undefined
   #hardLimit: NodeJS.Timeout | undefined
+  /** performance.now() at which gracePeriod ends, once a shutdown started. */
+  #graceEndsAt = Number.POSITIVE_INFINITY
   #phaseTimer: NodeJS.Timeout | undefined
   #wakePhase: (() => void) | undefined
   #finished = false
@@ -473,10 +472,12 @@ export class Drain implements Disposable {
       {
         connectionOpened: () => {
           this.#openConnections++
+          if (this.#shutdown !== undefined) this.#overran()
         },
         connectionClosed: (reason) => {
           this.#openConnections--
           if (reason !== undefined) this.#connectionClose.emit({ reason })
+          if (this.#shutdown !== undefined) this.#overran()
         },
         announcing: () => this.#announce,
       },
@@ -579,7 +580,11 @@ export class Drain implements Disposable {
     // Armed before any listener, abort handler or hook runs: nothing user code does can
     // push the exit past gracePeriod.
     const startedAt = performance.now()
-    this.#hardLimit = setTimeout(() => this.#expire(startedAt), this.gracePeriod)
+    this.#hardLimit = setTimeout(() => {
+      this.#hardLimit = undefined
+      this.#expire(startedAt)
+    }, this.gracePeriod)
+    this.#graceEndsAt = startedAt + this.gracePeriod
     this.#reason = reason
     this.#startedAt = Date.now()
     this.#startedMono = startedAt
@@ -638,7 +643,21 @@ export class Drain implements Disposable {
   }
 
   readonly #onResponseClose = (): void => {
+    if (this.#shutdown !== undefined) {
+      this.#responseClosedWhileDraining()
+      return
+    }
     this.#inflight--
+    this.#checkIdle()
+  }
+
+  #responseClosedWhileDraining(): void {
+    // A forced stop counted every request still in flight as ended already.
+    if (this.#finished) return
+    this.#inflight--
+    // On a saturated loop the grace period's timer can stay unfired for seconds while
+    // responses keep closing: this is where the drain still sees the time.
+    if (this.#overran()) return
     this.#checkIdle()
   }
 
@@ -674,12 +693,16 @@ export class Drain implements Disposable {
     const tracker = expecting || this.#announce ? this.#trackers.find((candidate) => candidate.tracks(req.socket)) : undefined
     if (expecting) tracker?.adopt(req, res)
     if (this.#announce) {
+      if (this.#overran()) return
       // Pipelined behind a response that closes the connection: it could never be answered.
       if (tracker?.cutOff(req, res) === true) return
       // A tracked connection's announcement is its tracker's (the last response on it only).
       if (tracker === undefined && !res.headersSent) res.setHeader('connection', 'close')
     }
     if (this.#holding) {
+      if (this.#overran()) return
+      // Held even past the settle bound: the loop, free of their work, is what empties
+      // the accept queue so that the listener closes without resetting a connection.
       // A client that gave up meanwhile is not served.
       this.#held.push(() => {
         if (!res.destroyed && !res.writableEnded && !this.#finished) next()
@@ -697,17 +720,17 @@ export class Drain implements Disposable {
       this.#setState('draining', reason)
       for (const tracker of this.#trackers) tracker.startDraining()
       this.#controller.abort(new DrainingError(reason))
-      if (this.#finished) return
+      if (this.#overran()) return
       await this.#sleep(this.readinessDelay)
-      if (this.#finished) return
+      if (this.#overran()) return
 
       this.#setState('closing', reason)
       // Several servers: the last attached (metrics) keeps answering until the others drained.
       const front = this.#trackers.filter((tracker) => tracker !== last)
       await this.#closeGroup(front, true)
-      if (this.#finished) return
+      if (this.#overran()) return
       await this.#idle()
-      if (this.#finished) return
+      if (this.#overran()) return
       // From here on a request through the middleware would meet closed resources.
       this.#httpDrained = true
       this.#logger.info({ durationMs: Math.round(performance.now() - startedAt) }, 'drain: HTTP drained, running hooks')
@@ -719,11 +742,13 @@ export class Drain implements Disposable {
         if (this.#finished) return
         this.#hookReports.push(report)
         if (report.outcome !== 'ok') failed = true
+        // A hook that blocked the loop past gracePeriod: the next one must not start.
+        if (this.#overran()) return
       }
       this.#hooksEnded = true
       // The last of several servers (metrics) answered scrapes through the whole drain.
       if (last !== undefined) await this.#closeGroup([last], false)
-      if (this.#finished) return
+      if (this.#overran()) return
       this.#complete(failed ? 'hook_failed' : 'ok', startedAt)
     } catch (error) {
       // A bug here must still end in an exit, never in a process that hangs half-closed.
@@ -805,7 +830,11 @@ export class Drain implements Disposable {
     if (held.length === 0) return
     // Not inside the server's `connection` callback that closed the listener.
     setImmediate(() => {
-      for (const run of held) run()
+      for (const run of held) {
+        // Each may block the loop (a synchronous handler) past gracePeriod.
+        if (this.#overran()) break
+        run()
+      }
     })
   }
 
@@ -857,8 +886,20 @@ export class Drain implements Disposable {
     return { name: hook.name, outcome, durationMs, ...(error === undefined ? {} : { error }) }
   }
 
+  /**
+   * Whether the drain is over: stopped, or gracePeriod ended by the clock, in which case
+   * it stops now as its timer would have. The timer alone is not enough: Node runs only
+   * the timers due when a timers phase began, so a loop kept busy (a burst of requests
+   * whose work comes due at once) can finish the whole drain before the timer fires.
+   */
+  #overran(now = performance.now()): boolean {
+    if (this.#finished) return true
+    if (now < this.#graceEndsAt) return false
+    this.#expire(this.#startedMono ?? now)
+    return true
+  }
+
   #expire(startedAt: number): void {
-    this.#hardLimit = undefined
     if (this.#finished) return
     this.#logger.error(
       { gracePeriod: this.gracePeriod, inflight: this.#inflight, tracked: this.#tracked, openConnections: this.#openConnections },
@@ -868,6 +909,9 @@ export class Drain implements Disposable {
   }
 
   #abort(outcome: 'grace_period_exceeded' | 'second_signal', startedAt: number, reason: Error): void {
+    if (this.#finished) return
+    // First: the callbacks below (hook events, connection closes) must see a drain that stopped.
+    this.#finished = true
     const running = this.#runningHook
     if (running !== undefined) {
       running.abandon()
@@ -878,19 +922,29 @@ export class Drain implements Disposable {
       // that held the exit shows in the hook metrics and events, not in the report only.
       this.#hookEnd.emit({ name: running.name, outcome: 'timed_out', durationMs, error: reason })
     }
+    // A destroyed socket emits 'close' (and HTTP closes its response) only on a later
+    // loop turn, which a saturated loop may not reach for seconds: the trackers count
+    // the sockets as closed now, and every request in flight is over with its socket
+    // (its 'close' is then ignored), so a last scrape or push when shutdown() resolves
+    // or exit runs sees the end state without waiting for that turn.
     for (const tracker of this.#trackers) this.#forced += tracker.destroyAll()
-    // A destroyed socket emits 'close' (and HTTP closes its response) only a loop turn
-    // later: until then open connections, in-flight requests and forced closes read as
-    // before the destroy, and a last scrape or push when shutdown() resolves or exit
-    // runs would see that. So stop once they are counted: one loop turn, no client to
-    // wait for, since every remaining socket was just destroyed (bounded all the same).
-    this.#complete(outcome, startedAt, Promise.all(this.#trackers.map((tracker) => tracker.socketsClosed())))
+    this.#inflight = 0
+    this.#end(outcome, startedAt, performance.now())
   }
 
-  /** Ends the sequence now; reports (resolves shutdown(), exits) once `socketsClosed` settled, if given. */
-  #complete(outcome: ShutdownOutcome, startedAt: number, socketsClosed?: Promise<unknown>): void {
+  /** Ends the sequence now with `outcome`, unless gracePeriod ended meanwhile. */
+  #complete(outcome: 'ok' | 'hook_failed', startedAt: number): void {
     if (this.#finished) return
+    // A drain that took longer than gracePeriod never reports success, even when its
+    // timer could not fire (a loop blocked until the drain was done).
+    const now = performance.now()
+    if (this.#overran(now)) return
     this.#finished = true
+    this.#end(outcome, startedAt, now)
+  }
+
+  /** Stops at `now`: what the report's duration says is what decided the outcome. */
+  #end(outcome: ShutdownOutcome, startedAt: number, now: number): void {
     this.#hooksEnded = true
     if (this.#hardLimit !== undefined) clearTimeout(this.#hardLimit)
     this.#hardLimit = undefined
@@ -898,25 +952,14 @@ export class Drain implements Disposable {
     this.#wakePhase?.()
     for (const wake of this.#idleWaiters.splice(0)) wake()
     for (const tracker of this.#trackers) tracker.detach()
-    if (socketsClosed === undefined) {
-      this.#stop(outcome, startedAt)
-      return
-    }
-    let bound: NodeJS.Timeout | undefined
-    const waited = new Promise<void>((resolve) => {
-      bound = setTimeout(resolve, FORCED_CLOSE_WAIT_MS)
-    })
-    void Promise.race([socketsClosed, waited]).then(() => {
-      clearTimeout(bound)
-      this.#stop(outcome, startedAt)
-    })
+    this.#stop(outcome, startedAt, now)
   }
 
-  #stop(outcome: ShutdownOutcome, startedAt: number): void {
+  #stop(outcome: ShutdownOutcome, startedAt: number, now: number): void {
     // A later signal is no longer the drain's: with `exit: false` it must end the process as usual.
     this.#removeSignalListeners()
     const exitCode = EXIT_CODES[outcome]
-    this.#stoppedMono = performance.now()
+    this.#stoppedMono = now
     const report: ShutdownReport = {
       reason: this.#reason,
       outcome,
