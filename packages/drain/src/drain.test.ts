@@ -624,6 +624,31 @@ describe('a loop blocked past gracePeriod', () => {
     drain[Symbol.dispose]()
   })
 
+  it('a request reaching the middleware of a server not attached, once past gracePeriod, is cut like the connections the stop destroys, not left unanswered', async () => {
+    const drain = new Drain({ ...QUIET, readinessDelay: 250, gracePeriod: 300, registry: new Registry() })
+    const middleware = drain.middleware()
+    const attached = http.createServer((req, res) => middleware(req, res, () => res.end('attached')))
+    drain.attach(attached)
+    await listen(attached)
+    // The loop blocked past gracePeriod just before the middleware sees the request: its
+    // timer cannot have fired, and this request is the first to see the time.
+    const other = http.createServer((req, res) => {
+      spin(350)
+      middleware(req, res, () => res.end('served'))
+    })
+    const port = await listen(other)
+    const shutdown = drain.shutdown()
+    const answer = await get(port, '/x').then(
+      ({ status }) => status,
+      (error: NodeJS.ErrnoException) => error.code ?? error.message,
+    )
+    expect(await shutdown).toMatchObject({ outcome: 'grace_period_exceeded' })
+    expect(answer).toBe('ECONNRESET')
+    other.closeAllConnections()
+    await new Promise((resolve) => other.close(resolve))
+    drain[Symbol.dispose]()
+  })
+
   it('by a hook, so that the drain would end before its timer fires: reported grace_period_exceeded (exit 4), never ok', async () => {
     const codes: number[] = []
     const gracePeriod = 1_000

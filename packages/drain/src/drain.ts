@@ -693,23 +693,40 @@ export class Drain implements Disposable {
     const tracker = expecting || this.#announce ? this.#trackers.find((candidate) => candidate.tracks(req.socket)) : undefined
     if (expecting) tracker?.adopt(req, res)
     if (this.#announce) {
-      if (this.#overran()) return
+      if (this.#overran()) {
+        this.#cut(res)
+        return
+      }
       // Pipelined behind a response that closes the connection: it could never be answered.
       if (tracker?.cutOff(req, res) === true) return
       // A tracked connection's announcement is its tracker's (the last response on it only).
       if (tracker === undefined && !res.headersSent) res.setHeader('connection', 'close')
     }
     if (this.#holding) {
-      if (this.#overran()) return
+      if (this.#overran()) {
+        this.#cut(res)
+        return
+      }
       // Held even past the settle bound: the loop, free of their work, is what empties
       // the accept queue so that the listener closes without resetting a connection.
       // A client that gave up meanwhile is not served.
       this.#held.push(() => {
-        if (!res.destroyed && !res.writableEnded && !this.#finished) next()
+        if (res.destroyed || res.writableEnded) return
+        if (this.#finished) this.#cut(res)
+        else next()
       })
       return
     }
     next()
+  }
+
+  /**
+   * Ends a request the stop caught past gracePeriod as the stop ends every connection:
+   * destroyed. Those of attached servers are already; one of a server the drain does
+   * not follow (its middleware used without attach()) would otherwise never be answered.
+   */
+  #cut(res: ServerResponse): void {
+    res.destroy()
   }
 
   async #run(reason: string, startedAt: number): Promise<void> {
