@@ -1,3 +1,4 @@
+import { setImmediate as nativeSetImmediate, setTimeout as nativeSetTimeout } from 'node:timers'
 import { nextTimerDelay } from '@ballast/core'
 
 /** A timer this much past its due time ran on a busy loop (Node's own lateness is under 1 ms). */
@@ -46,7 +47,6 @@ export class AttemptTimeouts<A extends Expiring> {
   readonly #budget: number
   readonly #setTimeout: typeof setTimeout = globalThis.setTimeout
   readonly #clearTimeout: typeof clearTimeout = globalThis.clearTimeout
-  readonly #setImmediate: typeof setImmediate = globalThis.setImmediate
 
   constructor(budget: number) {
     this.#budget = budget
@@ -119,11 +119,11 @@ export class AttemptTimeouts<A extends Expiring> {
     // further behind is not the timer's (a faked setTimeout with the real performance):
     // then the attempt it was armed for is due.
     const clock = performance.now()
-    if (clock > armedFor + LATE_MS) {
+    if (clock > armedFor + LATE_MS && this.#setTimeout === nativeSetTimeout) {
       // The loop was busy past the due time (an overloaded caller), and a turn runs timers
       // before it reads sockets: an answer that came in meanwhile is read first, so a slow
       // caller is not counted as a slow dependency.
-      this.#setImmediate(this.#expire, clock, armedFor)
+      nativeSetImmediate(this.#expire, clock, armedFor)
       return
     }
     this.#expire(clock > armedFor - 1 ? clock : armedFor, armedFor)

@@ -33,6 +33,11 @@ afterEach(() => {
   vi.useRealTimers()
 })
 
+/** A few microtask turns: what a call needs to arm its attempt, or to settle once it timed out. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve()
+}
+
 describe('Breaker attempt timeouts when the clock changes', () => {
   it('a breaker used under real timers times attempts out on the fake clock a test installs later', async () => {
     const b = breaker({ timeout: 800 })
@@ -108,6 +113,42 @@ describe('Breaker attempt timeouts with fake timers that leave performance real'
       expect(second.outcome).toBeInstanceOf(BreakerTimeoutError)
     } finally {
       b[Symbol.dispose]()
+    }
+  })
+})
+
+describe('Breaker attempt timeouts when real time passes the budget before the fake clock moves', () => {
+  // The real clock says the timer is late, as on a busy loop: under fake timers that is the
+  // test's own pace, and the attempt times out inside the advance, as the fake clock says.
+  async function timesOutInside(advance: (ms: number) => void): Promise<void> {
+    const b = breaker({ timeout: 5 })
+    try {
+      const call = track(b.execute(hang))
+      await settle()
+      const until = performance.now() + 20
+      while (performance.now() < until) {}
+      advance(5)
+      await settle()
+      expect(call.outcome).toBeInstanceOf(BreakerTimeoutError)
+    } finally {
+      b[Symbol.dispose]()
+    }
+  }
+
+  it.each([
+    ['setTimeout and setImmediate faked', ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate']],
+    ['setTimeout faked', ['setTimeout', 'clearTimeout']],
+  ] as const)('%s: inside advanceTimersByTime', async (_name, toFake) => {
+    vi.useFakeTimers({ toFake: [...toFake] })
+    await timesOutInside((ms) => vi.advanceTimersByTime(ms))
+  })
+
+  it('node:test mock timers (setTimeout and setImmediate): tick() returns, the attempt timed out', async () => {
+    mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] })
+    try {
+      await timesOutInside((ms) => mock.timers.tick(ms))
+    } finally {
+      mock.timers.reset()
     }
   })
 })

@@ -66,6 +66,12 @@ describe('BallastError', () => {
     Object.defineProperty(ForeignQuotaError, 'name', { value: 'QuotaError' })
     expect(new ForeignQuotaError('q', { code: 'BALLAST_QUOTA', status: 429 }) instanceof QuotaError).toBe(true)
     expect(foreign instanceof QuotaError).toBe(false)
+    // A user's subclass of the other copy's class, named (or minified) as it likes: its chain names the class.
+    class SpecialQuotaError extends ForeignQuotaError {}
+    const special = new SpecialQuotaError('q', { code: 'BALLAST_QUOTA', status: 429 })
+    expect(special.name).toBe('SpecialQuotaError')
+    expect(special instanceof QuotaError).toBe(true)
+    expect(special instanceof BallastError).toBe(true)
   })
 
   it('does not claim unrelated values', () => {

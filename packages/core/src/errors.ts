@@ -106,7 +106,8 @@ export function brandAsBallastError(prototype: object): void {
 
 /**
  * `instanceof` for a ballast error class that may exist twice in one process:
- * the prototype chain first, then the brand plus the class name. Use it as the
+ * the prototype chain first, then the brand plus the class names along the
+ * value's prototype chain (a subclass of the other copy's class). Use it as the
  * static `[Symbol.hasInstance]` of error classes that cannot extend
  * {@link BallastError}.
  *
@@ -120,5 +121,10 @@ export function brandAsBallastError(prototype: object): void {
 export function matchesBallastClass(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
   if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true
   if (!isBallastError(value)) return false
-  return cls.name === 'BallastError' || (value as Error).name === cls.name
+  if (cls.name === 'BallastError' || (value as Error).name === cls.name) return true
+  // A subclass of the class (a user's, maybe minified): its prototype chain names the class.
+  for (let proto = Object.getPrototypeOf(value) as object | null; proto !== null; proto = Object.getPrototypeOf(proto)) {
+    if (Object.hasOwn(proto, 'constructor') && (proto as { constructor: { name?: unknown } }).constructor.name === cls.name) return true
+  }
+  return false
 }

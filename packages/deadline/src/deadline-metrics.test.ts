@@ -226,6 +226,12 @@ describe.each(expressVersions)('on %s: a handler that answers after its deadline
       res.json({ done: true })
     })
     app.get('/quick', (_req, res) => res.json({ done: true }))
+    // Answered in time, then busy past the deadline before the response closes: in time.
+    app.get('/then-busy', (_req, res) => {
+      res.json({ done: true })
+      const until = performance.now() + 80
+      while (performance.now() < until) {}
+    })
     const server = await listen(app as never)
     try {
       const late = await fetch(`${server.origin}/busy`)
@@ -235,10 +241,12 @@ describe.each(expressVersions)('on %s: a handler that answers after its deadline
       expect(inherited.status).toBe(200)
       await inherited.arrayBuffer()
       expect((await fetch(`${server.origin}/quick`)).status).toBe(200)
+      expect((await fetch(`${server.origin}/then-busy`)).status).toBe(200)
       await sleep(30)
       const text = await registry.metrics()
       expect(value(text, 'ballast_deadline_answered_late_total{route="/busy",method="GET"}')).toBe(2)
       expect(value(text, 'ballast_deadline_answered_late_total{route="/quick",method="GET"}')).toBe(0)
+      expect(value(text, 'ballast_deadline_answered_late_total{route="/then-busy",method="GET"}')).toBe(0)
       for (const reason of ['deadline', 'inherited']) {
         expect(value(text, `ballast_deadline_exceeded_total{route="/busy",method="GET",reason="${reason}"}`)).toBe(0)
       }

@@ -324,6 +324,12 @@ class RequestState implements AbortWatcher {
     Object.defineProperty(res, 'statusMessage', { configurable: true, get: () => statusMessage, set: ignore })
   }
 
+  /** The handler ended the response (res.end(), synchronously): late if its deadline had passed unheard. */
+  prefinished(): void {
+    // After its deadline, before the deadline's timer ran (a busy loop): the answer goes out as written.
+    if (!this.answered && !this.abortHeard && this.current.remaining() === 0) this.answeredLate = true
+  }
+
   /** The response closed: finished, or abandoned by the client. */
   closed(): void {
     const { req, res, metrics } = this
@@ -331,10 +337,6 @@ class RequestState implements AbortWatcher {
       if (!res.writableEnded) {
         this.clientClosed = true
         this.root.cancel(new ClientClosedError())
-      } else if (!this.abortHeard && this.current.remaining() === 0) {
-        // The handler answered after its deadline, before the deadline's timer ran (a busy
-        // loop runs due timers only after the work in hand): the answer went out as written.
-        this.answeredLate = true
       }
     }
     const series = metrics.seriesOf(req)
@@ -403,8 +405,14 @@ function closeOnceFlushed(socket: Socket): void {
   socket.once('close', () => clearTimeout(flushed))
 }
 
-// One listener function for every response ('close' comes once, after 'finish'
-// or on an early disconnect); Node links each response to its request.
+// One listener function of each kind for every response; Node links each response to
+// its request. 'prefinish' comes inside res.end() (once the response holds its last
+// bytes, before they are flushed), when the handler answers.
+function onResponsePrefinish(this: ServerResponse): void {
+  ;(this.req as DeadlineRequest & { [STATE]?: RequestState })[STATE]?.prefinished()
+}
+
+// 'close' comes once, after 'finish' or on an early disconnect.
 function onResponseClose(this: ServerResponse): void {
   ;(this.req as DeadlineRequest & { [STATE]?: RequestState })[STATE]?.closed()
 }
@@ -511,6 +519,7 @@ export function deadline<Req extends IncomingMessage = IncomingMessage, Res exte
     const created = new RequestState(req, res, root, settings, budget, fromHeader)
     req[STATE] = created
     res.on('close', onResponseClose)
+    res.on('prefinish', onResponsePrefinish)
     created.adopt(root, settings)
     // A spent budget has been answered by adopt(): the rest of the chain never runs.
     // A deadline aborted for another reason (an enclosing one cancelled) is the handler's to see.

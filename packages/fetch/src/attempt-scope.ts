@@ -1,3 +1,4 @@
+import { setImmediate as nativeSetImmediate, setTimeout as nativeSetTimeout } from 'node:timers'
 import { AbortLinks, type Linked, type LiveList, type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
 import type { Deadline } from '@ballast/deadline'
 
@@ -130,11 +131,11 @@ export class AttemptScope implements Linked<AttemptScope> {
     this.#timer = undefined
     timer?.removed()
     if (this.#released) return
-    if (performance.now() > this.#expiresAt + LATE_MS) {
+    if (globalThis.setTimeout === nativeSetTimeout && performance.now() > this.#expiresAt + LATE_MS) {
       // The loop was busy past the due time (an overloaded caller), and a turn runs timers
       // before it reads sockets: an answer that came in meanwhile is read first, so a slow
       // caller is not counted as a slow dependency.
-      setImmediate(expireLate, this)
+      nativeSetImmediate(expireLate, this)
       return
     }
     this.#expire()

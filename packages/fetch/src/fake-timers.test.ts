@@ -43,6 +43,29 @@ describe('a client under fake timers', () => {
     }
   })
 
+  it('with performance left real and setImmediate faked, real time past the budget before the advance: timed out inside it', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] })
+    const client = createClient({
+      name: 'late',
+      baseUrl: 'http://late.test',
+      timeout: 5,
+      breaker: false,
+      fetch: stub,
+      registry: new Registry(),
+    })
+    try {
+      const outcomes: unknown[] = []
+      client.fetch('/hang').catch((error: unknown) => outcomes.push(error))
+      await Promise.resolve()
+      const until = performance.now() + 20
+      while (performance.now() < until) {}
+      await vi.advanceTimersByTimeAsync(6)
+      expect(outcomes).toEqual([expect.any(FetchTimeoutError)])
+    } finally {
+      client[Symbol.dispose]()
+    }
+  })
+
   it('with performance left real, calls started at one fake instant time out together', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const client = createClient({
