@@ -30,6 +30,14 @@ describe('describeValue "short, quoted, never throwing"', () => {
     expect(() => objectOption('X', 'options', options, ['timeout'])).toThrow(/unknown option "timout"/)
   })
 
+  it('names an AbortSignal by what it says, not by its internal symbols (a signal passed where options go)', () => {
+    expect(describeValue(new AbortController().signal)).toBe('AbortSignal { aborted: false }')
+    expect(describeValue(AbortSignal.abort())).toBe('AbortSignal { aborted: true }')
+    expect(() => objectOption('X', 'options', { signal: new AbortController().signal }, ['fallback'])).toThrow(
+      'X: unknown option "signal", got AbortSignal { aborted: false }',
+    )
+  })
+
   it('stays short for an object with many keys', () => {
     const wide = Object.fromEntries(Array.from({ length: 5_000 }, (_, i) => [`k${i}`, i]))
     expect(describeValue(wide).length).toBeLessThan(1_000)

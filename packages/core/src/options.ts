@@ -20,6 +20,8 @@ export const MAX_TIMER_DELAY = 2 ** 31 - 1
  * ```
  */
 export function describeValue(value: unknown): string {
+  // Its state lives in internal symbols, which inspect() without custom hooks would list.
+  if (value instanceof AbortSignal) return `AbortSignal { aborted: ${value.aborted} }`
   let text: string
   try {
     // No custom inspect hooks: a value's own code must not run (or throw) while an error about it is built.
