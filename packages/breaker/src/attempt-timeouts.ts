@@ -1,8 +1,5 @@
-import { setImmediate as nativeSetImmediate, setTimeout as nativeSetTimeout } from 'node:timers'
-import { nextTimerDelay } from '@ballast/core'
-
-/** A timer this much past its due time ran on a busy loop (Node's own lateness is under 1 ms). */
-const LATE_MS = 1
+import { setImmediate } from 'node:timers'
+import { nextTimerDelay, ranOnBusyLoop } from '@ballast/core'
 
 /** What {@link AttemptTimeouts} needs of an attempt. */
 export interface Expiring {
@@ -119,11 +116,9 @@ export class AttemptTimeouts<A extends Expiring> {
     // further behind is not the timer's (a faked setTimeout with the real performance):
     // then the attempt it was armed for is due.
     const clock = performance.now()
-    if (clock > armedFor + LATE_MS && this.#setTimeout === nativeSetTimeout) {
-      // The loop was busy past the due time (an overloaded caller), and a turn runs timers
-      // before it reads sockets: an answer that came in meanwhile is read first, so a slow
-      // caller is not counted as a slow dependency.
-      nativeSetImmediate(this.#expire, clock, armedFor)
+    if (ranOnBusyLoop(armedFor, clock, this.#setTimeout)) {
+      // Answers that came in meanwhile are read first (setImmediate of node:timers, never a fake one).
+      setImmediate(this.#expire, clock, armedFor)
       return
     }
     this.#expire(clock > armedFor - 1 ? clock : armedFor, armedFor)

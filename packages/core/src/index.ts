@@ -33,4 +33,4 @@ export {
 } from './options.js'
 export { propertyKey } from './property-key.js'
 export { methodLabel, OTHER_METHOD, type RoutedRequest, routeLabel, UNMATCHED_ROUTE } from './route-label.js'
-export { nextTimerDelay, type QueueHooks, TimerQueue, TimerQueues } from './timer-queue.js'
+export { nextTimerDelay, type QueueHooks, ranOnBusyLoop, TimerQueue, TimerQueues } from './timer-queue.js'

@@ -2,7 +2,7 @@ import { mock } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { type QueueHooks, type TimerQueue, TimerQueues } from './timer-queue.js'
+import { type QueueHooks, ranOnBusyLoop, type TimerQueue, TimerQueues } from './timer-queue.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -186,5 +186,21 @@ describe("TimerQueues when performance.now() is not on the timers' clock", () =>
     now = 60
     vi.advanceTimersByTime(1)
     expect(third.fired).toBe(true)
+  })
+})
+
+describe('ranOnBusyLoop', () => {
+  it("is true for a timer more than 1 ms late on Node's own timers, never under fake ones", () => {
+    expect(ranOnBusyLoop(100, 101)).toBe(false)
+    expect(ranOnBusyLoop(100, 101.5)).toBe(true)
+    expect(ranOnBusyLoop(100, 250)).toBe(true)
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    try {
+      // The real clock far past the due time says only how fast the test runs.
+      expect(ranOnBusyLoop(100, 250)).toBe(false)
+      expect(ranOnBusyLoop(100, 250, globalThis.setTimeout)).toBe(false)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })

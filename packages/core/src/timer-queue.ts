@@ -1,3 +1,4 @@
+import { setTimeout as nodeSetTimeout } from 'node:timers'
 /**
  * What {@link TimerQueues} needs to know about the items it times.
  *
@@ -37,6 +38,26 @@ export interface QueueHooks<T> {
  */
 export function nextTimerDelay(due: number, armedFor: number): number {
   return Math.max(1, Math.ceil(due - Math.max(performance.now(), armedFor)))
+}
+
+/**
+ * Whether a timer due at `due` ran on a loop that was busy past it: more than
+ * 1 ms late at `now` (Node's own lateness is under 1 ms), on Node's real timers
+ * (`armedWith` is the `setTimeout` that armed it). A turn of the loop runs due
+ * timers before it reads sockets, so a timer that decides a dependency was slow
+ * (an attempt timeout) should let the loop read them first when this is true: an
+ * answer already received then ends the attempt, and a busy caller is not
+ * counted as a slow dependency. Under fake timers it is false: the real clock then
+ * says only how fast the test runs.
+ *
+ * @example
+ * ```ts
+ * if (ranOnBusyLoop(attempt.expiresAt, performance.now())) setImmediate(timeOut, attempt) // node:timers
+ * else timeOut(attempt)
+ * ```
+ */
+export function ranOnBusyLoop(due: number, now: number, armedWith: typeof setTimeout = globalThis.setTimeout): boolean {
+  return now > due + 1 && armedWith === nodeSetTimeout
 }
 
 // Queues kept while idle (their timer unref'd, dropped when it fires with nothing

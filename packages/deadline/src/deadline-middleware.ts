@@ -333,11 +333,9 @@ class RequestState implements AbortWatcher {
   /** The response closed: finished, or abandoned by the client. */
   closed(): void {
     const { req, res, metrics } = this
-    if (!this.answered) {
-      if (!res.writableEnded) {
-        this.clientClosed = true
-        this.root.cancel(new ClientClosedError())
-      }
+    if (!this.answered && !res.writableEnded) {
+      this.clientClosed = true
+      this.root.cancel(new ClientClosedError())
     }
     const series = metrics.seriesOf(req)
     series.finished(this.budget, this.fromHeader)

@@ -1,5 +1,5 @@
-import { setImmediate as nativeSetImmediate, setTimeout as nativeSetTimeout } from 'node:timers'
-import { AbortLinks, type Linked, type LiveList, type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
+import { setImmediate } from 'node:timers'
+import { AbortLinks, type Linked, type LiveList, ranOnBusyLoop, type TimerQueue, TimerQueues, timerDelay } from '@ballast/core'
 import type { Deadline } from '@ballast/deadline'
 
 /** What ended an attempt early. */
@@ -17,9 +17,6 @@ let budgetTimers: TimerQueues<AttemptScope>
 let callerLinks: AbortLinks<AttemptScope>
 // Times out a scope whose timer ran late, after the sockets were read (made in the static block).
 let expireLate: (scope: AttemptScope) => void
-
-/** A timer this much past its due time ran on a busy loop (Node's own lateness is under 1 ms). */
-const LATE_MS = 1
 
 /**
  * The lifetime of one attempt: its own AbortController, its budget timer and its
@@ -131,11 +128,9 @@ export class AttemptScope implements Linked<AttemptScope> {
     this.#timer = undefined
     timer?.removed()
     if (this.#released) return
-    if (globalThis.setTimeout === nativeSetTimeout && performance.now() > this.#expiresAt + LATE_MS) {
-      // The loop was busy past the due time (an overloaded caller), and a turn runs timers
-      // before it reads sockets: an answer that came in meanwhile is read first, so a slow
-      // caller is not counted as a slow dependency.
-      nativeSetImmediate(expireLate, this)
+    if (ranOnBusyLoop(this.#expiresAt, performance.now())) {
+      // Answers that came in meanwhile are read first (setImmediate of node:timers, never a fake one).
+      setImmediate(expireLate, this)
       return
     }
     this.#expire()
