@@ -207,10 +207,14 @@ describe('Deadline', () => {
       /Deadline\.after: unknown option "signl" \(did you mean "signal"\?\)/,
     )
     expect(() => Deadline.after(50).child(10, { inherted: true } as never)).toThrow(/Deadline\.child: unknown option "inherted"/)
-    // child() links no signal: one given to it is refused, not dropped.
-    expect(() => Deadline.after(50).child(10, { signal: new AbortController().signal } as never)).toThrow(
-      /Deadline\.child: unknown option "signal"/,
+    expect(() => Deadline.after(50).child(10, { signal: 'x' as never })).toThrow(
+      /Deadline\.child: option "signal" must be an AbortSignal, got 'x'/,
     )
+    expect(() => withDeadline(50, async () => {}, { sinal: new AbortController().signal } as never)).toThrow(
+      /withDeadline: unknown option "sinal" \(did you mean "signal"\?\)/,
+    )
+    expect(() => withDeadline(50, async () => {}, { inherited: true } as never)).toThrow(/withDeadline: unknown option "inherited"/)
+    expect(() => withDeadline(50, async () => {}, 5 as never)).toThrow(/withDeadline: "options" must be an object, got 5/)
     // An option given as undefined is absent (a config value passed through), in the types too.
     const config: { signal?: AbortSignal; inherited?: boolean } = {}
     using passed = Deadline.after(1_000, { signal: config.signal, inherited: config.inherited })
@@ -245,6 +249,19 @@ describe('Deadline', () => {
     using linked = Deadline.after(1_000, { signal: controller.signal })
     controller.abort(new Error('stop'))
     expect(linked.signal.aborted).toBe(true)
+  })
+
+  it("names the outside signal, not a parent, when that signal's abort cancels a deadline", () => {
+    const stop = new Error('stop')
+    const controller = new AbortController()
+    using linked = Deadline.after(1_000, { signal: controller.signal })
+    const child = linked.child(500)
+    controller.abort(stop)
+    expect(linked.signal.reason).toBeInstanceOf(DeadlineCancelledError)
+    expect(linked.signal.reason).toMatchObject({ message: 'the signal the deadline follows was aborted', cause: stop })
+    expect(child.signal.reason).toMatchObject({ message: 'the parent deadline was cancelled', cause: linked.signal.reason })
+    using late = Deadline.after(1_000, { signal: AbortSignal.abort(stop) })
+    expect(late.signal.reason).toMatchObject({ message: 'the signal the deadline follows was aborted', cause: stop })
   })
 
   it('disposing a parent cancels children still linked to it', () => {
@@ -400,6 +417,70 @@ describe('race and withDeadline', () => {
     expect(peak).toEqual({ signal: 0, outside: 1 })
     expect(getEventListeners(outside.signal, 'abort')).toHaveLength(0)
     expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([])
+  })
+})
+
+describe('a deadline that follows its parent and an outside signal', () => {
+  it('a child aborts with whichever ends first, and leaves no listener on the signal', () => {
+    const job = new AbortController()
+    const parent = Deadline.after(1_000)
+    const first = parent.child(500, { signal: job.signal })
+    const second = parent.child(500, { signal: job.signal })
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(1)
+    parent.cancel(new Error('parent'))
+    expect(first.signal.reason).toMatchObject({ message: 'the parent deadline was cancelled' })
+    expect(second.signal.aborted).toBe(true)
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(0)
+
+    const other = Deadline.after(1_000)
+    const child = other.child(500, { signal: job.signal })
+    const stop = new Error('job stopped')
+    job.abort(stop)
+    expect(child.signal.reason).toMatchObject({ message: 'the signal the deadline follows was aborted', cause: stop })
+    expect(other.signal.aborted).toBe(false)
+    other[Symbol.dispose]()
+  })
+
+  it('a child of a disposed parent still follows the signal; disposing it unlinks', () => {
+    const job = new AbortController()
+    const parent = Deadline.after(1_000)
+    parent[Symbol.dispose]()
+    const child = parent.child(500, { signal: job.signal })
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(1)
+    child[Symbol.dispose]()
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(0)
+    const linked = Deadline.after(1_000).child(500, { signal: job.signal })
+    job.abort()
+    expect(linked.signal.reason).toBeInstanceOf(DeadlineCancelledError)
+  })
+
+  it('withDeadline(ms, work, { signal }) stops the work when the signal aborts, inside or outside a deadline', async () => {
+    for (const enclosing of [undefined, Deadline.after(1_000)]) {
+      const job = new AbortController()
+      const seen: AbortSignal[] = []
+      const run = () =>
+        withDeadline(
+          1_000,
+          (signal) => {
+            seen.push(signal)
+            return new Promise<never>(() => {})
+          },
+          { signal: job.signal },
+        )
+      const pending = enclosing === undefined ? run() : enclosing.run(run)
+      const stop = new Error('shutting down')
+      job.abort(stop)
+      const error = await pending.catch((caught: unknown) => caught)
+      expect(error).toBeInstanceOf(DeadlineCancelledError)
+      expect(error).toMatchObject({ cause: stop })
+      expect(seen[0]?.aborted).toBe(true)
+      expect(enclosing?.signal.aborted).not.toBe(true)
+      enclosing?.[Symbol.dispose]()
+    }
+    const job = new AbortController()
+    await expect(withDeadline(1_000, async () => 'done', { signal: job.signal })).resolves.toBe('done')
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(0)
+    await expect(withDeadline(1_000, async () => 'done', { signal: undefined })).resolves.toBe('done')
   })
 })
 

@@ -29,8 +29,8 @@ export interface DeadlineOptions {
    * An outside signal (a shutdown signal, a job's signal) this deadline is
    * linked to: when it aborts, so does the deadline, with the signal's reason as
    * `cause`. However many deadlines link to one signal, it carries a single
-   * listener of ours, removed when the last of them is disposed. Only for
-   * {@link Deadline.after}; a child is linked to its parent.
+   * listener of ours, removed when the last of them is disposed. A child
+   * given one follows both its parent and the signal, whichever aborts first.
    */
   signal?: AbortSignal | undefined
 }
@@ -46,15 +46,14 @@ function checkOptions(owner: string, options: unknown, known: readonly string[])
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new TypeError(`${owner}: option "signal" must be an AbortSignal, got ${describeValue(signal)}`)
   }
-  // A misspelt `signal` (or one given to child(), which links none) would drop the link
-  // silently. A loop, not Object.keys: this runs for every request deadline, and the
+  // A misspelt `signal` would drop the link silently. A loop, not Object.keys: this runs for every request deadline, and the
   // usual options object has no key or one.
   for (const key in options) {
     if (!known.includes(key)) objectOption(owner, 'options', options, known)
   }
 }
-const AFTER_OPTIONS: readonly string[] = ['inherited', 'signal']
-const CHILD_OPTIONS: readonly string[] = ['inherited']
+const DEADLINE_OPTIONS: readonly string[] = ['inherited', 'signal']
+const WITH_DEADLINE_OPTIONS: readonly string[] = ['signal']
 
 // By shape, so that a signal of another realm or a conforming polyfill links too.
 const isAbortSignal = (value: unknown): value is AbortSignal =>
@@ -71,14 +70,18 @@ function checkMs(owner: string, ms: unknown): number {
   return ms
 }
 
-/** The reason a child gets when its parent aborts with `reason`: same kind, the parent's reason as `cause`. */
-function inheritedReason(reason: unknown, timeout: number): unknown {
+/**
+ * The reason a deadline gets when its parent, or the outside signal it follows,
+ * aborts with `reason`: same kind, that reason as `cause`.
+ */
+function inheritedReason(reason: unknown, timeout: number, from: 'parent' | 'signal'): unknown {
   if (reason instanceof DeadlineExceededError) return new DeadlineExceededError(undefined, { source: 'parent', cause: reason, timeout })
   if (reason instanceof ClientClosedError) return new ClientClosedError(undefined, { cause: reason })
   if (reason instanceof DeadlineCancelledError && reason.disposed) {
     return new DeadlineCancelledError('the parent deadline was disposed', { cause: reason, disposed: true })
   }
-  return new DeadlineCancelledError('the parent deadline was cancelled', { cause: reason })
+  const message = from === 'parent' ? 'the parent deadline was cancelled' : 'the signal the deadline follows was aborted'
+  return new DeadlineCancelledError(message, { cause: reason })
 }
 
 /** Told once when a deadline aborts: the middleware's per-request state is one, so it needs no closure. */
@@ -253,7 +256,7 @@ export class Deadline implements Disposable {
    */
   static after(ms: number, options: DeadlineOptions = {}): Deadline {
     checkMs('Deadline.after', ms)
-    checkOptions('Deadline.after', options, AFTER_OPTIONS)
+    checkOptions('Deadline.after', options, DEADLINE_OPTIONS)
     const deadline = new Deadline(performance.now() + ms, ms, options.inherited === true, ms)
     const signal = options.signal
     if (signal !== undefined && !deadline.#aborted) deadline.#linkExternal(signal)
@@ -364,8 +367,9 @@ export class Deadline implements Disposable {
 
   /**
    * A deadline ending at `min(parent's end, now + ms)`, aborted when this one
-   * aborts. When the parent's end comes first the child arms no timer of its own.
-   * A child of a disposed deadline is not linked to it any more.
+   * aborts (or when `options.signal` does). When the parent's end comes first the
+   * child arms no timer of its own. A child of a disposed deadline is not linked
+   * to it any more.
    *
    * @example
    * ```ts
@@ -373,9 +377,9 @@ export class Deadline implements Disposable {
    * await cache.get(key, { signal: lookup.signal })
    * ```
    */
-  child(ms: number, options: Pick<DeadlineOptions, 'inherited'> = {}): Deadline {
+  child(ms: number, options: DeadlineOptions = {}): Deadline {
     checkMs('Deadline.child', ms)
-    checkOptions('Deadline.child', options, CHILD_OPTIONS)
+    checkOptions('Deadline.child', options, DEADLINE_OPTIONS)
     const now = performance.now()
     const end = now + ms
     const linked = !this.#disposed && !this.#aborted
@@ -386,7 +390,7 @@ export class Deadline implements Disposable {
     const delay = this.#aborted ? undefined : end < this.#expiresAt ? ms : linked ? undefined : this.#expiresAt - now
     const endOf = end < this.#expiresAt || linked ? undefined : this
     const child = new Deadline(expiresAt, ms, options.inherited === true, delay, endOf)
-    if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms))
+    if (this.#aborted) child.#abort(inheritedReason(this.#reason, ms, 'parent'))
     else if (linked && !child.#aborted) {
       child.#parent = this
       if (this.#child === undefined) this.#child = child
@@ -395,6 +399,8 @@ export class Deadline implements Disposable {
         this.#children.add(child)
       }
     }
+    const signal = options.signal
+    if (signal !== undefined && !child.#aborted) child.#linkExternal(signal)
     return child
   }
 
@@ -519,7 +525,7 @@ export class Deadline implements Disposable {
     unsubscribe = (deadline, subscription) => deadline.#removeWaiter(subscription)
     externalLinks = new AbortLinks<Deadline>((deadline, signal) => {
       deadline.#external = undefined
-      deadline.#abort(inheritedReason(signal.reason, deadline.#timeout))
+      deadline.#abort(inheritedReason(signal.reason, deadline.#timeout, 'signal'))
     })
     timerQueues = new TimerQueues<Deadline>({
       expiresAt: (deadline) => deadline.#expiresAt,
@@ -594,12 +600,12 @@ export class Deadline implements Disposable {
     this.#children = undefined
     if (first !== undefined) {
       first.#parent = undefined
-      first.#abort(inherit ? inheritedReason(reason, first.#timeout) : reason)
+      first.#abort(inherit ? inheritedReason(reason, first.#timeout, 'parent') : reason)
     }
     if (rest === undefined) return
     for (const child of rest) {
       child.#parent = undefined
-      child.#abort(inherit ? inheritedReason(reason, child.#timeout) : reason)
+      child.#abort(inherit ? inheritedReason(reason, child.#timeout, 'parent') : reason)
     }
   }
 
@@ -625,7 +631,7 @@ export class Deadline implements Disposable {
 
   #linkExternal(signal: AbortSignal): void {
     if (signal.aborted) {
-      this.#abort(inheritedReason(signal.reason, this.#timeout))
+      this.#abort(inheritedReason(signal.reason, this.#timeout, 'signal'))
       return
     }
     externalLinks.add(signal, this)
@@ -696,16 +702,24 @@ export class Deadline implements Disposable {
  * runs with the new deadline as current; the result settles like `work`, or
  * rejects with the signal's reason (a {@link DeadlineExceededError} at expiry)
  * as soon as the deadline aborts. The deadline is disposed when it settles.
+ * `options.signal` (a job's or a shutdown's) aborts it too.
  *
  * @example
  * ```ts
  * const stock = await withDeadline(300, (signal) => fetch(`${INVENTORY}/stock/42`, { signal }).then((r) => r.json()))
+ * // Also stopped by the job's own signal:
+ * await withDeadline(5_000, (signal) => sendReport(job.data, signal), { signal: job.signal })
  * ```
  */
-export function withDeadline<T>(ms: number, work: (signal: AbortSignal) => PromiseLike<T>): Promise<T> {
+export function withDeadline<T>(
+  ms: number,
+  work: (signal: AbortSignal) => PromiseLike<T>,
+  options?: Pick<DeadlineOptions, 'signal'>,
+): Promise<T> {
   if (typeof work !== 'function') throw new TypeError(`withDeadline: "work" must be a function, got ${describeValue(work)}`)
+  if (options !== undefined) checkOptions('withDeadline', options, WITH_DEADLINE_OPTIONS)
   const current = storage.getStore()
-  return raceAndDispose(current === undefined ? Deadline.after(ms) : current.child(ms), work)
+  return raceAndDispose(current === undefined ? Deadline.after(ms, options) : current.child(ms, options), work)
 }
 
 /**
