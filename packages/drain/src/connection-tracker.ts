@@ -27,6 +27,12 @@ export type DrainableServer = HttpServer | HttpsServer
 
 /** A probe that was not accepted after this long is given up (the listener then closes anyway). */
 const PROBE_TIMEOUT_MS = 2_000
+/**
+ * How many more lingers bytes that begin no request (a stray CRLF, the rest of a body
+ * Node discards after an early response) may buy an idle socket once closing: enough
+ * for such bytes already on their way, not a way for a trickle to hold the drain.
+ */
+const QUIET_BYTES_LINGERS = 3
 
 interface SocketState {
   /** Requests received on the socket whose response has not finished. */
@@ -41,6 +47,8 @@ interface SocketState {
   lingerCheck: NodeJS.Immediate | undefined
   /** `bytesRead` when the socket last had nothing in flight: more since is a request arriving. */
   bytesAtIdle: number
+  /** Lingers granted since the last request for bytes that began none (see QUIET_BYTES_LINGERS). */
+  quietLingers: number
   /** The last request answered before its body had all arrived: what comes is that body, which Node discards. */
   unread: IncomingMessage | undefined
   /** Whether the drain was told the connection closed (at a forced stop, before its 'close' event). */
@@ -454,6 +462,7 @@ export class ConnectionTracker {
       lingerTimer: undefined,
       lingerCheck: undefined,
       bytesAtIdle: socket.bytesRead,
+      quietLingers: 0,
       unread: undefined,
       reported: false,
     }
@@ -501,6 +510,7 @@ export class ConnectionTracker {
       state.responses.add(res)
       for (const other of behind) state.responses.add(other)
     } else state.responses.add(res)
+    state.quietLingers = 0
     this.#clearLinger(state)
     if (this.#events.announcing()) announceOn(state, true)
     // Node emits 'close' exactly once per response, after 'finish' (in the same
@@ -541,13 +551,18 @@ export class ConnectionTracker {
         // drain, or pipelined in the segment of the one before): wait for the rest, as Node's own
         // closeIdleConnections() does, until gracePeriod. Bytes since the socket went idle that
         // began none (the rest of a body Node discards after an early response, a stray CRLF, a
-        // TLS handshake) count as activity only: another linger. (Node's list calls a socket
-        // active while the body of a request answered early is still arriving.)
+        // TLS handshake) buy another linger, a few times at most: a client trickling them would
+        // otherwise hold the drain until gracePeriod. (Node's list calls a socket active while
+        // the body of a request answered early is still arriving.)
         const discarding = state.unread !== undefined && !state.unread.complete
         this.#connections ??= connectionsList(this.server)
         const begun = !discarding && socket.bytesRead > 0 && messageBegun(this.#connections, socket)
-        if (begun || socket.bytesRead !== state.bytesAtIdle) {
-          if (!begun) state.bytesAtIdle = socket.bytesRead
+        const quietBytes = !begun && socket.bytesRead !== state.bytesAtIdle && state.quietLingers < QUIET_BYTES_LINGERS
+        if (begun || quietBytes) {
+          if (quietBytes) {
+            state.quietLingers++
+            state.bytesAtIdle = socket.bytesRead
+          }
           this.#scheduleIdleClose(socket, state)
           return
         }

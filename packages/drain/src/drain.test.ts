@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
@@ -940,6 +941,37 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  /** Writes `chunk` every 100 ms until the connection closes (at most 40 times): a client trickling bytes. */
+  async function trickle(connection: ReturnType<typeof rawConnection>, chunk: string): Promise<number> {
+    let open = true
+    void connection.closed.then(() => (open = false))
+    let writes = 0
+    while (open && writes < 40) {
+      connection.socket.write(chunk)
+      writes++
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    return writes
+  }
+
+  it('bytes trickled on an idle connection that begin no request (CRLFs, the rest of a body answered early) hold the drain a few lingers, not until gracePeriod', async () => {
+    const { registry, drain, upload } = await answeredEarly()
+    const server = http.createServer(app(drain))
+    const port = await listen(server)
+    drain.attach(server)
+    const blank = rawConnection(port)
+    blank.socket.write('GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    await vi.waitFor(() => expect(blank.text()).toContain('HTTP/1.1 200'), { timeout: 5_000 })
+    const shutdown = drain.shutdown()
+    const [uploadWrites, blankWrites] = await Promise.all([trickle(upload, 'x'.repeat(10)), trickle(blank, '\r\n')])
+    // Before: both still open at gracePeriod (3 s), outcome grace_period_exceeded.
+    expect(await shutdown).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    expect(Math.max(uploadWrites, blankWrites)).toBeLessThan(25)
+    const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
+    expect(closed?.values.find(({ labels }) => labels.reason === 'idle')?.value).toBe(2)
+    drain[Symbol.dispose]()
+  })
+
   it('the body of a request answered early that stops arriving holds nothing: closed as idle after the linger', async () => {
     const { drain, upload } = await answeredEarly()
     expect(await drain.shutdown()).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
@@ -1096,6 +1128,33 @@ describe('servers', () => {
     expect(served).toEqual(['warm', 'warm', 'kept'])
     keptAgent.destroy()
     leftAgent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it("a request held while front listeners close runs in its own async context (the app's AsyncLocalStorage, tracing)", async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const storage = new AsyncLocalStorage<string>()
+    const application = express()
+    application.use((req, _res, next) => storage.run(req.url, next))
+    application.use(drain.middleware())
+    const served: string[] = []
+    application.get('/:name', (req, res) => {
+      served.push(`${req.params.name} in ${storage.getStore()}`)
+      res.json({ ok: true })
+    })
+    const main = http.createServer(application)
+    const last = http.createServer(application)
+    drain.attach(main).attach(last)
+    const [mainPort] = await Promise.all([listen(main), listen(last)])
+    const agents = [1, 2, 3].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+    await Promise.all(agents.map((agent) => get(mainPort, '/warm', agent)))
+    const shutdown = drain.shutdown()
+    // Held together, released together from one callback: each must still see its own store.
+    const held = await Promise.all(agents.map((agent, i) => get(mainPort, `/held${i}`, agent)))
+    expect(held.map((response) => response.status)).toEqual([200, 200, 200])
+    expect((await shutdown).outcome).toBe('ok')
+    expect(served.slice(3).sort()).toEqual(['held0 in /held0', 'held1 in /held1', 'held2 in /held2'])
+    for (const agent of agents) agent.destroy()
     drain[Symbol.dispose]()
   })
 

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { constants } from 'node:os'
@@ -709,12 +710,16 @@ export class Drain implements Disposable {
       }
       // Held even past the settle bound: the loop, free of their work, is what empties
       // the accept queue so that the listener closes without resetting a connection.
-      // A client that gave up meanwhile is not served.
-      this.#held.push(() => {
-        if (res.destroyed || res.writableEnded) return
-        if (this.#finished) this.#cut(res)
-        else next()
-      })
+      // A client that gave up meanwhile is not served. Bound to the request's async
+      // context: released together from one callback, each must run in its own
+      // (the application's AsyncLocalStorage, the trace it belongs to).
+      this.#held.push(
+        AsyncResource.bind(() => {
+          if (res.destroyed || res.writableEnded) return
+          if (this.#finished) this.#cut(res)
+          else next()
+        }),
+      )
       return
     }
     next()
