@@ -1022,6 +1022,10 @@ describe('breakers per origin', () => {
     const c = createClient({ name: 'one', baseUrl: `${a.url}/`, registry: new Registry() })
     expect(await c.json('echo')).toMatchObject({ method: 'GET' })
     await expect(c.fetch(`${b.url}/echo`)).rejects.toThrow(/baseUrl origin/)
+    // An absolute input that does not parse is named as such, not as a missing baseUrl.
+    await expect(c.fetch('http://exa mple/')).rejects.toThrow(
+      `one.fetch: input must be a path or a valid URL on the baseUrl origin ${new URL(a.url).origin}, got 'http://exa mple/'`,
+    )
     c[Symbol.dispose]()
   })
 })

@@ -109,6 +109,46 @@ function isNetworkError(error: unknown): boolean {
   return error.message === 'fetch failed' || error.message === 'terminated' || error.cause !== undefined
 }
 
+/** The errors `error` wraps, outermost first, a few levels deep (fetch's TypeError, undici's, the socket's). */
+function* causes(error: unknown): Generator<Error> {
+  let current = error instanceof Error ? error.cause : undefined
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    yield current
+    current = current.cause
+  }
+}
+
+const codeOf = (error: Error): unknown => (error as { code?: unknown }).code
+
+// What undici would not send as given (a header it forbids, `expect`, a body longer or shorter than
+// the caller's content-length, a bad referrer): the caller's mistake, like fetch's own TypeErrors.
+const REFUSED_BEFORE_SENDING = new Set([
+  'UND_ERR_INVALID_ARG',
+  'UND_ERR_NOT_SUPPORTED',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+  'ERR_INVALID_URL',
+])
+
+function isRefusedBeforeSending(error: unknown): boolean {
+  for (const cause of causes(error)) if (REFUSED_BEFORE_SENDING.has(codeOf(cause) as string)) return true
+  return false
+}
+
+// Failures another attempt would meet again: the certificate a server presents (OpenSSL's
+// verification codes, a wrong host name), TLS spoken to a plain server, a head too large, a
+// redirect loop. Still the dependency's failures, counted by the breaker; not retried.
+const PERMANENT_CODE =
+  /^(?:CERT_\w+|UNABLE_TO_\w+|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_WRONG_VERSION_NUMBER|UND_ERR_HEADERS_OVERFLOW)$/
+
+function isPermanentFailure(error: unknown): boolean {
+  if (!(error instanceof FetchNetworkError)) return false
+  for (const cause of causes(error)) {
+    const code = codeOf(cause)
+    if ((typeof code === 'string' && PERMANENT_CODE.test(code)) || cause.message === 'redirect count exceeded') return true
+  }
+  return false
+}
+
 /**
  * Whether a request body can be sent again: only the kinds fetch re-reads from the
  * start on every send. A ReadableStream, an async iterable or a Node `Readable` is
@@ -342,8 +382,12 @@ class ResilientClient implements Client {
     else if (typeof input !== 'string')
       throw new TypeError(`${this.name}.fetch: input must be a string or a URL, got ${describeValue(input)}`)
     else if (URL.canParse(input)) url = new URL(input)
-    else
+    else if (base === undefined)
       throw new TypeError(`${this.name}.fetch: input must be an absolute URL when the client has no baseUrl, got ${describeValue(input)}`)
+    else
+      throw new TypeError(
+        `${this.name}.fetch: input must be a path or a valid URL on the baseUrl origin ${base.origin}, got ${describeValue(input)}`,
+      )
     if (base !== undefined && url.origin !== base.origin) {
       throw new TypeError(`${this.name}.fetch: input must stay on the baseUrl origin ${base.origin}, got ${describeValue(url.href)}`)
     }
@@ -509,6 +553,7 @@ class ResilientClient implements Client {
         if (error instanceof FailureResponse) last = error
         else lastError = error
         if (!retryable || n >= o.retries || error instanceof FetchInvalidJsonError || error instanceof BrokenCircuitError) break
+        if (isPermanentFailure(error)) break
         // Open or half-open: no retry. Disabled (disposed): no retry, unless it is a per-origin
         // breaker evicted meanwhile, whose origin gets a new one after the pause.
         const state = breaker?.state
@@ -665,6 +710,9 @@ class ResilientClient implements Client {
     if (source !== undefined) {
       result = scope.signal.reason
       callerSide = source === 'caller' || source === 'deadline' || source === 'disposed' || isCallerSide(result)
+    } else if (isRefusedBeforeSending(error)) {
+      // fetch's own TypeError, as for a request it refuses itself.
+      callerSide = true
     } else if (isNetworkError(error)) {
       result = new FetchNetworkError(this.name, error)
     } else if (error instanceof TypeError || error instanceof RangeError) {

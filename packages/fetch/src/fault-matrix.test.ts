@@ -1,7 +1,10 @@
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { BrokenCircuitError } from '@ballast/breaker'
 import { Deadline, DeadlineExceededError } from '@ballast/deadline'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { selfSigned } from '../../drain/test/support/certificate.js'
 import { FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
 import { type ClientOptions, createClient } from './index.js'
 import { abortReasonSpy, activeResources, backToBaseline, closedPort, snapshot, type Upstream, upstream } from './test-support.js'
@@ -50,6 +53,8 @@ beforeAll(async () => {
       while (performance.now() < until) {}
     },
     '/bad-json': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"items": [1, 2,'),
+    '/ok': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
+    '/loop': (_req, res) => res.writeHead(302, { location: '/loop' }).end(),
   })
 })
 
@@ -322,6 +327,65 @@ describe('fault matrix', () => {
     const response = await c.fetch('/bad-json')
     expect(response.status).toBe(200)
     expect(await response.text()).toBe('{"items": [1, 2,')
+    c[Symbol.dispose]()
+  })
+
+  it("a request undici will not send as given is the caller's mistake: fetch's TypeError, one attempt, not a dependency failure, no fallback", async () => {
+    const { client: c, registry } = client({ breaker: { volumeThreshold: 3, errorThresholdPercentage: 1, resetTimeout: 10_000 } })
+    const hitsBefore = server.hits('/ok')
+    const before = await series(registry)
+    const mistakes: RequestInit[] = [
+      { headers: { expect: '100-continue' } },
+      { headers: { 'transfer-encoding': 'chunked' } },
+      { headers: { upgrade: 'websocket' } },
+      { method: 'POST', headers: { 'content-length': '10' }, body: 'abc' },
+      { referrer: 'http://[bad' },
+    ]
+    for (const init of mistakes) {
+      const error = await c.json('/ok', { ...init, fallback: () => Response.json({ cached: true }) }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(TypeError)
+      expect(error).not.toBeInstanceOf(FetchNetworkError)
+    }
+    // Before: each was a FetchNetworkError, retried twice, and the third opened the breaker.
+    expect(c.breaker?.state).toBe('closed')
+    expect(await c.json('/ok')).toEqual({ ok: true })
+    const counted = await deltas(registry, before)
+    expect(counted).toMatchObject({ error: 4, get2xx: 1, ignored: 5, success: 1 }) // the POST is counted under its method
+    expect(counted.retries).toBeUndefined()
+    expect(counted.failure).toBeUndefined()
+    expect(server.hits('/ok') - hitsBefore).toBeLessThanOrEqual(2) // the POST's head may have gone out
+    c[Symbol.dispose]()
+  })
+
+  it('a certificate the client does not trust: FetchNetworkError naming the check that failed, one attempt (another would meet the same certificate), one breaker failure', async () => {
+    const tls = https.createServer(await selfSigned(), (_req, res) => res.end('{}'))
+    let connections = 0
+    tls.on('connection', () => connections++)
+    tls.on('tlsClientError', () => {})
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve))
+    const { client: c, registry } = client({ baseUrl: `https://127.0.0.1:${(tls.address() as AddressInfo).port}` })
+    try {
+      const before = await series(registry)
+      const error = await c.json('/x').catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(FetchNetworkError)
+      expect((error as Error).message).toContain('DEPTH_ZERO_SELF_SIGNED_CERT')
+      expect(connections).toBe(1)
+      expect(await deltas(registry, before)).toEqual({ error: 1, failure: 1 })
+    } finally {
+      c[Symbol.dispose]()
+      await new Promise((resolve) => tls.close(resolve))
+    }
+  })
+
+  it('a redirect loop: FetchNetworkError after 20 redirects, as fetch gives, and not retried (another try would loop again)', async () => {
+    const { client: c, registry } = client()
+    const hitsBefore = server.hits('/loop')
+    const before = await series(registry)
+    const error = await c.json('/loop').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(FetchNetworkError)
+    expect((error as Error).message).toContain('redirect count exceeded')
+    expect(server.hits('/loop') - hitsBefore).toBe(21)
+    expect(await deltas(registry, before)).toEqual({ error: 1, failure: 1 })
     c[Symbol.dispose]()
   })
 })
