@@ -121,16 +121,18 @@ function* causes(error: unknown): Generator<Error> {
 const codeOf = (error: Error): unknown => (error as { code?: unknown }).code
 
 // What undici would not send as given (a header it forbids, `expect`, a body longer or shorter than
-// the caller's content-length, a bad referrer): the caller's mistake, like fetch's own TypeErrors.
-const REFUSED_BEFORE_SENDING = new Set([
-  'UND_ERR_INVALID_ARG',
-  'UND_ERR_NOT_SUPPORTED',
-  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
-  'ERR_INVALID_URL',
-])
+// the caller's content-length): the caller's mistake, like fetch's own TypeErrors. Not a proxy's
+// refusal (a 407 through a ProxyAgent comes as UND_ERR_INVALID_ARG too): that is a dependency's answer.
+const REFUSED_BEFORE_SENDING = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'])
 
 function isRefusedBeforeSending(error: unknown): boolean {
-  for (const cause of causes(error)) if (REFUSED_BEFORE_SENDING.has(codeOf(cause) as string)) return true
+  if (!(error instanceof TypeError)) return false
+  // A URL the request itself carries that does not parse (a referrer) fails before fetch starts;
+  // one under 'fetch failed' is a redirect's Location: the server's.
+  if (error.message !== 'fetch failed') return error.cause instanceof Error && codeOf(error.cause) === 'ERR_INVALID_URL'
+  for (const cause of causes(error)) {
+    if (REFUSED_BEFORE_SENDING.has(codeOf(cause) as string) && !cause.message.startsWith('Proxy')) return true
+  }
   return false
 }
 
@@ -141,10 +143,12 @@ const PERMANENT_CODE =
   /^(?:CERT_\w+|UNABLE_TO_\w+|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_WRONG_VERSION_NUMBER|UND_ERR_HEADERS_OVERFLOW)$/
 
 function isPermanentFailure(error: unknown): boolean {
-  if (!(error instanceof FetchNetworkError)) return false
-  for (const cause of causes(error)) {
-    const code = codeOf(cause)
-    if ((typeof code === 'string' && PERMANENT_CODE.test(code)) || cause.message === 'redirect count exceeded') return true
+  // The platform fetch's failures come wrapped in a FetchNetworkError; an injected fetch's own
+  // error (node-fetch's FetchError) may carry the code itself.
+  if (!(error instanceof Error) || (error instanceof BallastError && !(error instanceof FetchNetworkError))) return false
+  for (const each of [error, ...causes(error)]) {
+    const code = codeOf(each)
+    if ((typeof code === 'string' && PERMANENT_CODE.test(code)) || each.message === 'redirect count exceeded') return true
   }
   return false
 }

@@ -55,6 +55,7 @@ beforeAll(async () => {
     '/bad-json': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"items": [1, 2,'),
     '/ok': (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
     '/loop': (_req, res) => res.writeHead(302, { location: '/loop' }).end(),
+    '/bad-location': (_req, res) => res.writeHead(302, { location: 'http://[bad' }).end(),
   })
 })
 
@@ -375,6 +376,51 @@ describe('fault matrix', () => {
       c[Symbol.dispose]()
       await new Promise((resolve) => tls.close(resolve))
     }
+  })
+
+  it("a redirect to a Location that does not parse is the dependency's failure, whoever follows it", async () => {
+    for (const overrides of [{}, { propagate: false as const }]) {
+      const { client: c, registry } = client(overrides)
+      const hitsBefore = server.hits('/bad-location')
+      const before = await series(registry)
+      expect(await c.json('/bad-location').catch((e: unknown) => e)).toBeInstanceOf(FetchNetworkError)
+      expect(await c.json('/bad-location', { fallback: () => Response.json({ cached: true }) })).toEqual({ cached: true })
+      expect(server.hits('/bad-location') - hitsBefore).toBe(6)
+      expect(await deltas(registry, before)).toEqual({ error: 1, fallback: 1, retries: 4, failure: 6 })
+      c[Symbol.dispose]()
+    }
+  })
+
+  it("an injected fetch's own error with a certificate code (node-fetch's FetchError) is not retried either", async () => {
+    let calls = 0
+    const certificate = Object.assign(new Error('self-signed certificate'), { name: 'FetchError', code: 'DEPTH_ZERO_SELF_SIGNED_CERT' })
+    const { client: c, registry } = client({
+      fetch: async () => {
+        calls++
+        throw certificate
+      },
+    })
+    const before = await series(registry)
+    expect(await c.json('/x').catch((e: unknown) => e)).toBe(certificate)
+    expect(calls).toBe(1)
+    expect(await deltas(registry, before)).toEqual({ error: 1, failure: 1 })
+    c[Symbol.dispose]()
+  })
+
+  it("a proxy's refusal (a 407 through undici's ProxyAgent, which comes as UND_ERR_INVALID_ARG) is the dependency's failure", async () => {
+    let calls = 0
+    const refusal = Object.assign(new Error('Proxy Authentication Required (407)'), { code: 'UND_ERR_INVALID_ARG' })
+    const { client: c, registry } = client({
+      fetch: async () => {
+        calls++
+        throw new TypeError('fetch failed', { cause: refusal })
+      },
+    })
+    const before = await series(registry)
+    expect(await c.json('/x').catch((e: unknown) => e)).toBeInstanceOf(FetchNetworkError)
+    expect(calls).toBe(3)
+    expect(await deltas(registry, before)).toEqual({ error: 1, retries: 2, failure: 3 })
+    c[Symbol.dispose]()
   })
 
   it('a redirect loop: FetchNetworkError after 20 redirects, as fetch gives, and not retried (another try would loop again)', async () => {
