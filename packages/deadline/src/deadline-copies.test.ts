@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events'
 import { cpSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -19,6 +20,26 @@ describe('two copies of the package', () => {
       return withDeadline(100, async () => 'done')
     })
     expect(result).toBe('done')
+    outer[Symbol.dispose]()
+  })
+
+  it("withDeadline(ms, work, { signal }) under another copy's deadline whose child() takes no signal (an older copy)", async () => {
+    const other = (await import(/* @vite-ignore */ `${copyDir}index.js`)) as { Deadline: typeof Deadline }
+    const outer = other.Deadline.after(1_000)
+    const child = outer.child.bind(outer)
+    outer.child = (ms: number, options?: object) => {
+      if (options !== undefined) throw new TypeError('Deadline.child: unknown option "signal"')
+      return child(ms)
+    }
+    const job = new AbortController()
+    const stop = new Error('job stopped')
+    const pending = outer.run(() => withDeadline(500, () => new Promise<never>(() => {}), { signal: job.signal }))
+    job.abort(stop)
+    await expect(pending).rejects.toMatchObject({ message: 'the signal the deadline follows was aborted', cause: stop })
+    const quiet = new AbortController()
+    await expect(outer.run(() => withDeadline(500, async () => 'done', { signal: quiet.signal }))).resolves.toBe('done')
+    expect(getEventListeners(quiet.signal, 'abort')).toHaveLength(0)
+    expect(outer.signal.aborted).toBe(false)
     outer[Symbol.dispose]()
   })
 })

@@ -215,6 +215,8 @@ describe('Deadline', () => {
     )
     expect(() => withDeadline(50, async () => {}, { inherited: true } as never)).toThrow(/withDeadline: unknown option "inherited"/)
     expect(() => withDeadline(50, async () => {}, 5 as never)).toThrow(/withDeadline: "options" must be an object, got 5/)
+    expect(() => withDeadline(50, async () => {}, [] as never)).toThrow(/withDeadline: "options" must be an object, got \[\]/)
+    expect(() => withDeadline(50, async () => {}, { inherited: 'x' } as never)).toThrow(/withDeadline: unknown option "inherited"/)
     // An option given as undefined is absent (a config value passed through), in the types too.
     const config: { signal?: AbortSignal; inherited?: boolean } = {}
     using passed = Deadline.after(1_000, { signal: config.signal, inherited: config.inherited })

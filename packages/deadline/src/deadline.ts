@@ -36,8 +36,13 @@ export interface DeadlineOptions {
 }
 
 function checkOptions(owner: string, options: unknown, known: readonly string[]): void {
-  if (typeof options !== 'object' || options === null) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new TypeError(`${owner}: "options" must be an object, got ${describeValue(options)}`)
+  }
+  // A misspelt `signal` would drop the link silently. A loop, not Object.keys: this runs for
+  // every request deadline, and the usual options object has no key or one.
+  for (const key in options) {
+    if (!known.includes(key)) objectOption(owner, 'options', options, known)
   }
   const { inherited, signal } = options as DeadlineOptions
   if (inherited !== undefined && typeof inherited !== 'boolean') {
@@ -45,11 +50,6 @@ function checkOptions(owner: string, options: unknown, known: readonly string[])
   }
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new TypeError(`${owner}: option "signal" must be an AbortSignal, got ${describeValue(signal)}`)
-  }
-  // A misspelt `signal` would drop the link silently. A loop, not Object.keys: this runs for every request deadline, and the
-  // usual options object has no key or one.
-  for (const key in options) {
-    if (!known.includes(key)) objectOption(owner, 'options', options, known)
   }
 }
 const DEADLINE_OPTIONS: readonly string[] = ['inherited', 'signal']
@@ -142,6 +142,8 @@ class AbortSubscription implements Disposable, AbortWatcher {
   }
 }
 // Set in a static block of Deadline: `withDeadline` races and disposes in one step.
+// Set in a static block of Deadline: whether a deadline is of this copy's class.
+let isOwn: (deadline: Deadline) => boolean
 let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
 
 /** Disposes `deadline` once `settled` settles, which settles the same way. */
@@ -532,6 +534,7 @@ export class Deadline implements Disposable {
       queued: (deadline, queue) => deadline.#queue === queue,
       fire: (deadline) => deadline.#expire(),
     })
+    isOwn = (deadline) => #race in deadline
     raceAndDispose = (deadline, work) =>
       // A child of a deadline from another copy of this package is of that copy's class: its public race will do.
       #race in deadline ? deadline.#race(work, true) : settleAndDispose(deadline, (deadline as Deadline).race(work))
@@ -719,7 +722,16 @@ export function withDeadline<T>(
   if (typeof work !== 'function') throw new TypeError(`withDeadline: "work" must be a function, got ${describeValue(work)}`)
   if (options !== undefined) checkOptions('withDeadline', options, WITH_DEADLINE_OPTIONS)
   const current = storage.getStore()
-  return raceAndDispose(current === undefined ? Deadline.after(ms, options) : current.child(ms, options), work)
+  const signal = options?.signal
+  if (signal === undefined) return raceAndDispose(current === undefined ? Deadline.after(ms) : current.child(ms), work)
+  if (current === undefined) return raceAndDispose(Deadline.after(ms, { signal }), work)
+  if (isOwn(current)) return raceAndDispose(current.child(ms, { signal }), work)
+  // A deadline of another copy of this package, whose child() may not take a signal: the signal cancels the child.
+  const child = current.child(ms)
+  const cancel = () => child.cancel(inheritedReason(signal.reason, ms, 'signal'))
+  if (signal.aborted) cancel()
+  else signal.addEventListener('abort', cancel, { once: true })
+  return raceAndDispose(child, work).finally(() => signal.removeEventListener('abort', cancel))
 }
 
 /**
