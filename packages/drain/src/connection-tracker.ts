@@ -28,9 +28,9 @@ export type DrainableServer = HttpServer | HttpsServer
 /** A probe that was not accepted after this long is given up (the listener then closes anyway). */
 const PROBE_TIMEOUT_MS = 2_000
 /**
- * How many more lingers bytes that begin no request (a stray CRLF, the rest of a body
- * Node discards after an early response) may buy an idle socket once closing: enough
- * for such bytes already on their way, not a way for a trickle to hold the drain.
+ * How many more lingers blank lines (bytes Node's parser reads between requests, which
+ * begin none) may buy an idle socket once closing: enough for such bytes already on
+ * their way, not a way for a trickle of them to hold the drain.
  */
 const QUIET_BYTES_LINGERS = 3
 
@@ -47,7 +47,7 @@ interface SocketState {
   lingerCheck: NodeJS.Immediate | undefined
   /** `bytesRead` when the socket last had nothing in flight: more since is a request arriving. */
   bytesAtIdle: number
-  /** Lingers granted since the last request for bytes that began none (see QUIET_BYTES_LINGERS). */
+  /** Lingers granted since the last request for blank lines (see QUIET_BYTES_LINGERS). */
   quietLingers: number
   /** The last request answered before its body had all arrived: what comes is that body, which Node discards. */
   unread: IncomingMessage | undefined
@@ -449,6 +449,7 @@ export class ConnectionTracker {
     this.#sockets.delete(raw as Socket)
     this.#sockets.set(socket, state)
     state.bytesAtIdle = socket.bytesRead
+    state.quietLingers = 0
     this.#watchClose(socket, state)
     if (this.#closing) this.#scheduleIdleClose(socket, state)
   }
@@ -550,19 +551,17 @@ export class ConnectionTracker {
         // A request begun (a head in several segments, a slow client, maybe begun before the
         // drain, or pipelined in the segment of the one before): wait for the rest, as Node's own
         // closeIdleConnections() does, until gracePeriod. Bytes since the socket went idle that
-        // began none (the rest of a body Node discards after an early response, a stray CRLF, a
-        // TLS handshake) buy another linger, a few times at most: a client trickling them would
-        // otherwise hold the drain until gracePeriod. (Node's list calls a socket active while
-        // the body of a request answered early is still arriving.)
+        // began none buy another linger: the rest of a body Node discards after an early response
+        // (Node's list calls such a socket active) and a TLS handshake, as long as they come (a
+        // slow upload must not be cut under its client); blank lines between requests a few
+        // times at most, as no request comes of them.
         const discarding = state.unread !== undefined && !state.unread.complete
         this.#connections ??= connectionsList(this.server)
         const begun = !discarding && socket.bytesRead > 0 && messageBegun(this.#connections, socket)
-        const quietBytes = !begun && socket.bytesRead !== state.bytesAtIdle && state.quietLingers < QUIET_BYTES_LINGERS
-        if (begun || quietBytes) {
-          if (quietBytes) {
-            state.quietLingers++
-            state.bytesAtIdle = socket.bytesRead
-          }
+        const quiet = !begun && socket.bytesRead !== state.bytesAtIdle
+        const blankLines = quiet && !discarding && (socket as Socket & { parser?: unknown }).parser !== undefined
+        if (begun || (quiet && (!blankLines || state.quietLingers++ < QUIET_BYTES_LINGERS))) {
+          if (quiet) state.bytesAtIdle = socket.bytesRead
           this.#scheduleIdleClose(socket, state)
           return
         }

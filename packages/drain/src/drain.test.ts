@@ -914,15 +914,15 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
-  /** A drain on a plain http server, and an upload of 3,000 bytes answered 401 after the first 1,000. */
-  async function answeredEarly() {
+  /** A drain on a plain http server, and an upload of `length` bytes answered 401 after the first 1,000. */
+  async function answeredEarly(length = 3_000) {
     const registry = new Registry()
     const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry })
     const server = http.createServer(app(drain))
     const port = await listen(server)
     drain.attach(server)
     const upload = rawConnection(port)
-    upload.socket.write(`POST /reject HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3000\r\n\r\n${'a'.repeat(1_000)}`)
+    upload.socket.write(`POST /reject HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${length}\r\n\r\n${'a'.repeat(1_000)}`)
     await vi.waitFor(() => expect(upload.text()).toContain('401'), { timeout: 5_000 })
     return { registry, drain, upload }
   }
@@ -941,21 +941,22 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
-  /** Writes `chunk` every 100 ms until the connection closes (at most 40 times): a client trickling bytes. */
-  async function trickle(connection: ReturnType<typeof rawConnection>, chunk: string): Promise<number> {
+  /** Writes `chunk` every `every` ms until the connection closes, `times` times at most; resolves with the writes made. */
+  async function trickle(connection: ReturnType<typeof rawConnection>, chunk: string, every: number, times: number): Promise<number> {
     let open = true
     void connection.closed.then(() => (open = false))
     let writes = 0
-    while (open && writes < 40) {
+    while (open && writes < times) {
       connection.socket.write(chunk)
       writes++
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      await new Promise((resolve) => setTimeout(resolve, every))
     }
     return writes
   }
 
-  it('bytes trickled on an idle connection that begin no request (CRLFs, the rest of a body answered early) hold the drain a few lingers, not until gracePeriod', async () => {
-    const { registry, drain, upload } = await answeredEarly()
+  it('blank lines trickled on an idle connection hold the drain a few lingers, not until gracePeriod', async () => {
+    const registry = new Registry()
+    const drain = new Drain({ ...QUIET, gracePeriod: 3_000, registry })
     const server = http.createServer(app(drain))
     const port = await listen(server)
     drain.attach(server)
@@ -963,12 +964,22 @@ describe('servers', () => {
     blank.socket.write('GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
     await vi.waitFor(() => expect(blank.text()).toContain('HTTP/1.1 200'), { timeout: 5_000 })
     const shutdown = drain.shutdown()
-    const [uploadWrites, blankWrites] = await Promise.all([trickle(upload, 'x'.repeat(10)), trickle(blank, '\r\n')])
-    // Before: both still open at gracePeriod (3 s), outcome grace_period_exceeded.
+    const writes = await trickle(blank, '\r\n', 100, 40)
+    // Before: still open at gracePeriod (3 s), outcome grace_period_exceeded.
     expect(await shutdown).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
-    expect(Math.max(uploadWrites, blankWrites)).toBeLessThan(25)
+    expect(writes).toBeLessThan(25)
     const closed = await registry.getSingleMetric('ballast_drain_closed_connections_total')?.get()
-    expect(closed?.values.find(({ labels }) => labels.reason === 'idle')?.value).toBe(2)
+    expect(closed?.values.find(({ labels }) => labels.reason === 'idle')?.value).toBe(1)
+    drain[Symbol.dispose]()
+  })
+
+  it('an upload answered early that keeps arriving through the drain is not cut under its client: closed as idle once it ends', async () => {
+    const { drain, upload } = await answeredEarly(31_000)
+    const shutdown = drain.shutdown()
+    // 30 more kB over ~1.5 s: six lingers' worth, all of it sent.
+    expect(await trickle(upload, 'b'.repeat(1_000), 50, 30)).toBe(30)
+    expect(await shutdown).toMatchObject({ outcome: 'ok', forcedConnections: 0 })
+    await upload.closed
     drain[Symbol.dispose]()
   })
 
@@ -1128,6 +1139,43 @@ describe('servers', () => {
     expect(served).toEqual(['warm', 'warm', 'kept'])
     keptAgent.destroy()
     leftAgent.destroy()
+    drain[Symbol.dispose]()
+  })
+
+  it('held requests released past gracePeriod are cut, also those of a server not attached, none left unanswered', async () => {
+    const drain = new Drain({ ...QUIET, gracePeriod: 300, registry: new Registry() })
+    const application = express()
+    application.use(drain.middleware())
+    application.get('/:name', (req, res) => {
+      // The first released computes past gracePeriod in the releasing callback.
+      if (req.params.name === 'busy') {
+        const until = performance.now() + 400
+        while (performance.now() < until) {}
+      }
+      res.json({ ok: true })
+    })
+    const main = http.createServer(application)
+    const last = http.createServer(application)
+    const side = http.createServer(application) // uses the middleware, never attached
+    drain.attach(main).attach(last)
+    const [mainPort, , sidePort] = await Promise.all([listen(main), listen(last), listen(side)])
+    const agents = [1, 2, 3].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+    const [first, second, third] = agents as [http.Agent, http.Agent, http.Agent]
+    // Accepted just now: the front listener waits for a quiet spell, and requests meanwhile are held.
+    await Promise.all([get(mainPort, '/warm', first), get(sidePort, '/warm', second), get(sidePort, '/warm', third)])
+    const shutdown = drain.shutdown()
+    const busy = get(sidePort, '/busy', second)
+    const other = get(sidePort, '/other', third).then(
+      (response) => response.status,
+      (error: NodeJS.ErrnoException) => error.code,
+    )
+    const settled = await Promise.race([other, new Promise((resolve) => setTimeout(() => resolve('no answer'), 2_000))])
+    // Before: 'no answer' (the release loop stopped at gracePeriod and dropped the rest).
+    expect(settled).toBe('ECONNRESET')
+    await busy.catch(() => undefined)
+    expect((await shutdown).outcome).toBe('grace_period_exceeded')
+    for (const agent of agents) agent.destroy()
+    await new Promise((resolve) => side.close(resolve))
     drain[Symbol.dispose]()
   })
 
