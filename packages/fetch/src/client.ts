@@ -124,6 +124,8 @@ const codeOf = (error: Error): unknown => (error as { code?: unknown }).code
 // the caller's content-length): the caller's mistake, like fetch's own TypeErrors. Not a proxy's
 // refusal (a 407 through a ProxyAgent comes as UND_ERR_INVALID_ARG too): that is a dependency's answer.
 const REFUSED_BEFORE_SENDING = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'])
+// How undici's ProxyAgent reports the proxy's own 407 (with the same code as a request it refused).
+const PROXY_ANSWER = /^Proxy Authentication Required/
 
 function isRefusedBeforeSending(error: unknown): boolean {
   if (!(error instanceof TypeError)) return false
@@ -131,7 +133,7 @@ function isRefusedBeforeSending(error: unknown): boolean {
   // one under 'fetch failed' is a redirect's Location: the server's.
   if (error.message !== 'fetch failed') return error.cause instanceof Error && codeOf(error.cause) === 'ERR_INVALID_URL'
   for (const cause of causes(error)) {
-    if (REFUSED_BEFORE_SENDING.has(codeOf(cause) as string) && !cause.message.startsWith('Proxy')) return true
+    if (REFUSED_BEFORE_SENDING.has(codeOf(cause) as string) && !PROXY_ANSWER.test(cause.message)) return true
   }
   return false
 }

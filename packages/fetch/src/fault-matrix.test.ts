@@ -423,6 +423,24 @@ describe('fault matrix', () => {
     c[Symbol.dispose]()
   })
 
+  it("a proxy-authorization header given per request, which undici refuses, stays the caller's mistake", async () => {
+    let calls = 0
+    const refusal = Object.assign(new Error('Proxy-Authorization should be sent in ProxyAgent constructor'), {
+      code: 'UND_ERR_INVALID_ARG',
+    })
+    const { client: c, registry } = client({
+      fetch: async () => {
+        calls++
+        throw new TypeError('fetch failed', { cause: refusal })
+      },
+    })
+    const before = await series(registry)
+    expect(await c.json('/x', { fallback: () => Response.json({ cached: true }) }).catch((e: unknown) => e)).toBeInstanceOf(TypeError)
+    expect(calls).toBe(1)
+    expect(await deltas(registry, before)).toEqual({ error: 1, ignored: 1 })
+    c[Symbol.dispose]()
+  })
+
   it('a redirect loop: FetchNetworkError after 20 redirects, as fetch gives, and not retried (another try would loop again)', async () => {
     const { client: c, registry } = client()
     const hitsBefore = server.hits('/loop')
