@@ -89,7 +89,11 @@ export interface ShutdownReport {
   readonly durationMs: number
   /** Hooks in the order they ran. */
   readonly hooks: readonly HookReport[]
-  /** Sockets destroyed because the grace period (or a second signal) cut the drain short. */
+  /**
+   * Sockets of the attached servers destroyed because the grace period (or a second
+   * signal) cut the drain short (a server not attached is not followed: its requests
+   * cut at the middleware are not counted).
+   */
   readonly forcedConnections: number
 }
 
