@@ -210,7 +210,9 @@ describe('the demo scenario', () => {
     })
     reportNotJudged(result)
     expect(failedChecks(result), output).toEqual([])
-    expect(result.rows).toBe(result.created)
+    // Every 201 in the store; more only for POSTs answered 504 whose insert finished after the deadline.
+    expect(result.rows).toBeGreaterThanOrEqual(result.created)
+    expect(result.rows - result.created).toBeLessThanOrEqual(result.postsTimedOut)
     expect(result.exitCode).toBe(0)
     expect(result.pids).toHaveLength(2)
     expect(result.pids.filter(alive), 'services left running').toEqual([])
@@ -354,12 +356,14 @@ describe('the demo scenario', () => {
       expect(code, output).toBe(0)
       expect(output).not.toContain('\u001b[')
       expect(output).toMatch(/^\[ *\d+s\] healthy +req\/s=/m)
-      expect(output).toMatch(/✓ rows in the store == 201 answers: (\d+) rows, \1 created/)
+      expect(output).toMatch(/✓ rows in the store == 201 answers: \d+ rows, \d+ created/)
       expect(output).toContain('demo passed')
       const result = JSON.parse(await readFile(join(out, 'timeline.json'), 'utf8')) as ScenarioResult
       reportNotJudged(result)
       expect(result.rows).toBeGreaterThan(100)
-      expect(result.rows).toBe(result.created)
+      // Every 201 in the store; more only for POSTs answered 504 whose insert finished after the deadline.
+      expect(result.rows).toBeGreaterThanOrEqual(result.created)
+      expect(result.rows - result.created).toBeLessThanOrEqual(result.postsTimedOut)
       expect(result.pids.filter(alive), 'services left running').toEqual([])
       for (const port of ports) {
         await expect(fetch(`http://127.0.0.1:${port}/`), `port ${port} still open`).rejects.toThrow()
