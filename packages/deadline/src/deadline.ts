@@ -141,9 +141,9 @@ class AbortSubscription implements Disposable, AbortWatcher {
     unsubscribe(deadline, this)
   }
 }
-// Set in a static block of Deadline: `withDeadline` races and disposes in one step.
 // Set in a static block of Deadline: whether a deadline is of this copy's class.
 let isOwn: (deadline: Deadline) => boolean
+// Set in a static block of Deadline: `withDeadline` races and disposes in one step.
 let raceAndDispose: <T>(deadline: Deadline, work: Work<T>) => Promise<T>
 
 /** Disposes `deadline` once `settled` settles, which settles the same way. */
@@ -377,6 +377,8 @@ export class Deadline implements Disposable {
    * ```ts
    * using lookup = request.child(300)
    * await cache.get(key, { signal: lookup.signal })
+   * // Also ended by the process's shutdown signal, whichever comes first:
+   * using report = request.child(5_000, { signal: shutdown.signal })
    * ```
    */
   child(ms: number, options: DeadlineOptions = {}): Deadline {
@@ -726,7 +728,8 @@ export function withDeadline<T>(
   if (signal === undefined) return raceAndDispose(current === undefined ? Deadline.after(ms) : current.child(ms), work)
   if (current === undefined) return raceAndDispose(Deadline.after(ms, { signal }), work)
   if (isOwn(current)) return raceAndDispose(current.child(ms, { signal }), work)
-  // A deadline of another copy of this package, whose child() may not take a signal: the signal cancels the child.
+  // A deadline of another copy of this package, whose child() may not take a signal: the signal
+  // cancels the child, through a listener of its own (a rare path: one per call, removed at settle).
   const child = current.child(ms)
   const cancel = () => child.cancel(inheritedReason(signal.reason, ms, 'signal'))
   if (signal.aborted) cancel()

@@ -857,17 +857,11 @@ export class Drain implements Disposable {
     // Not inside the server's `connection` callback that closed the listener.
     setImmediate(() => {
       for (const run of held) {
-        // Each may block the loop (a synchronous handler) past gracePeriod: the rest are then
-        // cut (each run checks), not dropped, which would leave a server not attached unanswered.
+        // Each may block the loop (a synchronous handler) past gracePeriod. Read here, the clock
+        // then ends the drain, and each later run cuts its request instead of serving it: none is
+        // dropped, which would leave those of a server not attached unanswered.
         this.#overran()
-        try {
-          run()
-        } catch (error) {
-          // Thrown out of a chain that is not Express's: uncaught, as it would have been, once the rest have run.
-          process.nextTick(() => {
-            throw error
-          })
-        }
+        run()
       }
     })
   }

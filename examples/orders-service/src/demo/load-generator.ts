@@ -11,6 +11,8 @@ export interface Sample {
   /** The answer came from the orders service's cached fallback. */
   readonly fallback: boolean
   readonly retryAfter: boolean
+  /** The id of the order a 201 answered with. */
+  readonly id?: string | undefined
 }
 
 /** Options of {@link LoadGenerator}. */
@@ -81,11 +83,15 @@ export class LoadGenerator {
   }
 
   /** Creates `count` orders one by one (not measured), so GETs have something to read. */
-  async seed(count: number): Promise<void> {
+  /** Creates `count` orders one after the other; resolves with their ids. */
+  async seed(count: number): Promise<string[]> {
+    const ids: string[] = []
     for (let i = 0; i < count; i++) {
       const sample = await this.#send('POST')
-      if (sample.status !== 201) throw new Error(`seeding orders failed with status ${sample.status}`)
+      if (sample.status !== 201 || sample.id === undefined) throw new Error(`seeding orders failed with status ${sample.status}`)
+      ids.push(sample.id)
     }
+    return ids
   }
 
   start(): void {
@@ -137,6 +143,7 @@ export class LoadGenerator {
     let status = 0
     let fallback = false
     let retryAfter = false
+    let created: string | undefined
     try {
       const response = await this.#pool.request({
         method,
@@ -148,7 +155,10 @@ export class LoadGenerator {
       status = response.statusCode
       retryAfter = response.headers['retry-after'] !== undefined
       const body = (await response.body.json().catch(() => undefined)) as { id?: string; stock?: { source?: string } } | undefined
-      if (status === 201 && typeof body?.id === 'string') this.#remember(body.id)
+      if (status === 201 && typeof body?.id === 'string') {
+        created = body.id
+        this.#remember(created)
+      }
       fallback = status === 200 && body?.stock?.source === 'cache'
     } catch {
       status = controller?.signal.aborted === true ? -1 : 0
@@ -157,7 +167,7 @@ export class LoadGenerator {
       this.#inflight--
       if (this.#inflight === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
     }
-    return { at: this.#options.now(), method, status, latencyMs: performance.now() - started, fallback, retryAfter }
+    return { at: this.#options.now(), method, status, latencyMs: performance.now() - started, fallback, retryAfter, id: created }
   }
 
   #remember(id: string): void {

@@ -73,6 +73,8 @@ export interface ScenarioResult {
   readonly created: number
   /** POSTs the deadline answered 504: their insert may still have finished (the client was told the outcome is unknown). */
   readonly postsTimedOut: number
+  /** Orders a 201 acknowledged that the store does not hold: 0, or the drain lost an order. */
+  readonly missing: number
   readonly exitCode: number | null
   readonly startedAtUnix: number
   readonly endedAtUnix: number
@@ -156,7 +158,8 @@ function delta(after: ServiceView, before: ServiceView, state: string): number {
  * Runs the demo: starts the inventory and orders services as child processes,
  * drives them through the phases under a bounded load, checks each phase's
  * expectation, sends SIGTERM under load and checks the drain lost nothing
- * (rows in the store == 201 answers). Always stops what it started.
+ * (every order answered 201 in the store, no other row but for a POST answered 504).
+ * Always stops what it started.
  */
 export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   const write = options.write ?? ((text: string) => process.stdout.write(text))
@@ -238,6 +241,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     const samples: Sample[] = []
     let created = 0
     let postsTimedOut = 0
+    // The ids of every order a 201 acknowledged: each must be in the store at the end.
+    const acknowledged: string[] = []
     generator = new LoadGenerator({
       origin: ordersOrigin,
       rate,
@@ -249,12 +254,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       onSample: (sample) => {
         samples.push(sample)
         if (sample.method === 'POST' && sample.status >= 200 && sample.status < 300) created++
+        if (sample.id !== undefined) acknowledged.push(sample.id)
         if (sample.method === 'POST' && sample.status === 504) postsTimedOut++
       },
     })
     // Orders to read back; each item's stock gets cached on the way.
     const seeds = 20
-    await generator.seed(seeds)
+    acknowledged.push(...(await generator.seed(seeds)))
     created += seeds
     const reader = new MetricsReader(`http://127.0.0.1:${ports.ordersMetrics}/metrics`)
     await reader.read()
@@ -294,6 +300,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     generator.start()
     let exitCode: number | null = null
     let rows = -1
+    let missing = 0
     let inflightAtSigterm = 0
     const drainStates = new Set<string>()
     try {
@@ -427,24 +434,28 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
           checks.push(latencyCheck('zero failed requests', failed === 0, `${failed} failed (${all.s504} × 504)`, maxLoad))
           checks.push(check('orders service exited 0', exitCode === 0, `exit code ${exitCode}`))
           checks.push(check('drain went through draining', drainStates.has('draining'), `seen: ${[...drainStates].join(', ')}`))
-          // The orders service has exited and every answer is in: count what the store kept.
+          // The orders service has exited and every answer is in: look up every order a 201
+          // acknowledged, and count what else the store kept.
           const store = await openOrderStore(storeConfig)
           try {
             rows = await store.count()
+            for (const id of acknowledged) if ((await store.get(id)) === undefined) missing++
           } finally {
             await store.close()
           }
-          // Every order the client was told about exists, and no other, but for a POST the deadline
-          // answered 504 on a stalled machine while its insert went on (a 504 leaves the outcome
-          // unknown to the client; the store takes no signal).
-          const extra = rows - created
+          // No other row either, but for a POST the deadline answered 504 on a stalled machine
+          // while its insert went on (a 504 leaves the outcome unknown to the client; the store
+          // takes no signal).
+          const extra = rows - (acknowledged.length - missing)
           checks.push(
             check(
               'rows in the store == 201 answers',
-              extra === 0 || (extra > 0 && extra <= postsTimedOut),
-              extra === 0
-                ? `${rows} rows, ${created} created`
-                : `${rows} rows, ${created} created (${extra} more: POSTs answered 504 whose insert finished after the deadline, of ${postsTimedOut} answered 504)`,
+              missing === 0 && acknowledged.length === created && (extra === 0 || extra <= postsTimedOut),
+              `${rows} rows, ${created} created` +
+                (missing > 0 ? `, ${missing} answered 201 but missing from the store` : '') +
+                (extra > 0
+                  ? ` (${extra} more: POSTs answered 504 whose insert finished after the deadline, of ${postsTimedOut} answered 504)`
+                  : ''),
             ),
           )
         }
@@ -470,6 +481,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       rows,
       created,
       postsTimedOut,
+      missing,
       exitCode,
       startedAtUnix,
       endedAtUnix,
