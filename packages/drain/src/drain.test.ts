@@ -1179,6 +1179,42 @@ describe('servers', () => {
     drain[Symbol.dispose]()
   })
 
+  it('a held request whose chain throws (plain http, no Express to catch it) does not keep the others from running', async () => {
+    const drain = new Drain({ ...QUIET, registry: new Registry() })
+    const middleware = drain.middleware()
+    const boom = new Error('handler bug')
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) =>
+      middleware(req, res, () => {
+        if (req.url === '/throw') throw boom
+        res.end('ok')
+      })
+    const main = http.createServer(handler)
+    const last = http.createServer(handler)
+    drain.attach(main).attach(last)
+    const [mainPort] = await Promise.all([listen(main), listen(last)])
+    const agents = [1, 2].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+    const [first, second] = agents as [http.Agent, http.Agent]
+    // Accepted just now: the front listener waits for a quiet spell, and requests meanwhile are held.
+    await Promise.all([get(mainPort, '/warm', first), get(mainPort, '/warm', second)])
+    const uncaught: unknown[] = []
+    process.setUncaughtExceptionCaptureCallback((error) => uncaught.push(error))
+    try {
+      const shutdown = drain.shutdown()
+      const throwing = http.get({ host: '127.0.0.1', port: mainPort, path: '/throw', agent: first })
+      throwing.on('error', () => {})
+      const served = get(mainPort, '/ok', second)
+      // Before: the throw ended the release loop, and /ok, held behind it, was never run.
+      expect((await served).body).toBe('ok')
+      await vi.waitFor(() => expect(uncaught).toEqual([boom]), { timeout: 2_000 })
+      throwing.destroy()
+      expect((await shutdown).outcome).toBe('ok')
+    } finally {
+      process.setUncaughtExceptionCaptureCallback(null)
+      for (const agent of agents) agent.destroy()
+      drain[Symbol.dispose]()
+    }
+  })
+
   it("a request held while front listeners close runs in its own async context (the app's AsyncLocalStorage, tracing)", async () => {
     const drain = new Drain({ ...QUIET, registry: new Registry() })
     const storage = new AsyncLocalStorage<string>()

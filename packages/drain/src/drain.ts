@@ -861,7 +861,15 @@ export class Drain implements Disposable {
         // then ends the drain, and each later run cuts its request instead of serving it: none is
         // dropped, which would leave those of a server not attached unanswered.
         this.#overran()
-        run()
+        try {
+          run()
+        } catch (error) {
+          // Thrown by a chain that is not Express's (Express catches its handlers' throws):
+          // uncaught, as it would have been, once the others have run.
+          process.nextTick(() => {
+            throw error
+          })
+        }
       }
     })
   }
