@@ -5,7 +5,15 @@ import { ClientClosedError, Deadline, DeadlineExceededError, encodeTimeout, pars
 import { AttemptScope, type TimeoutReason } from './attempt-scope.js'
 import { backoff, retryAfterMs } from './backoff.js'
 import { coverBody, discard } from './covered-body.js'
-import { FetchBudgetError, FetchInvalidJsonError, FetchNetworkError, FetchStatusError, FetchTimeoutError } from './errors.js'
+import {
+  codeOf,
+  errorChain,
+  FetchBudgetError,
+  FetchInvalidJsonError,
+  FetchNetworkError,
+  FetchStatusError,
+  FetchTimeoutError,
+} from './errors.js'
 import { FetchMetrics, type FetchObserver, type StatusClass, statusClass } from './metrics.js'
 import { type ClientOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { isRedirect, MAX_REDIRECTS, networkError, nextHop } from './redirects.js'
@@ -109,17 +117,6 @@ function isNetworkError(error: unknown): boolean {
   return error.message === 'fetch failed' || error.message === 'terminated' || error.cause !== undefined
 }
 
-/** The errors `error` wraps, outermost first, a few levels deep (fetch's TypeError, undici's, the socket's). */
-function* causes(error: unknown): Generator<Error> {
-  let current = error instanceof Error ? error.cause : undefined
-  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
-    yield current
-    current = current.cause
-  }
-}
-
-const codeOf = (error: Error): unknown => (error as { code?: unknown }).code
-
 // What undici would not send as given (a header it forbids, `expect`, a body longer or shorter than
 // the caller's content-length): the caller's mistake, like fetch's own TypeErrors. Not a proxy's
 // refusal (a 407 through a ProxyAgent comes as UND_ERR_INVALID_ARG too): that is a dependency's answer.
@@ -132,7 +129,7 @@ function isRefusedBeforeSending(error: unknown): boolean {
   // A URL the request itself carries that does not parse (a referrer) fails before fetch starts;
   // one under 'fetch failed' is a redirect's Location: the server's.
   if (error.message !== 'fetch failed') return error.cause instanceof Error && codeOf(error.cause) === 'ERR_INVALID_URL'
-  for (const cause of causes(error)) {
+  for (const cause of errorChain(error)) {
     if (REFUSED_BEFORE_SENDING.has(codeOf(cause) as string) && !PROXY_ANSWER.test(cause.message)) return true
   }
   return false
@@ -148,7 +145,7 @@ function isPermanentFailure(error: unknown): boolean {
   // The platform fetch's failures come wrapped in a FetchNetworkError; an injected fetch's own
   // error (node-fetch's FetchError) may carry the code itself.
   if (!(error instanceof Error) || (error instanceof BallastError && !(error instanceof FetchNetworkError))) return false
-  for (const each of [error, ...causes(error)]) {
+  for (const each of errorChain(error)) {
     const code = codeOf(each)
     if ((typeof code === 'string' && PERMANENT_CODE.test(code)) || each.message === 'redirect count exceeded') return true
   }

@@ -92,15 +92,25 @@ export class FetchNetworkError extends BallastError {
 }
 
 function networkDetail(cause: unknown): string {
-  let current: unknown = cause
   const parts: string[] = []
-  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
-    const code = (current as { code?: unknown }).code
-    parts.push(typeof code === 'string' ? code : current.message)
-    current = current.cause
+  for (const error of errorChain(cause)) {
+    const code = codeOf(error)
+    parts.push(typeof code === 'string' ? code : error.message)
   }
   return parts.join(': ')
 }
+
+/** `value` and the errors it wraps (`cause`), outermost first, four at most (ours, fetch's TypeError, undici's, the socket's). Internal. */
+export function* errorChain(value: unknown): Generator<Error> {
+  let current = value
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    yield current
+    current = current.cause
+  }
+}
+
+/** An error's `code` (Node's and undici's errors carry one). Internal. */
+export const codeOf = (error: Error): unknown => (error as { code?: unknown }).code
 
 /**
  * `json()` got a response that is not 2xx. `upstreamStatus` is what the
